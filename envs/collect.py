@@ -1,0 +1,181 @@
+"""Collect scripted-expert demonstrations into one HDF5 file (see ``hdf5_format``).
+
+    python -m envs.collect --env robosuite/Lift --episodes 100 --out data/robosuite_Lift.hdf5
+
+Crash-safe and resumable: each successful episode is written to its own shard
+(``<out>.parts/demo_<seed>.hdf5``, written to a temp name then renamed), and the final
+file is assembled from the shards at the end (again temp + rename). An interrupted run
+picks up the finished shards; a finished file with fewer demos than asked is extended.
+Only successful episodes are kept. Executed actions get Gaussian noise on xyz
+(``--noise``) while the clean expert action is stored, so the data covers recoveries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from envs.errors import EnvUserError
+from envs.experts import Transition, rollout_expert
+from envs.hdf5_format import demo_keys, write_demo, write_file_attrs
+from envs.registry import make
+
+MAX_ATTEMPTS_PER_DEMO = 3  # give up after this many expert failures per requested demo
+
+
+def _shard_dir(out: Path) -> Path:
+    return out.with_name(out.name + ".parts")
+
+
+def _atomic_h5(path: Path):
+    """Open ``path``'s temp sibling for writing; the caller renames it when done."""
+    tmp = path.with_name(path.name + ".tmp")
+    return tmp, h5py.File(tmp, "w")
+
+
+def _existing_demos(out: Path, env_name: str) -> list[tuple[Path, str, int]]:
+    """(file, group, seed) of demos already in ``out`` and its shard folder."""
+    found: list[tuple[Path, str, int]] = []
+    if out.exists():
+        try:
+            with h5py.File(out, "r") as f:
+                data = f["data"]
+                if data.attrs.get("env_name") != env_name:
+                    raise EnvUserError(f"{out} holds demos of {data.attrs.get('env_name')!r}, not {env_name!r}; choose another --out")
+                found += [(out, k, int(data[k].attrs["seed"])) for k in demo_keys(data)]
+        except (OSError, KeyError) as err:
+            raise EnvUserError(f"{out} is not a readable demonstration file ({err}); move it away or choose another --out") from None
+    shards = _shard_dir(out)
+    if shards.is_dir():
+        for shard in sorted(shards.glob("demo_*.hdf5")):
+            found.append((shard, "data/demo_0", int(shard.stem.split("_")[1])))
+    return found
+
+
+def collect_one(env: Any, seed: int, action_noise: float) -> dict[str, list[Any]] | None:
+    """One expert episode's per-step records, or None if the expert failed."""
+    steps: dict[str, list[Any]] = {"obs": [], "actions": [], "rewards": [], "dones": [], "states": []}
+
+    def record(transition: Transition) -> None:
+        steps["obs"].append(transition.obs)
+        steps["states"].append(transition.sim_state)
+        steps["actions"].append(transition.action)
+        steps["rewards"].append(transition.reward)
+        steps["dones"].append(transition.done)
+
+    success, _ = rollout_expert(env, seed, action_noise=action_noise, on_step=record)
+    return steps if success else None
+
+
+def collect(
+    env_name: str,
+    episodes: int,
+    out: Path,
+    env_kwargs: dict[str, Any] | None = None,
+    action_noise: float = 0.1,
+    seed: int = 0,
+    progress: bool = True,
+) -> Path:
+    """Collect ``episodes`` successful demos of ``env_name`` into ``out``; returns ``out``."""
+    if episodes < 1:
+        raise EnvUserError(f"episodes={episodes} must be >= 1")
+    if action_noise < 0:
+        raise EnvUserError(f"noise={action_noise} must be >= 0")
+    env_kwargs = dict(env_kwargs or {})
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = _existing_demos(out, env_name)
+    if len(done) >= episodes and not _shard_dir(out).exists():
+        return out
+    env = make(env_name, **env_kwargs)
+    cameras = tuple(env.unwrapped.cameras)
+    shards = _shard_dir(out)
+    shards.mkdir(exist_ok=True)
+    used_seeds = {s for _, _, s in done}
+    next_seed = max(used_seeds | {seed - 1}) + 1
+    attempts = 0
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("[bold]collect[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("expert success {task.fields[rate]}"), TimeRemainingColumn())
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        task = bar.add_task(env_name, total=episodes, completed=min(len(done), episodes), rate="-")
+        failures = 0
+        try:
+            while len(done) < episodes:
+                if attempts >= MAX_ATTEMPTS_PER_DEMO * episodes:
+                    raise EnvUserError(f"the expert for {env_name} failed {failures} of {attempts} episodes; not enough demos")
+                steps = collect_one(env, next_seed, action_noise)
+                attempts += 1
+                if steps is None:
+                    failures += 1
+                else:
+                    shard = shards / f"demo_{next_seed}.hdf5"
+                    tmp, handle = _atomic_h5(shard)
+                    with handle:
+                        write_demo(handle.create_group("data/demo_0"), steps, cameras, next_seed)
+                    os.replace(tmp, shard)
+                    done.append((shard, "data/demo_0", next_seed))
+                next_seed += 1
+                bar.update(task, completed=len(done), rate=f"{(attempts - failures) / attempts:.0%}")
+        finally:
+            env.close()
+    collector = {"episodes": episodes, "action_noise": action_noise, "seed": seed}
+    _assemble(out, done, env_name, env_kwargs, env.unwrapped.instruction, collector)
+    shutil.rmtree(shards)
+    return out
+
+
+def _assemble(out: Path, demos: list[tuple[Path, str, int]], env_name: str, env_kwargs: dict, instruction: str, collector: dict) -> None:
+    """Copy every demo (sorted by seed) into a fresh ``out`` (temp file, then rename)."""
+    tmp, handle = _atomic_h5(out)
+    with handle:
+        data = handle.create_group("data")
+        write_file_attrs(data, env_name, env_kwargs, instruction, collector)
+        total = 0
+        for index, (path, group, _) in enumerate(sorted(demos, key=lambda d: d[2])):
+            with h5py.File(path, "r") as source:
+                source.copy(source[group], data, name=f"demo_{index}")
+            total += int(data[f"demo_{index}"].attrs["num_samples"])
+        data.attrs["total"] = total
+    os.replace(tmp, out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Collect scripted-expert demonstrations into LIBERO-format HDF5.")
+    parser.add_argument("--env", default="robosuite/Lift", help="registered env name (see envs.names())")
+    parser.add_argument("--episodes", type=int, default=100, help="successful demonstrations to keep")
+    parser.add_argument("--out", type=Path, default=None, help="output file (default data/<env>.hdf5)")
+    parser.add_argument("--cameras", default="agentview,robot0_eye_in_hand", help="comma-separated camera names")
+    parser.add_argument("--image-size", type=int, default=128, help="image side in pixels")
+    parser.add_argument("--render-quality", default="fast", help="fast or full")
+    parser.add_argument("--noise", type=float, default=0.1, help="std of noise on executed xyz actions")
+    parser.add_argument("--seed", type=int, default=0, help="first episode seed")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    args = parser.parse_args(argv)
+    out = args.out or Path("data") / f"{args.env.replace('/', '_')}.hdf5"
+    env_kwargs = {"cameras": args.cameras.split(","), "image_size": args.image_size, "render_quality": args.render_quality}
+    try:
+        path = collect(args.env, args.episodes, out, env_kwargs, args.noise, args.seed)
+    except EnvUserError as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    with h5py.File(path, "r") as f:
+        data = f["data"]
+        print(json.dumps({"file": str(path), "demos": len(demo_keys(data)), "samples": int(data.attrs["total"]),
+                          "megabytes": round(path.stat().st_size / 2**20, 1)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

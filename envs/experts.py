@@ -1,0 +1,210 @@
+"""Scripted experts that solve the tasks from privileged simulator state.
+
+One pick-and-place state machine serves every task; a per-task ``ExpertSpec`` says
+where to grasp, where to carry the object and how high to release it. Experts read
+``env.unwrapped.privileged_state()`` (positions in metres, world frame) and output the
+env's native OSC_POSE action ``[7]``: delta xyz (1.0 = 5 cm), zero rotation, gripper.
+
+``run_episode(env_name, seed, **env_kwargs) -> bool`` is the same loop the collector uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from envs.errors import unknown_name
+
+OPEN, CLOSE = -1.0, 1.0
+POSITION_GAIN = 10.0  # action units per metre of position error (0.1 m error -> full speed)
+YAW_GAIN = 2.0  # action units per radian of gripper yaw error (1.0 = 0.5 rad per step)
+REACHED_M = 0.012  # distance counted as "at the waypoint"
+PHASE_TIMEOUT_STEPS = 60  # a phase that has not converged by then moves on
+
+
+@dataclass(frozen=True)
+class ExpertSpec:
+    """Geometry of one task for the pick-and-place state machine (metres).
+
+    grasp_offset: grasp point relative to the pick body's origin.
+    place_offset: release point relative to ``place_pos`` (None: lift only, by ``lift_height``).
+    carry_height: clearance above the release point while carrying.
+    """
+
+    grasp_offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    place_offset: tuple[float, float, float] | None = None
+    lift_height: float = 0.15
+    carry_height: float = 0.10
+    gripper_steps: int = 12
+    align_yaw: bool = True
+
+
+EXPERT_SPECS: dict[str, ExpertSpec] = {
+    "Lift": ExpertSpec(),
+    "Stack": ExpertSpec(place_offset=(0.0, 0.0, 0.055), carry_height=0.06),
+    "PickPlaceCan": ExpertSpec(
+        grasp_offset=(0.0, 0.0, 0.01), place_offset=(0.0, 0.0, 0.12), lift_height=0.2, align_yaw=False
+    ),
+}
+
+
+class PickPlaceExpert:
+    """Waypoint state machine: approach, descend, grasp, lift, carry, lower, release.
+
+    Call ``reset()`` at the start of an episode and ``act(state) -> action [7]`` each step,
+    where ``state`` is ``privileged_state()`` of the env.
+    """
+
+    PHASES = ("approach", "descend", "grasp", "lift", "carry", "lower", "release", "retreat")
+
+    def __init__(self, spec: ExpertSpec):
+        self.spec = spec
+        self.reset()
+
+    def reset(self) -> None:
+        self.phase = "approach"
+        self.phase_steps = 0
+        self.grasp_pos: np.ndarray | None = None
+        self.grasp_axis: np.ndarray | None = None
+
+    def _choose_grasp_axis(self, state: dict[str, Any]) -> np.ndarray:
+        """Finger axis ``[2]`` along one of the pick object's faces.
+
+        Of the two face-aligned axes, take the one most perpendicular to the direction
+        of the place object (so an open finger never sweeps into it), or for lift-only
+        tasks the one closest to the current axis (least rotation).
+        """
+        yaw = state["pick_yaw"]
+        candidates = [np.array([np.cos(yaw + a), np.sin(yaw + a)]) for a in (0.0, np.pi / 2)]
+        if state["place_pos"] is not None and self.spec.place_offset is not None:
+            towards = state["place_pos"][:2] - state["pick_pos"][:2]
+            towards = towards / max(float(np.linalg.norm(towards)), 1e-6)
+            return min(candidates, key=lambda axis: abs(float(axis @ towards)))
+        return max(candidates, key=lambda axis: abs(float(axis @ state["eef_finger_axis"])))
+
+    def _yaw_command(self, state: dict[str, Any]) -> float:
+        """Rotation command about world z turning the fingers onto the grasp axis."""
+        if not self.spec.align_yaw or self.phase not in ("approach", "descend"):
+            return 0.0
+        if self.grasp_axis is None:
+            self.grasp_axis = self._choose_grasp_axis(state)
+        current = state["eef_finger_axis"]
+        cross = current[0] * self.grasp_axis[1] - current[1] * self.grasp_axis[0]
+        error = np.arctan2(cross, float(current @ self.grasp_axis))
+        error = (error + np.pi / 2) % np.pi - np.pi / 2  # the finger axis is symmetric under pi
+        return float(np.clip(YAW_GAIN * error, -1.0, 1.0))
+
+    def _advance(self, phase: str) -> None:
+        self.phase, self.phase_steps = phase, 0
+
+    def _targets(self, state: dict[str, Any]) -> tuple[np.ndarray, float]:
+        """Waypoint ``[3]`` (metres) and gripper command for the current phase."""
+        spec = self.spec
+        grasp = state["pick_pos"] + np.array(spec.grasp_offset)
+        up = np.array([0.0, 0.0, 1.0])
+        if spec.place_offset is None or state["place_pos"] is None:
+            release = None
+        else:
+            release = state["place_pos"] + np.array(spec.place_offset)
+        if self.phase == "approach":
+            return grasp + up * 0.08, OPEN
+        if self.phase == "descend":
+            return grasp, OPEN
+        if self.phase == "grasp":
+            return self.grasp_pos, CLOSE
+        if self.phase == "lift":
+            return self.grasp_pos + up * spec.lift_height, CLOSE
+        if self.phase == "carry":
+            return release + up * spec.carry_height, CLOSE
+        if self.phase == "lower":
+            return release, CLOSE
+        if self.phase == "release":
+            return release, OPEN
+        return (release if release is not None else self.grasp_pos) + up * 0.1, OPEN
+
+    def act(self, state: dict[str, Any]) -> np.ndarray:
+        """The action ``[7]`` for this step; advances the phase when a waypoint is reached."""
+        if self.phase == "grasp" and self.grasp_pos is None:
+            self.grasp_pos = state["eef_pos"].copy()
+        target, gripper = self._targets(state)
+        yaw_command = self._yaw_command(state)
+        error = target - state["eef_pos"]
+        reached = np.linalg.norm(error) < REACHED_M
+        self.phase_steps += 1
+        timed_out = self.phase_steps >= PHASE_TIMEOUT_STEPS
+        place_task = self.spec.place_offset is not None and state["place_pos"] is not None
+        if self.phase in ("approach", "descend", "carry", "lower") and (reached or timed_out):
+            following = {"approach": "descend", "descend": "grasp", "carry": "lower", "lower": "release"}
+            self._advance(following[self.phase])
+        elif self.phase in ("grasp", "release") and self.phase_steps >= self.spec.gripper_steps:
+            self._advance("lift" if self.phase == "grasp" else "retreat")
+        elif self.phase == "lift" and (reached or timed_out) and place_task:
+            self._advance("carry")
+        action = np.zeros(7, dtype=np.float32)
+        action[:3] = np.clip(POSITION_GAIN * error, -1.0, 1.0)
+        action[5] = yaw_command
+        action[6] = gripper
+        return action
+
+
+def make_expert(task: str) -> PickPlaceExpert:
+    """The scripted expert for ``task`` (a key of ``EXPERT_SPECS``)."""
+    if task not in EXPERT_SPECS:
+        raise unknown_name("expert task", task, EXPERT_SPECS)
+    return PickPlaceExpert(EXPERT_SPECS[task])
+
+
+@dataclass
+class Transition:
+    """One expert step: the observation and MuJoCo state ``[S]`` the action was chosen in,
+    the clean expert action ``[7]``, and what the env returned."""
+
+    obs: dict
+    sim_state: np.ndarray
+    action: np.ndarray
+    reward: float
+    done: bool
+    info: dict
+
+
+def rollout_expert(
+    env: Any,
+    seed: int,
+    action_noise: float = 0.0,
+    on_step: Callable[[Transition], None] | None = None,
+) -> tuple[bool, int]:
+    """Run one seeded episode with the expert; returns (success, steps).
+
+    ``action_noise``: std of Gaussian noise added to the executed xyz command (the
+    recorded label stays the clean expert action). ``on_step`` sees each ``Transition``.
+    """
+    expert = make_expert(env.unwrapped.task)
+    noise_rng = np.random.default_rng(seed)
+    obs, info = env.reset(seed=seed)
+    success, steps = False, 0
+    while True:
+        sim_state = np.array(env.unwrapped.sim.get_state().flatten()) if on_step is not None else None
+        clean_action = expert.act(env.unwrapped.privileged_state())
+        executed = clean_action.copy()
+        executed[:3] = np.clip(executed[:3] + noise_rng.normal(0.0, action_noise, 3), -1.0, 1.0)
+        next_obs, reward, terminated, truncated, info = env.step(executed)
+        steps += 1
+        success = success or bool(info["success"])
+        if on_step is not None:
+            on_step(Transition(obs, sim_state, clean_action, float(reward), terminated or truncated, info))
+        obs = next_obs
+        if terminated or truncated:
+            return success, steps
+
+
+def run_episode(env_name: str, seed: int, **env_kwargs: Any) -> bool:
+    """Build ``env_name``, run one seeded expert episode, close the env; return success."""
+    from envs.registry import make
+
+    env = make(env_name, **env_kwargs)
+    try:
+        return rollout_expert(env, seed)[0]
+    finally:
+        env.close()

@@ -1,0 +1,108 @@
+"""The Gymnasium robosuite envs on the real simulator: spec, seeding, errors, rendering."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import envs
+from envs import rendering
+from envs.errors import EnvUserError
+from envs.robosuite_env import PROPRIO_DIM, TASKS
+from tests.conftest import SMALL_ENV
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_env_passes_gymnasium_checker(task):
+    env = envs.make(f"robosuite/{task}", **SMALL_ENV)
+    try:
+        check_env(env, skip_render_check=True)
+        obs, info = env.reset(seed=0)
+        assert set(obs["images"]) == set(SMALL_ENV["cameras"])
+        for image in obs["images"].values():
+            assert image.shape == (32, 32, 3) and image.dtype == np.uint8
+        assert obs["proprio"].shape == (PROPRIO_DIM,) and obs["proprio"].dtype == np.float32
+        assert info == {"success": False, "task": task, "instruction": TASKS[task].instruction}
+        _, _, _, _, info = env.step(env.action_space.sample())
+        assert set(info) == {"success", "task", "instruction"}
+    finally:
+        env.close()
+
+
+def test_seeded_reset_reproduces_the_scene():
+    env = envs.make("robosuite/Lift", **SMALL_ENV)
+    try:
+        first, _ = env.reset(seed=7)
+        other, _ = env.reset(seed=8)
+        again, _ = env.reset(seed=7)
+        frame = first["images"]["agentview"]
+        assert np.array_equal(frame, again["images"]["agentview"])
+        assert not np.array_equal(frame, other["images"]["agentview"])
+        assert np.array_equal(first["proprio"], again["proprio"])
+    finally:
+        env.close()
+
+
+def test_images_are_right_side_up():
+    """The table (bright, near the robot) fills the bottom of agentview; the top is the far wall."""
+    env = envs.make("robosuite/Lift", cameras=["agentview"], image_size=64)
+    try:
+        obs, _ = env.reset(seed=0)
+        image = obs["images"]["agentview"].astype(np.float32)
+        assert image[40:].mean() > image[:8].mean()
+    finally:
+        env.close()
+
+
+def test_fast_render_quality_differs_from_full():
+    frames = {}
+    for quality in ("fast", "full"):
+        env = envs.make("robosuite/Lift", cameras=["agentview"], image_size=64, render_quality=quality)
+        frames[quality] = env.reset(seed=0)[0]["images"]["agentview"]
+        env.close()
+    assert not np.array_equal(frames["fast"], frames["full"])
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, expected",
+    [
+        ("robosuite/Lfit", {}, "unknown env 'robosuite/Lfit' (did you mean 'robosuite/Lift'?)"),
+        ("robosuite/Lift", {"cameras": ["agentvew"]}, "unknown camera 'agentvew'"),
+        ("robosuite/Lift", {"image_size": 4}, "image_size=4 is out of range"),
+        ("robosuite/Lift", {"image_size": 100000}, "image_size=100000 is out of range"),
+        ("robosuite/Lift", {"render_quality": "ultra"}, "unknown render_quality 'ultra'"),
+    ],
+)
+def test_bad_input_is_one_clear_line(name, kwargs, expected):
+    with pytest.raises(EnvUserError) as caught:
+        envs.make(name, **kwargs)
+    message = str(caught.value)
+    assert expected in message and "\n" not in message and "valid" in message
+
+
+def test_register_a_user_wrapper():
+    def factory(**kwargs):
+        return envs.make("robosuite/Lift", **kwargs)
+
+    envs.register("mylab/Lift", factory)
+    assert "mylab/Lift" in envs.names()
+    with pytest.raises(ValueError):
+        envs.register("mylab/Lift", factory)
+    env = envs.make("mylab/Lift", **SMALL_ENV)
+    env.close()
+
+
+def test_gl_backend_choice_and_missing_library_message(monkeypatch):
+    monkeypatch.delenv("MUJOCO_GL", raising=False)
+    assert rendering._backend_works("egl") or rendering._backend_works("osmesa")
+    assert not rendering._backend_works("no-such-backend")
+    monkeypatch.setattr(rendering, "_backend_works", lambda backend: False)
+    with pytest.raises(EnvUserError) as caught:
+        rendering.ensure_gl_backend()
+    assert "libegl1" in str(caught.value) and "libosmesa6" in str(caught.value)
+
+
+def test_user_set_backend_is_kept(monkeypatch):
+    monkeypatch.setenv("MUJOCO_GL", "osmesa")
+    assert rendering.ensure_gl_backend() == "osmesa"
