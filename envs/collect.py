@@ -50,7 +50,7 @@ def _existing_demos(out: Path, env_name: str) -> list[tuple[Path, str, int]]:
                 data = f["data"]
                 if data.attrs.get("env_name") != env_name:
                     raise EnvUserError(f"{out} holds demos of {data.attrs.get('env_name')!r}, not {env_name!r}; choose another --out")
-                found += [(out, k, int(data[k].attrs["seed"])) for k in demo_keys(data)]
+                found += [(out, f"data/{k}", int(data[k].attrs["seed"])) for k in demo_keys(data)]
         except (OSError, KeyError) as err:
             raise EnvUserError(f"{out} is not a readable demonstration file ({err}); move it away or choose another --out") from None
     shards = _shard_dir(out)
