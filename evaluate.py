@@ -1,0 +1,64 @@
+"""Evaluate a checkpoint online, clean and under OOD perturbations.
+
+    python evaluate.py [--ckpt PATH] [--episodes 50] [--ood lighting,distractors] [key=value ...]
+
+Defaults: the last checkpoint of the run in ``output_dir`` (the default run unless
+overridden), clean only. ``--ood`` is a comma list; ``+`` combines perturbations
+(``lighting+distractors``). ``key=value`` overrides apply to the checkpoint's config
+(e.g. ``env.render_quality=full``). Results go to ``<output_dir>/eval/<checkpoint>/``;
+re-running the same command resumes.
+"""
+
+import argparse
+from pathlib import Path
+
+from gridslab.errors import run_cli
+
+
+def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ckpt", help="checkpoint path (default: <output_dir>/checkpoints/last.ckpt)")
+    parser.add_argument("--episodes", type=int, help="episodes per condition (default eval.episodes)")
+    parser.add_argument("--ood", help="comma list of perturbations, '+' combines (default: clean only)")
+    parser.add_argument("--severity", type=float, help="perturbation severity in [0, 1]")
+    parser.add_argument("--workers", type=int, help="vector-env worker processes (default: CPU cores)")
+    parser.add_argument("--video-episodes", type=int, help="MP4s per condition")
+    parser.add_argument("--out", help="evaluation directory (default <output_dir>/eval/<checkpoint stem>)")
+    return parser.parse_known_args(argv)
+
+
+RESULT_NEUTRAL = ("eval.episodes=", "eval.ood=", "eval.severity=", "eval.workers=", "eval.video_episodes=",
+                  "output_dir=", "conf=")
+
+
+def run_name(stem: str, overrides: list[str]) -> str:
+    """Evaluation folder name: the checkpoint stem plus any override that changes episodes."""
+    changing = sorted(o for o in overrides if not o.startswith(RESULT_NEUTRAL))
+    suffix = "__".join(o.replace("/", "-").replace("=", "-") for o in changing)
+    return f"{stem}__{suffix}" if suffix else stem
+
+
+def main(argv: list[str]) -> int:
+    args, overrides = parse(argv)
+    from gridslab.checkpoint import load_policy
+    from gridslab.config import load_config, print_config
+    from gridslab.online_eval import evaluate_policy
+
+    for flag, key in (("episodes", "eval.episodes"), ("ood", "eval.ood"), ("severity", "eval.severity"),
+                      ("workers", "eval.workers"), ("video_episodes", "eval.video_episodes")):
+        if getattr(args, flag) is not None:
+            overrides.append(f"{key}={getattr(args, flag)}")
+    ckpt = args.ckpt
+    if ckpt is None:
+        run_cfg = load_config([o for o in overrides if o.startswith(("conf=", "output_dir="))])
+        ckpt = str(Path(run_cfg.output_dir) / "checkpoints" / "last.ckpt")
+    policy, cfg, _ = load_policy(ckpt, [o for o in overrides if not o.startswith("conf=")])
+    print_config(cfg)
+    out_dir = Path(args.out) if args.out else Path(cfg.output_dir) / "eval" / run_name(Path(ckpt).stem, overrides)
+    evaluate_policy(policy, cfg, out_dir, checkpoint=ckpt)
+    print(f"results: {out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

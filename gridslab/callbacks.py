@@ -1,0 +1,32 @@
+"""Periodic online-rollout validation during training (off unless eval.every_n_epochs > 0)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+from gridslab.online_eval import evaluate_policy
+
+
+class OnlineEvalCallback(L.Callback):
+    """Every ``eval.every_n_epochs`` epochs, roll out the EMA policy for
+    ``eval.callback_episodes`` clean episodes and log ``online/success_rate``."""
+
+    def __init__(self, cfg: DictConfig):
+        self.cfg = cfg
+        self.every = cfg.eval.every_n_epochs
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        if self.every <= 0 or trainer.sanity_checking or epoch % self.every or trainer.global_rank != 0:
+            return
+        cfg = OmegaConf.merge(self.cfg, {"eval": {"episodes": self.cfg.eval.callback_episodes, "ood": "", "video_episodes": 0}})
+        out_dir = Path(self.cfg.output_dir) / "eval" / f"online_epoch{epoch:03d}"
+        policy = module.eval_policy
+        was_training = policy.training
+        rows = evaluate_policy(policy, cfg, out_dir, checkpoint=f"epoch{epoch}", progress=False)
+        policy.train(was_training)
+        clean = next(r for r in rows if r["perturbation"] == "clean")
+        module.log("online/success_rate", clean["success_rate"], rank_zero_only=True)

@@ -1,0 +1,236 @@
+"""Experiment configs: ``conf/<name>.yaml`` + ``defaults:`` groups + CLI overrides, validated.
+
+    python train.py conf=robosuite_lift compressor=grids compressor.k=4 trainer.max_epochs=20
+
+* ``conf=NAME`` picks the experiment file ``conf/NAME.yaml``.
+* ``GROUP=OPTION`` (policy, compressor, budget, data, trainer, optim, eval) swaps in
+  ``conf/GROUP/OPTION.yaml``.
+* ``a.b=value`` is an OmegaConf dotlist override.
+
+The composed config is validated against typed dataclass schemas kept next to the code
+they configure (lerobot-style); compressor and budget nodes are validated against the
+schema their registry entry names. Every mistake is one ``UserError`` line naming the key
+or value and the nearest valid choices. Plain OmegaConf: no interpolation resolvers, no
+``_target_`` imports, so a config can never run code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from gridslab.errors import UserError, nearest, unknown
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+GROUPS = ("policy", "compressor", "budget", "data", "trainer", "optim", "eval")
+DEFAULT_EXPERIMENT = "robosuite_lift"
+
+
+@dataclass
+class EnvConfig:
+    """Which env to collect demos in and evaluate on, and how it renders.
+
+    name: registered env name (``envs.names()``); cameras: rendered cameras;
+    image_size: pixels; render_quality: "fast" | "full" (same for data and evaluation);
+    max_steps: episode limit in env steps (0 = the task's own).
+    """
+
+    name: str = "robosuite/Lift"
+    cameras: list[str] = field(default_factory=lambda: ["agentview", "robot0_eye_in_hand"])
+    image_size: int = 84
+    render_quality: str = "fast"
+    max_steps: int = 0
+
+
+def env_kwargs(env: Any) -> dict[str, Any]:
+    """Keyword arguments for ``envs.make(env.name, **kwargs)`` from an ``EnvConfig`` node."""
+    kwargs: dict[str, Any] = {"cameras": list(env.cameras), "image_size": int(env.image_size),
+                              "render_quality": str(env.render_quality)}
+    if env.max_steps:
+        kwargs["max_steps"] = int(env.max_steps)
+    return kwargs
+
+
+def _schema() -> type:
+    """The top-level schema, built from the dataclasses that live beside each module."""
+    from gridslab.datamodule import DataConfig
+    from gridslab.evaluation import EvalConfig
+    from gridslab.module import OptimConfig, TrainerConfig
+    from gridslab.policy.config import PolicyConfig
+
+    @dataclass
+    class ExperimentConfig:
+        """One run. output_dir: logs, checkpoints, results; resume: "", "auto" or a ckpt path."""
+
+        experiment: str = DEFAULT_EXPERIMENT
+        seed: int = 0
+        output_dir: str = "runs/default"
+        resume: str = ""
+        env: EnvConfig = field(default_factory=EnvConfig)
+        policy: PolicyConfig = field(default_factory=PolicyConfig)
+        compressor: dict[str, Any] = field(default_factory=lambda: {"name": "grids", "k": 4})
+        budget: dict[str, Any] = field(default_factory=lambda: {"name": "fixed"})
+        data: DataConfig = field(default_factory=DataConfig)
+        trainer: TrainerConfig = field(default_factory=TrainerConfig)
+        optim: OptimConfig = field(default_factory=OptimConfig)
+        eval: EvalConfig = field(default_factory=EvalConfig)
+
+    return ExperimentConfig
+
+
+def _options(directory: Path) -> list[str]:
+    return sorted(p.stem for p in directory.glob("*.yaml"))
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise UserError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(loaded, dict):
+        raise UserError(f"{path} must hold a mapping of keys, not {type(loaded).__name__}")
+    return loaded
+
+
+def _group_node(group: str, option: str) -> dict[str, Any]:
+    path = CONF_DIR / group / f"{option}.yaml"
+    if not path.exists():
+        raise unknown(f"{group} option", option, _options(CONF_DIR / group))
+    return _read_yaml(path)
+
+
+def split_overrides(args: list[str]) -> tuple[str | None, dict[str, str], list[str]]:
+    """Sort CLI words into (experiment name, {group: option}, dotlist overrides)."""
+    experiment, groups, dotlist = None, {}, []
+    for arg in args:
+        if "=" not in arg:
+            raise UserError(f"cannot parse {arg!r}: overrides look like key=value (e.g. compressor.k=8)")
+        key, value = arg.split("=", 1)
+        if key == "conf":
+            experiment = value
+        elif key in GROUPS:
+            groups[key] = value
+        else:
+            dotlist.append(arg)
+    return experiment, groups, dotlist
+
+
+def compose(experiment: str, groups: dict[str, str] | None = None) -> DictConfig:
+    """Load ``conf/<experiment>.yaml`` and its ``defaults:`` groups (CLI group choices win)."""
+    path = CONF_DIR / f"{experiment}.yaml"
+    if not path.exists():
+        raise unknown("conf", experiment, _options(CONF_DIR))
+    raw = _read_yaml(path)
+    chosen: dict[str, str] = {}
+    for entry in raw.pop("defaults", []) or []:
+        if not isinstance(entry, dict) or len(entry) != 1:
+            raise UserError(f"{path}: each defaults entry is one 'group: option' pair, got {entry!r}")
+        (group, option), = entry.items()
+        if group not in GROUPS:
+            raise unknown("config group", group, GROUPS)
+        chosen[group] = str(option)
+    chosen.update(groups or {})
+    composed = OmegaConf.create({"experiment": experiment})
+    for group, option in chosen.items():
+        composed = OmegaConf.merge(composed, {group: _group_node(group, option)})
+    return OmegaConf.merge(composed, raw)
+
+
+def _schema_fields(node: Any) -> list[str]:
+    return list(node.keys()) if isinstance(node, DictConfig) else []
+
+
+def _explain(err: OmegaConfBaseException, cfg: DictConfig | None) -> UserError:
+    """Turn an OmegaConf key/type error into one line with the key and the valid choices."""
+    full_key = str(getattr(err, "full_key", "") or getattr(err, "key", "") or "")
+    parent_key, _, leaf = full_key.rpartition(".")
+    if isinstance(err, ConfigKeyError):
+        parent = OmegaConf.select(cfg, parent_key) if (cfg is not None and parent_key) else cfg
+        valid = _schema_fields(parent)
+        close = nearest(leaf, valid)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        return UserError(f"unknown config key {full_key!r}{hint}; valid keys{' of ' + parent_key if parent_key else ''}: {', '.join(valid)}")
+    message = str(err).splitlines()[0]
+    return UserError(f"wrong type for {full_key}: {message}")
+
+
+def _validate_registered(cfg: DictConfig) -> None:
+    """Validate the compressor and budget nodes against their registered schemas."""
+    from gridslab.budget import BUDGETS
+    from gridslab.compress import COMPRESSORS
+
+    for key, registry in (("compressor", COMPRESSORS), ("budget", BUDGETS)):
+        node = OmegaConf.create(OmegaConf.to_container(cfg[key]))
+        typed = registry.config(node, where=key)
+        with _unlocked(cfg):
+            cfg[key] = OmegaConf.to_container(typed)
+
+
+class _unlocked:
+    """Temporarily lift struct mode on ``cfg``."""
+
+    def __init__(self, cfg: DictConfig):
+        self.cfg = cfg
+
+    def __enter__(self) -> DictConfig:
+        OmegaConf.set_struct(self.cfg, False)
+        return self.cfg
+
+    def __exit__(self, *exc: Any) -> None:
+        OmegaConf.set_struct(self.cfg, True)
+
+
+def load_config(args: list[str] | None = None, base: DictConfig | None = None) -> DictConfig:
+    """Compose, override and validate a config from CLI words.
+
+    ``base``: a resolved config to start from instead of a conf file (e.g. the one stored
+    in a checkpoint); group words and dotlist overrides still apply on top.
+    """
+    experiment, groups, dotlist = split_overrides(list(args or []))
+    schema = OmegaConf.structured(_schema())
+    if base is not None:
+        composed = OmegaConf.create(OmegaConf.to_container(base))
+        for group, option in groups.items():
+            composed = OmegaConf.merge(composed, {group: None})
+            composed[group] = _group_node(group, option)
+    else:
+        composed = compose(experiment or DEFAULT_EXPERIMENT, groups)
+    try:
+        cfg = OmegaConf.merge(schema, composed)
+        OmegaConf.set_struct(cfg, True)
+        for override in dotlist:
+            key, value = override.split("=", 1)
+            if key.split(".")[0] in ("compressor", "budget"):
+                with _unlocked(cfg):
+                    OmegaConf.update(cfg, key, yaml.safe_load(value) if value else value, merge=True)
+            else:
+                cfg.merge_with_dotlist([override])
+    except (ConfigKeyError, ValidationError) as err:
+        raise _explain(err, OmegaConf.structured(_schema())) from None
+    except OmegaConfBaseException as err:
+        raise UserError(f"bad config override: {str(err).splitlines()[0]}") from None
+    _validate_registered(cfg)
+    return cfg
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    """The resolved config as YAML text (what is saved with every run and checkpoint)."""
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def to_plain(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as plain dicts/lists/scalars (safe to store in a checkpoint)."""
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def print_config(cfg: DictConfig) -> None:
+    """Pretty-print the resolved config (rich syntax-highlighted YAML)."""
+    from rich.console import Console
+    from rich.syntax import Syntax
+
+    Console(stderr=True).print(Syntax(to_yaml(cfg), "yaml", theme="ansi_dark", background_color="default"))

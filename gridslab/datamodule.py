@@ -1,0 +1,258 @@
+"""LightningDataModule over LIBERO/robomimic-format HDF5 demonstrations.
+
+Samples are one time step ``t`` of one demo:
+    images:           {camera: uint8 [H, W, 3]}
+    proprio:          float32 [D]        raw units (the policy normalises)
+    instruction_ids:  long [T], instruction_mask: bool [T]
+    actions:          float32 [H, A]     normalised chunk a[t : t+H] (padded with the last action)
+    action_mask:      bool [H]           False on padding past the episode end
+    instruction:      str
+Normalisation statistics (mean/std of actions and proprio over the training demos) are
+computed once in ``setup`` and handed to the policy, which stores them in its checkpoint.
+Demos are split into train/val by demo, never by step. The default dataset is collected
+by the scripted expert in ``prepare_data`` when it is missing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from envs.hdf5_format import CAMERA_ALIASES, IMAGE_SUFFIX, demo_keys
+from gridslab.errors import UserError
+from gridslab.policy.language import tokenize
+
+STD_FLOOR = 1e-2  # keeps near-constant dimensions (e.g. unused rotation) from blowing up
+
+
+@dataclass
+class DataConfig:
+    """Where demos come from and how they are batched.
+
+    paths: HDF5 files ([] = the default file for ``env``, collected if missing, under ``root``);
+    episodes: demos to use (and to collect); collect_noise: std of the expert's executed
+    xyz noise when collecting; val_fraction: share of demos held out for validation;
+    batch_size: per device; num_workers: DataLoader workers; shift_pixels: random-shift
+    augmentation amplitude in pixels (0 = off).
+    """
+
+    root: str = "data"
+    paths: list[str] = field(default_factory=list)
+    episodes: int = 100
+    collect_noise: float = 0.1
+    val_fraction: float = 0.1
+    batch_size: int = 64
+    num_workers: int = 0
+    shift_pixels: int = 4
+
+
+def default_dataset_path(root: str, env_cfg: Any) -> Path:
+    """``<root>/<env name>_<size>px.hdf5`` for the experiment's env settings."""
+    return Path(root) / f"{env_cfg.name.replace('/', '_')}_{env_cfg.image_size}px.hdf5"
+
+
+@dataclass
+class Demo:
+    """One demonstration held in memory. images: {camera: uint8 [T, H, W, 3]}."""
+
+    images: dict[str, np.ndarray]
+    proprio: np.ndarray  # float32 [T, D]
+    actions: np.ndarray  # float32 [T, A]
+    instruction: str
+
+
+def _read_instruction(data: h5py.Group) -> str:
+    if "instruction" in data.attrs:
+        return str(data.attrs["instruction"])
+    if "problem_info" in data.attrs:  # real LIBERO files
+        return str(json.loads(data.attrs["problem_info"])["language_instruction"]).strip('"')
+    raise UserError("dataset has no instruction (attrs 'instruction' or 'problem_info')")
+
+
+def _image_key(obs: h5py.Group, camera: str, path: Path) -> str:
+    for name in (camera, CAMERA_ALIASES.get(camera, camera)):
+        if f"{name}{IMAGE_SUFFIX}" in obs:
+            return f"{name}{IMAGE_SUFFIX}"
+    found = sorted(k[: -len(IMAGE_SUFFIX)] for k in obs.keys() if k.endswith(IMAGE_SUFFIX))
+    raise UserError(f"{path} has no images for camera {camera!r}; cameras in the file: {', '.join(found)}")
+
+
+def _read_proprio(obs: h5py.Group, path: Path) -> np.ndarray:
+    if "proprio" in obs:
+        return obs["proprio"][:].astype(np.float32)
+    if "ee_states" in obs and "gripper_states" in obs:  # real LIBERO files
+        return np.concatenate([obs["ee_states"][:], obs["gripper_states"][:]], axis=1).astype(np.float32)
+    raise UserError(f"{path} has no proprio (obs/proprio or obs/ee_states + obs/gripper_states)")
+
+
+def load_demos(paths: list[Path], cameras: list[str], limit: int) -> list[Demo]:
+    """Read up to ``limit`` demos from ``paths`` into memory; bad files fail with one line."""
+    demos: list[Demo] = []
+    for path in paths:
+        if not path.exists():
+            raise UserError(f"missing dataset {path}; collect it with: python -m envs.collect --out {path}")
+        try:
+            with h5py.File(path, "r") as f:
+                if "data" not in f:
+                    raise UserError(f"{path} is not a demonstration file: no 'data' group (keys: {', '.join(f.keys()) or 'none'})")
+                data = f["data"]
+                instruction = _read_instruction(data)
+                keys = demo_keys(data)
+                if not keys:
+                    raise UserError(f"{path} holds no demos (no data/demo_<i> groups)")
+                for key in keys:
+                    if len(demos) >= limit:
+                        break
+                    demo = data[key]
+                    for needed in ("obs", "actions"):
+                        if needed not in demo:
+                            raise UserError(f"{path}:{key} lacks '{needed}'; expected obs/<camera>_rgb, obs/proprio, actions")
+                    obs = demo["obs"]
+                    images = {camera: obs[_image_key(obs, camera, path)][:] for camera in cameras}
+                    demos.append(Demo(images, _read_proprio(obs, path), demo["actions"][:].astype(np.float32), instruction))
+        except OSError as err:
+            raise UserError(f"{path} is not a readable HDF5 file ({str(err).splitlines()[0]})") from None
+        if len(demos) >= limit:
+            break
+    return demos
+
+
+def normalization_stats(demos: list[Demo]) -> dict[str, np.ndarray]:
+    """Per-dimension mean/std of actions ``[A]`` and proprio ``[D]`` over ``demos``."""
+    actions = np.concatenate([d.actions for d in demos])
+    proprio = np.concatenate([d.proprio for d in demos])
+    return {
+        "action_mean": actions.mean(0), "action_std": np.maximum(actions.std(0), STD_FLOOR),
+        "proprio_mean": proprio.mean(0), "proprio_std": np.maximum(proprio.std(0), STD_FLOOR),
+    }
+
+
+class ChunkDataset(Dataset):
+    """Every (demo, t) with the action chunk ``a[t : t+chunk]`` (see module docstring)."""
+
+    def __init__(self, demos: list[Demo], chunk: int, stats: dict[str, np.ndarray], max_text_tokens: int):
+        self.demos = demos
+        self.chunk = chunk
+        self.index = [(d, t) for d, demo in enumerate(demos) for t in range(len(demo.actions))]
+        self.action_mean = stats["action_mean"].astype(np.float32)
+        self.action_std = stats["action_std"].astype(np.float32)
+        instructions = sorted({d.instruction for d in demos})
+        ids, mask = tokenize(instructions, max_text_tokens)
+        self.tokens = {text: (ids[i], mask[i]) for i, text in enumerate(instructions)}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, item: int) -> dict[str, Any]:
+        d, t = self.index[item]
+        demo = self.demos[d]
+        steps = len(demo.actions)
+        window = np.minimum(np.arange(t, t + self.chunk), steps - 1)
+        actions = (demo.actions[window] - self.action_mean) / self.action_std
+        ids, mask = self.tokens[demo.instruction]
+        return {
+            "images": {camera: torch.from_numpy(frames[t]) for camera, frames in demo.images.items()},
+            "proprio": torch.from_numpy(demo.proprio[t]),
+            "instruction_ids": ids,
+            "instruction_mask": mask,
+            "instruction": demo.instruction,
+            "actions": torch.from_numpy(actions.astype(np.float32)),
+            "action_mask": torch.from_numpy(np.arange(t, t + self.chunk) < steps),
+        }
+
+
+def random_shift(images: torch.Tensor, pixels: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """DrQ-style augmentation: pad by ``pixels`` (edge replicate), crop back at a random offset.
+
+    images: uint8 ``[B, H, W, 3]`` -> uint8 ``[B, H, W, 3]``, a different shift per sample.
+    """
+    if pixels <= 0:
+        return images
+    batch, height, width, _ = images.shape
+    padded = torch.nn.functional.pad(images.permute(0, 3, 1, 2).float(), (pixels,) * 4, mode="replicate")
+    offsets = torch.randint(0, 2 * pixels + 1, (batch, 2), generator=generator, device="cpu").tolist()
+    crops = [padded[b, :, dy : dy + height, dx : dx + width] for b, (dy, dx) in enumerate(offsets)]
+    return torch.stack(crops).permute(0, 2, 3, 1).to(torch.uint8)
+
+
+class DemoDataModule(L.LightningDataModule):
+    """Demos -> train/val loaders of ``ChunkDataset`` samples, with stats for the policy."""
+
+    def __init__(self, data: DataConfig, env: Any, chunk: int, max_text_tokens: int, seed: int = 0):
+        super().__init__()
+        self.cfg = data
+        self.env_cfg = env
+        self.chunk = chunk
+        self.max_text_tokens = max_text_tokens
+        self.seed = seed
+        self.stats: dict[str, np.ndarray] | None = None
+        self.train_set: ChunkDataset | None = None
+        self.val_set: ChunkDataset | None = None
+
+    @property
+    def paths(self) -> list[Path]:
+        if self.cfg.paths:
+            return [Path(p) for p in self.cfg.paths]
+        return [default_dataset_path(self.cfg.root, self.env_cfg)]
+
+    def prepare_data(self) -> None:
+        """Collect the default dataset with the scripted expert if it is missing (rank 0)."""
+        if self.cfg.paths:
+            return
+        from envs.collect import collect
+        from gridslab.config import env_kwargs
+
+        collect(self.env_cfg.name, self.cfg.episodes, self.paths[0], env_kwargs(self.env_cfg),
+                action_noise=self.cfg.collect_noise, seed=0)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        if self.cfg.episodes < 1:
+            raise UserError(f"data.episodes={self.cfg.episodes} must be >= 1")
+        demos = load_demos(self.paths, list(self.env_cfg.cameras), self.cfg.episodes)
+        order = np.random.default_rng(self.seed).permutation(len(demos))
+        n_val = int(round(len(demos) * self.cfg.val_fraction)) if len(demos) > 1 else 0
+        n_val = max(n_val, 1) if (self.cfg.val_fraction > 0 and len(demos) > 1) else n_val
+        val = [demos[i] for i in order[:n_val]]
+        train = [demos[i] for i in order[n_val:]]
+        self.stats = normalization_stats(train)
+        self.train_set = ChunkDataset(train, self.chunk, self.stats, self.max_text_tokens)
+        self.val_set = ChunkDataset(val or train, self.chunk, self.stats, self.max_text_tokens)
+
+    @property
+    def proprio_dim(self) -> int:
+        return int(self.train_set.demos[0].proprio.shape[1])
+
+    @property
+    def action_dim(self) -> int:
+        return int(self.train_set.demos[0].actions.shape[1])
+
+    @property
+    def instructions(self) -> list[str]:
+        return sorted({d.instruction for d in self.train_set.demos})
+
+    def _loader(self, dataset: ChunkDataset, shuffle: bool) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(dataset, batch_size=self.cfg.batch_size, shuffle=shuffle, drop_last=shuffle and len(dataset) > self.cfg.batch_size,
+                          num_workers=self.cfg.num_workers, persistent_workers=self.cfg.num_workers > 0, generator=generator)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        """Random-shift augmentation of every camera, training batches only."""
+        if self.trainer is not None and self.trainer.training and self.cfg.shift_pixels > 0:
+            batch["images"] = {camera: random_shift(frames, self.cfg.shift_pixels) for camera, frames in batch["images"].items()}
+        return batch

@@ -1,0 +1,131 @@
+"""Success tables from per-episode rollout records: Wilson 95% CIs, drop vs clean.
+
+A record is one finished episode (see ``rollout.EpisodeRecord``). A condition is a
+(task, perturbation, severity) triple; ``summarize`` groups records by condition and
+writes ``summary.json`` / ``summary.csv`` with stable ordering and rounding, so the same
+seeds give byte-identical files. Wall-clock figures (policy latency, episode seconds) vary
+run to run, so they live in the printed table and ``timing.json``, not in the summary.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+Z_95 = 1.959963984540054
+
+
+@dataclass
+class EvalConfig:
+    """Online evaluation settings.
+
+    episodes: episodes per condition; ood: comma list of perturbation specs evaluated
+    besides "clean" (``+`` combines, e.g. "lighting,lighting+distractors"); severity: in
+    [0, 1]; seed: first episode seed (episode i uses seed + i; keep it apart from the
+    collection seeds 0..N); workers: vector-env processes (0 = CPU cores);
+    video_episodes: MP4s saved for the first E episodes of each condition;
+    every_n_epochs / callback_episodes: online evaluation during training (0 = off).
+    """
+
+    episodes: int = 50
+    ood: str = ""
+    severity: float = 0.5
+    seed: int = 100000
+    workers: int = 0
+    max_steps: int = 0
+    video_episodes: int = 2
+    every_n_epochs: int = 0
+    callback_episodes: int = 10
+
+
+def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion; (0, 1) when ``n == 0``."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denominator = 1 + z**2 / n
+    centre = (p + z**2 / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def condition_key(record: dict[str, Any]) -> tuple[str, str, float]:
+    return record["task"], record["perturbation"], float(record["severity"])
+
+
+def summarize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per condition, sorted by (task, perturbation with clean first, severity)."""
+    groups: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
+    for record in records:
+        groups.setdefault(condition_key(record), []).append(record)
+    clean_rate = {task: sum(r["success"] for r in rs) / len(rs) for (task, pert, _), rs in groups.items() if pert == "clean"}
+    rows = []
+    for (task, perturbation, severity), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] != "clean", kv[0][1], kv[0][2])):
+        n = len(group)
+        successes = sum(bool(r["success"]) for r in group)
+        low, high = wilson_interval(successes, n)
+        rate = successes / n
+        rows.append({
+            "task": task,
+            "perturbation": perturbation,
+            "severity": severity,
+            "episodes": n,
+            "successes": successes,
+            "success_rate": round(rate, 4),
+            "ci95_low": round(low, 4),
+            "ci95_high": round(high, 4),
+            "drop_vs_clean": round(clean_rate[task] - rate, 4) if task in clean_rate else None,
+            "mean_steps": round(sum(r["steps"] for r in group) / n, 2),
+            "tokens_per_image": round(sum(r["tokens_per_image"] for r in group) / n, 3),
+            "errors": sum(1 for r in group if r.get("error")),
+        })
+    return rows
+
+
+def timing(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Mean policy latency per env step (ms) and episode wall time (s), per condition."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        groups.setdefault(f"{record['task']}|{record['perturbation']}|{record['severity']}", []).append(record)
+    return {key: {"policy_ms_per_step": sum(r["policy_ms_per_step"] for r in rs) / len(rs),
+                  "episode_seconds": sum(r["wall_s"] for r in rs) / len(rs)} for key, rs in sorted(groups.items())}
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_summary(out_dir: Path, rows: list[dict[str, Any]], meta: dict[str, Any], timings: dict[str, Any]) -> None:
+    """summary.json (rows + meta), summary.csv (rows) and timing.json, each written atomically."""
+    _atomic_write(out_dir / "summary.json", json.dumps({"conditions": rows, **meta}, indent=2, sort_keys=True) + "\n")
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    _atomic_write(out_dir / "summary.csv", buffer.getvalue())
+    _atomic_write(out_dir / "timing.json", json.dumps(timings, indent=2, sort_keys=True) + "\n")
+
+
+def render_table(rows: list[dict[str, Any]], timings: dict[str, Any], title: str) -> Any:
+    """A rich Table: success with 95% CI, drop vs clean, length, latency, tokens."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("task", "perturbation", "sev.", "success (95% CI)", "drop vs clean", "mean steps", "policy ms/step", "tokens/image", "errors"):
+        table.add_column(column, justify="left" if column in ("task", "perturbation") else "right")
+    for row in rows:
+        latency = timings.get(f"{row['task']}|{row['perturbation']}|{row['severity']}", {}).get("policy_ms_per_step", float("nan"))
+        drop = "-" if row["drop_vs_clean"] is None or row["perturbation"] == "clean" else f"{row['drop_vs_clean']:+.0%}"
+        table.add_row(row["task"], row["perturbation"], f"{row['severity']:g}",
+                      f"{row['successes']}/{row['episodes']} = {row['success_rate']:.0%} [{row['ci95_low']:.0%}, {row['ci95_high']:.0%}]",
+                      drop, f"{row['mean_steps']:.0f}", f"{latency:.1f}", f"{row['tokens_per_image']:g}", str(row["errors"]))
+    return table

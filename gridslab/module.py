@@ -1,0 +1,179 @@
+"""``VLAModule``: the VLA as a LightningModule (loss, optimiser, EMA, logging).
+
+Training minimises the policy's L1 action-chunk loss on normalised actions. Logged to
+TensorBoard: train/val loss, learning rate, visual tokens per camera, validation action
+L1 per dimension (env units), and an image grid of input frames with the compressor's
+sampled coordinates drawn on them (every ``image_every_n_steps`` and at each validation).
+The checkpoint holds the resolved config and the normalisation statistics (policy buffers).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torchmetrics import MeanAbsoluteError
+
+from gridslab.budget import build_budget
+from gridslab.policy.config import as_policy_config
+from gridslab.policy.vla import VLA
+from gridslab.viz import draw_points, tile
+
+IMAGES_PER_GRID = 8
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warm-up then cosine decay to ``lr * min_lr_ratio``.
+
+    lr: peak learning rate for the per-device batch (see README for the DDP scaling rule);
+    warmup_steps: optimiser steps; grad_clip: max gradient L2 norm (0 = off);
+    ema_decay: exponential moving average of weights used for validation/evaluation (0 = off).
+    """
+
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+    ema_decay: float = 0.995
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning Trainer settings. devices/strategy/num_nodes select DDP (see README);
+    threads: torch CPU threads per process (0 = leave torch's default);
+    image_every_n_steps: how often the coordinate image grid is logged."""
+
+    max_epochs: int = 30
+    max_steps: int = -1
+    accelerator: str = "auto"
+    devices: int = 1
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "32-true"
+    log_every_n_steps: int = 20
+    image_every_n_steps: int = 500
+    check_val_every_n_epoch: int = 1
+    limit_train_batches: float = 1.0
+    limit_val_batches: float = 1.0
+    threads: int = 0
+    deterministic: bool = False
+    progress_bar: bool = True
+
+
+def build_policy(config: dict[str, Any], proprio_dim: int, action_dim: int) -> VLA:
+    """The VLA described by a resolved experiment config (plain dict)."""
+    return VLA(as_policy_config(config["policy"]), config["compressor"], list(config["env"]["cameras"]), proprio_dim, action_dim)
+
+
+class VLAModule(L.LightningModule):
+    """Trains a ``VLA``. ``config``: the resolved experiment config as plain data."""
+
+    def __init__(self, config: dict[str, Any], proprio_dim: int, action_dim: int, instructions: list[str],
+                 stats: dict[str, Any] | None = None):
+        super().__init__()
+        self.save_hyperparameters(ignore=["stats"])
+        self.config = config
+        self.policy = build_policy(config, proprio_dim, action_dim)
+        if stats is not None:
+            self.policy.set_normalization(stats)
+        self.budget = build_budget(config["budget"], self.policy.max_tokens_per_image())
+        if hasattr(self.budget, "check_tasks"):
+            self.budget.check_tasks(instructions)
+        optim = config["optim"]
+        self.ema = None
+        if optim["ema_decay"] > 0:
+            self.ema = AveragedModel(self.policy, multi_avg_fn=get_ema_multi_avg_fn(optim["ema_decay"]), use_buffers=True)
+            self.ema.requires_grad_(False)
+        self.val_l1 = MeanAbsoluteError(num_outputs=action_dim)
+
+    @property
+    def eval_policy(self) -> VLA:
+        """The weights used for validation and rollouts (EMA when enabled)."""
+        return self.ema.module if self.ema is not None else self.policy
+
+    def _with_budget(self, batch: dict[str, Any]) -> dict[str, Any]:
+        k = self.budget.k_for(list(batch["instruction"]), device=self.device)
+        if k is not None:
+            batch = {**batch, "k": k}
+        return batch
+
+    def _log_tokens(self, outputs: dict[str, Any], stage: str) -> None:
+        for camera, tokens in outputs["tokens"].items():
+            self.log(f"{stage}/tokens/{camera}", tokens.mask.float().sum(1).mean(), on_step=stage == "train", on_epoch=stage != "train")
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        batch = self._with_budget(batch)
+        loss, outputs = self.policy.loss(batch)
+        batch_size = batch["proprio"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        self._log_tokens(outputs, "train")
+        every = self.config["trainer"]["image_every_n_steps"]
+        if every > 0 and self.global_step % every == 0:
+            self._log_coordinate_images(batch, outputs, "train")
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.ema is not None:
+            self.ema.update_parameters(self.policy)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        batch = self._with_budget(batch)
+        loss, outputs = self.eval_policy.loss(batch)
+        batch_size = batch["proprio"].shape[0]
+        self.log("val/loss", loss, prog_bar=True, batch_size=batch_size, sync_dist=True)
+        self._log_tokens(outputs, "val")
+        valid = batch["action_mask"]
+        predicted = self.eval_policy.denormalize_actions(outputs["actions"])[valid]
+        target = self.eval_policy.denormalize_actions(batch["actions"])[valid]
+        self.val_l1.update(predicted, target)
+        if batch_idx == 0:
+            self._log_coordinate_images(batch, outputs, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        per_dim = self.val_l1.compute()
+        self.val_l1.reset()
+        for dim, value in enumerate(per_dim):
+            self.log(f"val/action_l1/dim{dim}", value, sync_dist=True)
+        self.log("val/action_l1", per_dim.mean(), sync_dist=True)
+
+    def _log_coordinate_images(self, batch: dict[str, Any], outputs: dict[str, Any], stage: str) -> None:
+        """Frames with sampled coordinates drawn, one grid per camera, to TensorBoard."""
+        if self.logger is None or not hasattr(self.logger.experiment, "add_image") or self.global_rank != 0:
+            return
+        for camera, tokens in outputs["tokens"].items():
+            frames = batch["images"][camera][:IMAGES_PER_GRID].cpu().numpy()
+            coords = tokens.coords[:IMAGES_PER_GRID].detach().float().cpu().numpy()
+            mask = tokens.mask[:IMAGES_PER_GRID].cpu().numpy()
+            drawn = [draw_points(f, c, m) for f, c, m in zip(frames, coords, mask)]
+            grid = tile(drawn, columns=min(4, len(drawn)))
+            self.logger.experiment.add_image(f"{stage}/coords/{camera}", grid, self.global_step, dataformats="HWC")
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optim = self.config["optim"]
+        optimizer = torch.optim.AdamW(self.policy.parameters(), lr=optim["lr"], weight_decay=optim["weight_decay"],
+                                      betas=tuple(optim["betas"]))
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        warmup = min(int(optim["warmup_steps"]), max(total // 10, 1))
+        floor = float(optim["min_lr_ratio"])
+
+        def lr_factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def stats_to_plain(stats: dict[str, np.ndarray]) -> dict[str, list[float]]:
+    """Normalisation statistics as lists (plain data for configs and JSON)."""
+    return {key: np.asarray(value, dtype=np.float64).tolist() for key, value in stats.items()}

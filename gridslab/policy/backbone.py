@@ -1,0 +1,114 @@
+"""Pre-LN transformer blocks and the policy backbone built on them.
+
+``TransformerBlock`` (also used by the vision and language encoders) is a plain
+batch-first pre-LN block with a key-padding mask; it avoids ``nn.TransformerEncoder``'s
+fast path, whose nested-tensor handling of masks differs between train and eval.
+
+``Backbone`` runs over the sequence
+
+    [instruction tokens (T), visual tokens of camera 1 (K1) + camera embedding, ...,
+     one proprio token, H learned action queries]
+
+and returns the H action-query outputs ``[B, H, D]``. Token roles are marked by learned
+type/camera embeddings, never by sequence index, and padded slots (text padding,
+compressor slots beyond a sample's budget) are excluded as attention keys, so a sample's
+output does not depend on how much padding its batch carries.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gridslab.compress.base import Tokens
+from gridslab.policy.config import BackboneConfig
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over ``[B, N, C]`` with an optional key-padding mask."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, key_mask: Tensor | None = None) -> Tensor:
+        """x: ``[B, N, C]``; key_mask: ``[B, N]`` bool, True on keys that may be attended.
+
+        A row with no valid key attends to all keys (its output is padding anyway), which
+        keeps every value finite.
+        """
+        batch, length, dim = x.shape
+        qkv = self.qkv(x).view(batch, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        attn_mask = None
+        if key_mask is not None:
+            key_mask = key_mask | ~key_mask.any(dim=1, keepdim=True)
+            attn_mask = key_mask[:, None, None, :]
+        attended = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=attn_mask)
+        return self.proj(attended.transpose(1, 2).reshape(batch, length, dim))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-LN block: ``x + attn(LN(x))``, then ``x + MLP(LN(x))`` (GELU), on ``[B, N, C]``."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float):
+        super().__init__()
+        hidden = int(dim * mlp_ratio)
+        self.attn_norm = nn.LayerNorm(dim)
+        self.attn = SelfAttention(dim, heads)
+        self.mlp_norm = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: Tensor, key_mask: Tensor | None = None) -> Tensor:
+        """x: ``[B, N, C]``; key_mask: ``[B, N]`` bool (True = real token) or None."""
+        x = x + self.attn(self.attn_norm(x), key_mask)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class Backbone(nn.Module):
+    """Transformer fusing instruction, visual tokens and proprio into action-query features.
+
+    text_dim / vision_dim: widths of the incoming text and visual tokens (projected to D);
+    num_cameras: visual token groups, each with its own learned embedding;
+    proprio_dim: raw proprio width (already normalised by the caller); chunk: H queries.
+    """
+
+    def __init__(self, cfg: BackboneConfig, text_dim: int, vision_dim: int, num_cameras: int,
+                 proprio_dim: int, chunk: int):
+        super().__init__()
+        dim = cfg.dim
+        self.text_proj = nn.Linear(text_dim, dim)
+        self.vision_proj = nn.Linear(vision_dim, dim)
+        self.proprio_proj = nn.Linear(proprio_dim, dim)
+        self.text_type = nn.Parameter(torch.zeros(1, 1, dim))
+        self.camera_embed = nn.Parameter(torch.zeros(num_cameras, dim))
+        self.action_queries = nn.Parameter(torch.zeros(1, chunk, dim))
+        for embedding in (self.text_type, self.camera_embed, self.action_queries):
+            nn.init.trunc_normal_(embedding, std=0.02)
+        self.blocks = nn.ModuleList(TransformerBlock(dim, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, text: Tensor, text_mask: Tensor, visual: list[Tokens], proprio: Tensor) -> Tensor:
+        """Action-query features ``[B, H, D]``.
+
+        text: ``[B, T, text_dim]``, text_mask: ``[B, T]`` bool; visual: one ``Tokens``
+        (tokens ``[B, K_i, vision_dim]``, mask ``[B, K_i]``) per camera, in camera order;
+        proprio: ``[B, P]`` normalised.
+        """
+        batch = proprio.shape[0]
+        always = torch.ones(batch, 1, dtype=torch.bool, device=proprio.device)
+        queries = self.action_queries.expand(batch, -1, -1)
+        parts = [self.text_proj(text) + self.text_type]
+        masks = [text_mask]
+        for camera_index, camera_tokens in enumerate(visual):
+            parts.append(self.vision_proj(camera_tokens.tokens) + self.camera_embed[camera_index])
+            masks.append(camera_tokens.mask)
+        parts += [self.proprio_proj(proprio)[:, None, :], queries]
+        masks += [always, always.expand(batch, queries.shape[1])]
+        sequence = torch.cat(parts, dim=1)
+        key_mask = torch.cat(masks, dim=1)
+        for block in self.blocks:
+            sequence = block(sequence, key_mask)
+        return self.norm(sequence[:, -queries.shape[1]:])

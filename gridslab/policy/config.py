@@ -1,0 +1,159 @@
+"""Typed configuration of the VLA policy (lerobot-style: config beside the model code).
+
+One dataclass per component; ``PolicyConfig`` nests them. Modules read their config once
+in ``__init__`` and keep plain attributes, so no config lookups happen in forward passes.
+Defaults train at >= 250 samples/s on a 2-core CPU (batch 64, two 84 px cameras, GridS K=4).
+``__post_init__`` checks cross-field constraints and raises a one-line ``UserError``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from gridslab.errors import UserError
+from gridslab.registry import validate
+
+STEMS = ("conv", "patchify")
+
+
+@dataclass
+class VisionConfig:
+    """ViT image encoder, one per camera.
+
+    image_size: input side in pixels (frames of another size are resized to it);
+    patch_size: pixels per patch side (84 / 12 -> a 7 x 7 patch grid);
+    stem: "conv" (strided 3x3-style convs with GroupNorm + GELU, then a 1x1 conv; trains
+    from scratch on small datasets) or "patchify" (one conv with kernel = stride = patch);
+    dim: token width C; depth: transformer blocks; heads: attention heads;
+    mlp_ratio: MLP hidden width / dim;
+    compress_after: the compressor runs after this many blocks (0 = right after the stem,
+    depth = after the encoder); later blocks run on the K compressed tokens only;
+    shared: one encoder (and compressor) for all cameras instead of one per camera.
+    """
+
+    image_size: int = 84
+    patch_size: int = 12
+    stem: str = "conv"
+    dim: int = 128
+    depth: int = 2
+    heads: int = 4
+    mlp_ratio: float = 2.0
+    compress_after: int = 2
+    shared: bool = False
+
+    def __post_init__(self) -> None:
+        if self.stem not in STEMS:
+            raise UserError(f"policy.vision.stem must be one of {', '.join(STEMS)}, got {self.stem!r}")
+        if self.image_size % self.patch_size:
+            raise UserError(f"policy.vision.image_size ({self.image_size}) must be a multiple of "
+                            f"policy.vision.patch_size ({self.patch_size})")
+        if not 0 <= self.compress_after <= self.depth:
+            raise UserError(f"policy.vision.compress_after must be in [0, depth={self.depth}], "
+                            f"got {self.compress_after}")
+        _check_heads("policy.vision", self.dim, self.heads)
+
+    @property
+    def grid_size(self) -> int:
+        """Patches per image side (image_size / patch_size)."""
+        return self.image_size // self.patch_size
+
+
+@dataclass
+class LanguageConfig:
+    """Word-level hashed tokenizer + small transformer instruction encoder.
+
+    vocab_size: hash buckets (id 0 is padding); max_len: tokens kept per instruction;
+    dim: embedding width; depth: transformer layers; heads; mlp_ratio.
+    """
+
+    vocab_size: int = 4096
+    max_len: int = 16
+    dim: int = 128
+    depth: int = 1
+    heads: int = 4
+    mlp_ratio: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.vocab_size < 2:
+            raise UserError(f"policy.language.vocab_size must be >= 2 (id 0 is padding), got {self.vocab_size}")
+        _check_heads("policy.language", self.dim, self.heads)
+
+
+@dataclass
+class BackboneConfig:
+    """Pre-LN transformer over [instruction, visual tokens per camera, proprio, action queries].
+
+    dim: width D; depth: blocks; heads; mlp_ratio.
+    """
+
+    dim: int = 128
+    depth: int = 2
+    heads: int = 4
+    mlp_ratio: float = 2.0
+
+    def __post_init__(self) -> None:
+        _check_heads("policy.backbone", self.dim, self.heads)
+
+
+@dataclass
+class HeadConfig:
+    """Action head. name: registered head (``gridslab.policy.heads.HEADS``), e.g. "l1"."""
+
+    name: str = "l1"
+
+
+@dataclass
+class PolicyConfig:
+    """The whole policy.
+
+    chunk: actions predicted per inference (H);
+    replan_every: steps of a chunk executed before predicting again (0 = the whole chunk);
+    use ``replan_steps`` for the effective value.
+    """
+
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    language: LanguageConfig = field(default_factory=LanguageConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    chunk: int = 8
+    replan_every: int = 0
+
+    def __post_init__(self) -> None:
+        for part in dataclasses.fields(self):
+            value = getattr(self, part.name)
+            if isinstance(value, (dict, DictConfig)):
+                setattr(self, part.name, _SECTIONS[part.name](**dict(value)))
+        if self.chunk < 1:
+            raise UserError(f"policy.chunk must be >= 1, got {self.chunk}")
+        if not 0 <= self.replan_every <= self.chunk:
+            raise UserError(f"policy.replan_every must be in [0, chunk={self.chunk}] (0 = chunk), "
+                            f"got {self.replan_every}")
+
+    @property
+    def replan_steps(self) -> int:
+        """Env steps executed from each predicted chunk before predicting again."""
+        return self.replan_every or self.chunk
+
+
+_SECTIONS: dict[str, type] = {"vision": VisionConfig, "language": LanguageConfig,
+                              "backbone": BackboneConfig, "head": HeadConfig}
+
+
+def _check_heads(where: str, dim: int, heads: int) -> None:
+    if heads < 1 or dim % heads:
+        raise UserError(f"{where}.dim ({dim}) must be divisible by {where}.heads ({heads})")
+
+
+def as_policy_config(node: PolicyConfig | DictConfig | dict[str, Any]) -> PolicyConfig:
+    """A ``PolicyConfig`` instance from itself, a plain dict or an OmegaConf node.
+
+    Unknown keys or wrong types raise a one-line ``UserError`` naming the key.
+    """
+    if isinstance(node, PolicyConfig):
+        return node
+    dict_node = node if isinstance(node, DictConfig) else OmegaConf.create(node)
+    return OmegaConf.to_object(validate(dict_node, PolicyConfig, "policy"))

@@ -1,0 +1,160 @@
+"""``VLA``: vision (+ compressor) per camera, instruction encoder, backbone, action head.
+
+Batch contract (``forward`` / ``loss``)::
+
+    images:           {camera: uint8 [B, H, W, 3]}
+    proprio:          float [B, P]   raw env units (normalised here)
+    instruction_ids:  long [B, T], instruction_mask: bool [B, T]   (``language.tokenize``)
+    k:                long [B]       optional per-sample visual-token budget
+    actions:          float [B, H, A] normalised targets (``loss`` only)
+    action_mask:      bool [B, H]    False on chunk padding past the episode end (``loss`` only)
+
+Normalisation statistics (``action_mean/std`` ``[A]``, ``proprio_mean/std`` ``[P]``) are
+registered buffers, so a checkpoint's state_dict carries them and ``predict`` returns
+actions in the env's own units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from gridslab.compress import build_compressor
+from gridslab.compress.base import CompressContext, Tokens
+from gridslab.errors import UserError
+from gridslab.policy.backbone import Backbone
+from gridslab.policy.config import PolicyConfig, as_policy_config
+from gridslab.policy.heads import HEADS
+from gridslab.policy.language import LanguageEncoder
+from gridslab.policy.vision import VisionEncoder
+
+STAT_KEYS = ("action_mean", "action_std", "proprio_mean", "proprio_std")
+
+
+class VLA(nn.Module):
+    """Vision-language-action policy predicting ``chunk`` normalised actions at once.
+
+    cfg: ``PolicyConfig`` (or a dict / OmegaConf node of it); compressor_cfg: the
+    compressor node (``{"name": "grids", "k": 4, ...}``); cameras: camera names in the
+    order their tokens enter the backbone; proprio_dim: P; action_dim: A.
+    """
+
+    def __init__(self, cfg: PolicyConfig | DictConfig | dict[str, Any], compressor_cfg: DictConfig | dict[str, Any],
+                 cameras: list[str], proprio_dim: int, action_dim: int):
+        super().__init__()
+        cfg = as_policy_config(cfg)
+        if not cameras:
+            raise UserError("the policy needs at least one camera (env.cameras is empty)")
+        self.cfg = cfg
+        self.cameras = list(cameras)
+        self.chunk = cfg.chunk
+        self.action_dim = action_dim
+        self.proprio_dim = proprio_dim
+        self.language = LanguageEncoder(cfg.language)
+        self.text_to_vision = nn.Linear(cfg.language.dim, cfg.vision.dim)
+        if cfg.vision.shared:
+            shared = VisionEncoder(cfg.vision, build_compressor(compressor_cfg, cfg.vision.dim))
+            self.vision = nn.ModuleDict({camera: shared for camera in self.cameras})
+        else:
+            self.vision = nn.ModuleDict({camera: VisionEncoder(cfg.vision, build_compressor(compressor_cfg, cfg.vision.dim))
+                                         for camera in self.cameras})
+        self.backbone = Backbone(cfg.backbone, cfg.language.dim, cfg.vision.dim, len(self.cameras), proprio_dim, cfg.chunk)
+        self.head = HEADS.build(asdict(cfg.head), cfg.backbone.dim, action_dim)
+        self.register_buffer("action_mean", torch.zeros(action_dim))
+        self.register_buffer("action_std", torch.ones(action_dim))
+        self.register_buffer("proprio_mean", torch.zeros(proprio_dim))
+        self.register_buffer("proprio_std", torch.ones(proprio_dim))
+
+    # normalisation ---------------------------------------------------------------------
+
+    def set_normalization(self, stats: Mapping[str, Any]) -> None:
+        """Copy ``action_mean/std`` ``[A]`` and ``proprio_mean/std`` ``[P]`` (arrays, tensors
+        or lists) into the buffers."""
+        missing = [key for key in STAT_KEYS if key not in stats]
+        if missing:
+            raise UserError(f"normalisation stats lack {', '.join(missing)}; need {', '.join(STAT_KEYS)}")
+        for key in STAT_KEYS:
+            buffer = getattr(self, key)
+            value = torch.as_tensor(np.asarray(stats[key], dtype=np.float32))
+            if value.shape != buffer.shape:
+                raise UserError(f"normalisation stat {key} has shape {tuple(value.shape)}, "
+                                f"the policy expects {tuple(buffer.shape)}")
+            buffer.copy_(value)
+
+    def normalize_proprio(self, proprio: Tensor) -> Tensor:
+        """Raw proprio ``[B, P]`` -> zero-mean unit-std."""
+        return (proprio - self.proprio_mean) / self.proprio_std
+
+    def denormalize_actions(self, actions: Tensor) -> Tensor:
+        """Normalised actions ``[..., A]`` -> env units."""
+        return actions * self.action_std + self.action_mean
+
+    # token counts ----------------------------------------------------------------------
+
+    @property
+    def patch_grid(self) -> tuple[int, int]:
+        """Patch grid (rows, columns) each image is encoded into before compression."""
+        side = self.cfg.vision.grid_size
+        return side, side
+
+    def max_tokens_per_image(self) -> int:
+        """Visual token slots per image the compressor emits (``K_max``)."""
+        return self.vision[self.cameras[0]].tokens_per_image
+
+    def visual_tokens_per_image(self, tokens: Mapping[str, Tokens] | None = None) -> float:
+        """K: ``K_max`` without arguments, else the mean valid tokens per image over
+        ``tokens`` (``forward(...)["tokens"]``: camera -> Tokens with mask ``[B, K]``)."""
+        if tokens is None:
+            return float(self.max_tokens_per_image())
+        counts = torch.stack([camera_tokens.mask.float().sum(dim=1) for camera_tokens in tokens.values()])
+        return float(counts.mean())
+
+    # forward ---------------------------------------------------------------------------
+
+    def encode(self, batch: Mapping[str, Any]) -> tuple[Tensor, dict[str, Tokens]]:
+        """Action-query features ``[B, H, D]`` and each camera's visual Tokens."""
+        text_mask = batch["instruction_mask"]
+        text = self.language(batch["instruction_ids"], text_mask)
+        ctx = CompressContext(text=self.text_to_vision(text), text_mask=text_mask, k=batch.get("k"))
+        tokens = {camera: self.vision[camera](batch["images"][camera], ctx) for camera in self.cameras}
+        proprio = self.normalize_proprio(batch["proprio"].float())
+        features = self.backbone(text, text_mask, [tokens[camera] for camera in self.cameras], proprio)
+        return features, tokens
+
+    def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        """``{"actions": normalised [B, H, A], "tokens": {camera: Tokens}}``."""
+        features, tokens = self.encode(batch)
+        return {"actions": self.head(features), "tokens": tokens}
+
+    def loss(self, batch: Mapping[str, Any]) -> tuple[Tensor, dict[str, Any]]:
+        """Head loss against ``batch["actions"]`` (masked by ``batch["action_mask"]``) and the
+        ``forward`` outputs."""
+        features, tokens = self.encode(batch)
+        loss, actions = self.head.loss(features, batch["actions"], batch.get("action_mask"))
+        return loss, {"actions": actions, "tokens": tokens}
+
+    @torch.no_grad()
+    def predict(self, observations: Mapping[str, Any], instructions: list[str], k: Tensor | None = None) -> np.ndarray:
+        """Action chunks ``[B, H, A]`` float32 in env units from env observations.
+
+        observations: ``{"images": {camera: uint8 [B, H, W, 3]}, "proprio": float32 [B, P]}``
+        (numpy or tensors); instructions: B strings; k: optional ``[B]`` token budget.
+        Runs in the module's current train/eval mode (rollouts call ``.eval()``).
+        """
+        device = self.action_mean.device
+        ids, mask = self.language.tokenize(instructions)
+        batch = {
+            "images": {camera: torch.as_tensor(observations["images"][camera], device=device)
+                       for camera in self.cameras},
+            "proprio": torch.as_tensor(observations["proprio"], device=device),
+            "instruction_ids": ids.to(device),
+            "instruction_mask": mask.to(device),
+            "k": None if k is None else k.to(device),
+        }
+        actions = self.denormalize_actions(self(batch)["actions"])
+        return actions.float().cpu().numpy()

@@ -1,0 +1,301 @@
+"""Run seeded episodes of a policy on a vector of envs; one record per finished episode.
+
+The envs of one condition (task x perturbation x severity) run in a
+``gymnasium.vector.AsyncVectorEnv`` (forkserver workers: forked workers that render hang)
+with auto-reset off, so every episode gets its own seed. Each step makes one batched
+policy call over the envs whose action chunk is used up; chunks are executed for
+``replan_every`` steps. Env exceptions are caught inside the worker (``SafeEnv``): the
+episode is recorded as failed with the reason and the env is rebuilt. A worker process that
+dies takes the vector env down; it is rebuilt and the unfinished episodes re-run (an
+episode that kills its worker twice is recorded as an error).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode
+
+import envs
+from gridslab.policy.language import tokenize
+from gridslab.viz import draw_points
+
+CRASHES_BEFORE_ERROR = 2
+WORKER_CONTEXT = "forkserver"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """What one group of episodes runs in. perturbation: "clean" or an ``envs.ood`` spec."""
+
+    env_name: str
+    env_kwargs: dict[str, Any]
+    perturbation: str = "clean"
+    severity: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return self.perturbation if self.perturbation == "clean" else f"{self.perturbation}@{self.severity:g}"
+
+
+@dataclass
+class EpisodeRecord:
+    """One finished episode. wall_s: seconds; policy_ms_per_step: policy time / env steps."""
+
+    task: str
+    env: str
+    perturbation: str
+    severity: float
+    seed: int
+    success: bool
+    steps: int
+    wall_s: float
+    policy_ms_per_step: float
+    tokens_per_image: float
+    instruction: str
+    error: str = ""
+
+
+class SafeEnv(gym.Wrapper):
+    """Turns an exception or a non-finite observation inside ``reset``/``step`` into a
+    terminated episode with ``info["error"]``; the env is rebuilt before the next reset."""
+
+    def __init__(self, build: Callable[[], gym.Env]):
+        self.build = build
+        super().__init__(build())
+        self.broken = False
+
+    def _failure(self, err: BaseException | str) -> tuple[dict, dict]:
+        self.broken = True
+        reason = err if isinstance(err, str) else f"{type(err).__name__}: {err}".splitlines()[0]
+        blank = {"images": {c: np.zeros(s.shape, s.dtype) for c, s in self.observation_space["images"].items()},
+                 "proprio": np.zeros(self.observation_space["proprio"].shape, np.float32)}
+        return blank, {"success": False, "error": reason}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if self.broken:
+            self.env.close()
+            self.env = self.build()
+            self.broken = False
+        try:
+            obs, info = self.env.reset(seed=seed, options=options)
+        except Exception as err:  # noqa: BLE001 - any simulator failure becomes a recorded error
+            return self._failure(err)
+        return obs, {**info, "error": ""}
+
+    def step(self, action: np.ndarray):
+        try:
+            obs, reward, terminated, truncated, info = self.env.step(action)
+        except Exception as err:  # noqa: BLE001
+            blank, info = self._failure(err)
+            return blank, 0.0, True, False, info
+        if not np.all(np.isfinite(obs["proprio"])):
+            blank, info = self._failure("unstable simulation: non-finite proprio")
+            return blank, 0.0, True, False, info
+        return obs, reward, terminated, truncated, {**info, "error": ""}
+
+
+def build_env(condition: Condition) -> gym.Env:
+    """The env of ``condition`` with its perturbation applied (no SafeEnv)."""
+    kwargs = dict(condition.env_kwargs)
+    if condition.perturbation != "clean":
+        from envs import ood
+
+        kwargs.update(ood.required_env_kwargs(condition.perturbation))
+        return ood.wrap(envs.make(condition.env_name, **kwargs), condition.perturbation, condition.severity)
+    return envs.make(condition.env_name, **kwargs)
+
+
+def make_safe_env(condition: Condition) -> gym.Env:
+    """Worker-side factory (module level so forkserver workers can unpickle it)."""
+    return SafeEnv(functools.partial(build_env, condition))
+
+
+class PolicyRunner:
+    """Batches env observations into the policy and returns action chunks in env units.
+
+    ``act`` returns actions ``[N, H, A]``, sampled coordinates per camera ``[N, K, 2]`` with
+    masks ``[N, K]``, and visual tokens per image ``[N]`` (valid slots, averaged over cameras).
+    """
+
+    def __init__(self, policy: torch.nn.Module, max_text_tokens: int, k: int | None = None):
+        self.policy = policy.eval()
+        self.max_text_tokens = max_text_tokens
+        self.k = k
+        self.device = next(policy.parameters()).device
+
+    @torch.no_grad()
+    def act(self, images: dict[str, np.ndarray], proprio: np.ndarray, instructions: list[str]) -> dict[str, Any]:
+        ids, mask = tokenize(instructions, self.max_text_tokens)
+        batch = {
+            "images": {camera: torch.from_numpy(np.ascontiguousarray(frames)).to(self.device) for camera, frames in images.items()},
+            "proprio": torch.from_numpy(np.asarray(proprio, dtype=np.float32)).to(self.device),
+            "instruction_ids": ids.to(self.device),
+            "instruction_mask": mask.to(self.device),
+        }
+        if self.k is not None:
+            batch["k"] = torch.full((len(instructions),), self.k, dtype=torch.long, device=self.device)
+        outputs = self.policy(batch)
+        actions = self.policy.denormalize_actions(outputs["actions"]).float().cpu().numpy()
+        coords = {c: t.coords.float().cpu().numpy() for c, t in outputs["tokens"].items()}
+        masks = {c: t.mask.cpu().numpy() for c, t in outputs["tokens"].items()}
+        tokens = np.mean([m.sum(1) for m in masks.values()], axis=0)
+        return {"actions": actions, "coords": coords, "masks": masks, "tokens_per_image": tokens}
+
+
+@dataclass
+class _Episode:
+    """Book-keeping of one running episode in one env slot."""
+
+    seed: int
+    started: float = field(default_factory=time.perf_counter)
+    steps: int = 0
+    success: bool = False
+    error: str = ""
+    instruction: str = ""
+    policy_seconds: float = 0.0
+    tokens: list[float] = field(default_factory=list)
+    queue: deque = field(default_factory=deque)
+    coords: tuple[np.ndarray, np.ndarray] | None = None
+    frames: list[np.ndarray] | None = None
+
+
+def default_workers() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+def run_condition(
+    runner: PolicyRunner,
+    condition: Condition,
+    seeds: list[int],
+    max_steps: int,
+    replan_every: int,
+    workers: int,
+    on_record: Callable[[EpisodeRecord], None],
+    video_seeds: set[int] = frozenset(),
+    on_video: Callable[[int, list[np.ndarray]], None] | None = None,
+) -> None:
+    """Run one episode per seed in ``condition``; ``on_record`` gets each finished episode.
+
+    max_steps: per-episode limit (env steps); replan_every: chunk steps executed before
+    the next policy call; video_seeds: episodes whose first-camera frames (with the
+    sampled coordinates drawn) go to ``on_video(seed, frames)``.
+    """
+    pending = deque(seeds)
+    crashes: dict[int, int] = {}
+    while pending:
+        n_envs = max(1, min(workers, len(pending)))
+        vector = AsyncVectorEnv([functools.partial(make_safe_env, condition)] * n_envs, context=WORKER_CONTEXT,
+                                autoreset_mode=AutoresetMode.DISABLED, shared_memory=False, daemon=True)
+        slots: list[_Episode | None] = [None] * n_envs
+        try:
+            _run_on_vector(vector, runner, condition, pending, slots, max_steps, replan_every, on_record, video_seeds, on_video)
+            vector.close()
+        except (EOFError, BrokenPipeError, ConnectionResetError, OSError) as err:
+            vector.close(terminate=True)
+            for episode in reversed([s for s in slots if s is not None]):
+                crashes[episode.seed] = crashes.get(episode.seed, 0) + 1
+                if crashes[episode.seed] >= CRASHES_BEFORE_ERROR:
+                    episode.error = f"worker crashed {crashes[episode.seed]} times ({type(err).__name__})"
+                    on_record(_record(episode, condition))
+                else:
+                    pending.appendleft(episode.seed)
+
+
+def _record(episode: _Episode, condition: Condition) -> EpisodeRecord:
+    return EpisodeRecord(
+        task=condition.env_name, env=condition.env_name, perturbation=condition.perturbation,
+        severity=float(condition.severity), seed=episode.seed, success=bool(episode.success and not episode.error),
+        steps=episode.steps, wall_s=round(time.perf_counter() - episode.started, 3),
+        policy_ms_per_step=1000 * episode.policy_seconds / max(episode.steps, 1),
+        tokens_per_image=float(np.mean(episode.tokens)) if episode.tokens else 0.0,
+        instruction=episode.instruction, error=episode.error)
+
+
+def _info_at(info: dict[str, Any], key: str, index: int, default: Any) -> Any:
+    if key in info and info.get(f"_{key}", np.ones(index + 1, bool))[index]:
+        return info[key][index]
+    return default
+
+
+def _run_on_vector(vector, runner, condition, pending, slots, max_steps, replan_every, on_record, video_seeds, on_video) -> None:
+    n_envs = len(slots)
+    action_dim = vector.single_action_space.shape[0]
+    obs: dict[str, Any] = {}
+
+    def start_episodes(reset_mask: np.ndarray) -> None:
+        nonlocal obs
+        seeds = [slots[i].seed if reset_mask[i] else None for i in range(n_envs)]
+        obs, info = vector.reset(seed=seeds, options={"reset_mask": reset_mask})
+        for i in np.flatnonzero(reset_mask):
+            episode = slots[i]
+            episode.instruction = str(_info_at(info, "instruction", i, ""))
+            episode.error = str(_info_at(info, "error", i, ""))
+            if episode.seed in video_seeds:
+                episode.frames = []
+
+    def finish(i: int) -> None:
+        episode = slots[i]
+        on_record(_record(episode, condition))
+        if episode.frames is not None and on_video is not None:
+            on_video(episode.seed, episode.frames)
+        slots[i] = None
+
+    first = np.zeros(n_envs, dtype=bool)
+    for i in range(n_envs):
+        if pending:
+            slots[i] = _Episode(seed=pending.popleft())
+            first[i] = True
+    start_episodes(first)
+    first_camera = next(iter(obs["images"]))
+    while any(s is not None for s in slots):
+        for i in range(n_envs):
+            if slots[i] is not None and slots[i].error:  # the reset itself failed
+                finish(i)
+        need_plan = [i for i in range(n_envs) if slots[i] is not None and not slots[i].queue]
+        if need_plan:
+            started = time.perf_counter()
+            plan = runner.act({c: frames[need_plan] for c, frames in obs["images"].items()}, obs["proprio"][need_plan],
+                              [slots[i].instruction for i in need_plan])
+            share = (time.perf_counter() - started) / len(need_plan)
+            for row, i in enumerate(need_plan):
+                episode = slots[i]
+                episode.policy_seconds += share
+                episode.tokens.append(float(plan["tokens_per_image"][row]))
+                episode.queue.extend(plan["actions"][row][:replan_every])
+                episode.coords = (plan["coords"][first_camera][row], plan["masks"][first_camera][row])
+        actions = np.zeros((n_envs, action_dim), dtype=np.float32)
+        for i, episode in enumerate(slots):
+            if episode is None:
+                continue
+            if episode.frames is not None:
+                episode.frames.append(draw_points(obs["images"][first_camera][i], *episode.coords))
+            actions[i] = episode.queue.popleft()
+        obs, _, terminated, truncated, info = vector.step(actions)
+        restart = np.zeros(n_envs, dtype=bool)
+        for i, episode in enumerate(slots):
+            if episode is None:
+                continue
+            episode.steps += 1
+            episode.success = episode.success or bool(_info_at(info, "success", i, False))
+            episode.error = str(_info_at(info, "error", i, "")) or episode.error
+            if terminated[i] or truncated[i] or episode.steps >= max_steps or episode.error:
+                finish(i)
+                if pending:
+                    slots[i] = _Episode(seed=pending.popleft())
+                    restart[i] = True
+        if restart.any():
+            start_episodes(restart)
+
+
+def record_to_json(record: EpisodeRecord) -> dict[str, Any]:
+    return asdict(record)

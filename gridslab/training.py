@@ -1,0 +1,111 @@
+"""Build data, module and Trainer from a resolved config and fit (what ``train.py`` runs).
+
+Output layout under ``cfg.output_dir``:
+    config.yaml          the resolved config of the run
+    checkpoints/         last.ckpt and the best (lowest val/loss) checkpoint
+    tb/                  TensorBoard event files
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig
+
+from gridslab.callbacks import OnlineEvalCallback
+from gridslab.config import to_plain, to_yaml
+from gridslab.datamodule import DemoDataModule
+from gridslab.errors import UserError
+from gridslab.module import VLAModule
+
+WAIT_FOR_DATA_SECONDS = 3600  # non-zero ranks launched by torchrun wait this long for rank 0's collection
+
+
+def checkpoint_dir(output_dir: str | Path) -> Path:
+    return Path(output_dir) / "checkpoints"
+
+
+def resolve_resume(cfg: DictConfig) -> str | None:
+    """``resume=""`` -> None; ``auto`` -> last.ckpt if present; else the path, which must exist."""
+    if not cfg.resume:
+        return None
+    if cfg.resume == "auto":
+        last = checkpoint_dir(cfg.output_dir) / "last.ckpt"
+        return str(last) if last.exists() else None
+    if not Path(cfg.resume).exists():
+        raise UserError(f"resume checkpoint {cfg.resume} does not exist; use resume=auto or a path to a .ckpt file")
+    return str(cfg.resume)
+
+
+def _prepare_data(datamodule: DemoDataModule) -> None:
+    """Collect missing demos on local rank 0; other ranks (torchrun) wait for the file."""
+    if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+        datamodule.prepare_data()
+        return
+    deadline = time.time() + WAIT_FOR_DATA_SECONDS
+    while not all(p.exists() for p in datamodule.paths):
+        if time.time() > deadline:
+            raise UserError(f"rank {os.environ.get('RANK')} gave up waiting for {datamodule.paths}")
+        time.sleep(2)
+
+
+def build_datamodule(cfg: DictConfig) -> DemoDataModule:
+    return DemoDataModule(cfg.data, cfg.env, cfg.policy.chunk, cfg.policy.language.max_len, seed=cfg.seed)
+
+
+def fit(cfg: DictConfig, extra_callbacks: list[L.Callback] | None = None) -> dict[str, Any]:
+    """Train the policy described by ``cfg``; returns paths and final metrics."""
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    if cfg.trainer.threads > 0:
+        torch.set_num_threads(cfg.trainer.threads)
+    output_dir = Path(cfg.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0:
+        (output_dir / "config.yaml").write_text(to_yaml(cfg))
+
+    datamodule = build_datamodule(cfg)
+    _prepare_data(datamodule)
+    datamodule.setup("fit")
+    module = VLAModule(to_plain(cfg), datamodule.proprio_dim, datamodule.action_dim, datamodule.instructions,
+                       stats=datamodule.stats)
+
+    checkpoints = ModelCheckpoint(dirpath=checkpoint_dir(output_dir), filename="best-epoch{epoch:03d}-step{step}",
+                                  monitor="val/loss", mode="min", save_top_k=1, save_last=True, auto_insert_metric_name=False)
+    callbacks: list[L.Callback] = [checkpoints, LearningRateMonitor(logging_interval="step")]
+    if cfg.trainer.progress_bar:
+        callbacks.append(RichProgressBar())
+    if cfg.eval.every_n_epochs > 0:
+        callbacks.append(OnlineEvalCallback(cfg))
+    callbacks += extra_callbacks or []
+    trainer_cfg = cfg.trainer
+    trainer = L.Trainer(
+        default_root_dir=str(output_dir),
+        logger=TensorBoardLogger(save_dir=str(output_dir), name="tb", version=""),
+        callbacks=callbacks,
+        max_epochs=trainer_cfg.max_epochs,
+        max_steps=trainer_cfg.max_steps,
+        accelerator=trainer_cfg.accelerator,
+        devices=trainer_cfg.devices,
+        strategy=trainer_cfg.strategy,
+        num_nodes=trainer_cfg.num_nodes,
+        precision=trainer_cfg.precision,
+        log_every_n_steps=trainer_cfg.log_every_n_steps,
+        check_val_every_n_epoch=trainer_cfg.check_val_every_n_epoch,
+        limit_train_batches=trainer_cfg.limit_train_batches,
+        limit_val_batches=trainer_cfg.limit_val_batches,
+        gradient_clip_val=cfg.optim.grad_clip or None,
+        deterministic=trainer_cfg.deterministic,
+        enable_progress_bar=trainer_cfg.progress_bar,
+        enable_model_summary=trainer_cfg.progress_bar,
+    )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_resume(cfg))
+    metrics = {key: float(value) for key, value in trainer.callback_metrics.items() if value.numel() == 1}
+    return {"best_checkpoint": checkpoints.best_model_path, "last_checkpoint": checkpoints.last_model_path,
+            "output_dir": str(output_dir), "metrics": metrics, "global_step": trainer.global_step}
