@@ -22,9 +22,13 @@ from typing import Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from gridslab.datamodule import DataConfig
 from gridslab.errors import UserError, nearest, unknown
+from gridslab.evaluation import EvalConfig
+from gridslab.module import OptimConfig, TrainerConfig
+from gridslab.policy.config import PolicyConfig
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = ("policy", "compressor", "budget", "data", "trainer", "optim", "eval")
@@ -56,31 +60,26 @@ def env_kwargs(env: Any) -> dict[str, Any]:
     return kwargs
 
 
-def _schema() -> type:
-    """The top-level schema, built from the dataclasses that live beside each module."""
-    from gridslab.datamodule import DataConfig
-    from gridslab.evaluation import EvalConfig
-    from gridslab.module import OptimConfig, TrainerConfig
-    from gridslab.policy.config import PolicyConfig
+@dataclass
+class ExperimentConfig:
+    """One run. output_dir: logs, checkpoints, results; resume: "", "auto" or a ckpt path.
 
-    @dataclass
-    class ExperimentConfig:
-        """One run. output_dir: logs, checkpoints, results; resume: "", "auto" or a ckpt path."""
+    compressor / budget are free-form here and validated against the schema their
+    registry entry names (``COMPRESSORS`` / ``BUDGETS``).
+    """
 
-        experiment: str = DEFAULT_EXPERIMENT
-        seed: int = 0
-        output_dir: str = "runs/default"
-        resume: str = ""
-        env: EnvConfig = field(default_factory=EnvConfig)
-        policy: PolicyConfig = field(default_factory=PolicyConfig)
-        compressor: dict[str, Any] = field(default_factory=lambda: {"name": "grids", "k": 4})
-        budget: dict[str, Any] = field(default_factory=lambda: {"name": "fixed"})
-        data: DataConfig = field(default_factory=DataConfig)
-        trainer: TrainerConfig = field(default_factory=TrainerConfig)
-        optim: OptimConfig = field(default_factory=OptimConfig)
-        eval: EvalConfig = field(default_factory=EvalConfig)
-
-    return ExperimentConfig
+    experiment: str = DEFAULT_EXPERIMENT
+    seed: int = 0
+    output_dir: str = "runs/default"
+    resume: str = ""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    compressor: dict[str, Any] = field(default_factory=lambda: {"name": "grids", "k": 4})
+    budget: dict[str, Any] = field(default_factory=lambda: {"name": "fixed"})
+    data: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 def _options(directory: Path) -> list[str]:
@@ -149,7 +148,7 @@ def _explain(err: OmegaConfBaseException, cfg: DictConfig | None) -> UserError:
     """Turn an OmegaConf key/type error into one line with the key and the valid choices."""
     full_key = str(getattr(err, "full_key", "") or getattr(err, "key", "") or "")
     parent_key, _, leaf = full_key.rpartition(".")
-    if isinstance(err, ConfigKeyError):
+    if isinstance(err, (ConfigKeyError, ConfigAttributeError)):
         parent = OmegaConf.select(cfg, parent_key) if (cfg is not None and parent_key) else cfg
         valid = _schema_fields(parent)
         close = nearest(leaf, valid)
@@ -185,16 +184,16 @@ class _unlocked:
         OmegaConf.set_struct(self.cfg, True)
 
 
-def load_config(args: list[str] | None = None, base: DictConfig | None = None) -> DictConfig:
+def load_config(args: list[str] | None = None, base: DictConfig | dict[str, Any] | None = None) -> DictConfig:
     """Compose, override and validate a config from CLI words.
 
     ``base``: a resolved config to start from instead of a conf file (e.g. the one stored
     in a checkpoint); group words and dotlist overrides still apply on top.
     """
     experiment, groups, dotlist = split_overrides(list(args or []))
-    schema = OmegaConf.structured(_schema())
+    schema = OmegaConf.structured(ExperimentConfig)
     if base is not None:
-        composed = OmegaConf.create(OmegaConf.to_container(base))
+        composed = OmegaConf.create(OmegaConf.to_container(base) if isinstance(base, DictConfig) else base)
         for group, option in groups.items():
             composed = OmegaConf.merge(composed, {group: None})
             composed[group] = _group_node(group, option)
@@ -210,8 +209,8 @@ def load_config(args: list[str] | None = None, base: DictConfig | None = None) -
                     OmegaConf.update(cfg, key, yaml.safe_load(value) if value else value, merge=True)
             else:
                 cfg.merge_with_dotlist([override])
-    except (ConfigKeyError, ValidationError) as err:
-        raise _explain(err, OmegaConf.structured(_schema())) from None
+    except (ConfigKeyError, ConfigAttributeError, ValidationError) as err:
+        raise _explain(err, OmegaConf.structured(ExperimentConfig)) from None
     except OmegaConfBaseException as err:
         raise UserError(f"bad config override: {str(err).splitlines()[0]}") from None
     _validate_registered(cfg)
