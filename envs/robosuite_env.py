@@ -2,7 +2,12 @@
 
 Every robosuite quirk lives in this file: the image flip (robosuite renders OpenGL
 images bottom-up), controller config, render flags, the global-numpy seeding of
-robosuite's placement samplers, and which bodies are the task objects.
+robosuite's placement samplers, which bodies are the task objects and surfaces, and the
+spare distractor bodies that OOD perturbations (``envs.ood``) place on the table.
+
+Perturbations edit MuJoCo model fields after ``reset``; robosuite keeps its model across
+resets (``hard_reset=False``), so ``reset`` first restores every field in
+``PERTURBABLE_FIELDS`` (and the headlight) to its compiled value: edits never accumulate.
 
 Observation spec (declared once, here):
     images:  {camera: uint8 [H, W, 3]}, right side up, one per configured camera
@@ -16,7 +21,9 @@ Info: success (bool), task (str), instruction (str).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -33,6 +40,28 @@ IMAGE_SIZE_RANGE = (16, 512)
 CONTROL_FREQ_HZ = 20
 PROPRIO_DIM = 9
 
+# Spare free-joint bodies for distractor objects (``distractor_slots``). Each is compiled
+# as a box of the largest half-size a perturbation may draw, so the compiled bounding
+# volumes (geom_rbound, geom_aabb, BVH) contain any smaller box, cylinder or sphere written
+# into its geom later; its mass and inertia stay those of the compiled box.
+DISTRACTOR_SLOTS_RANGE = (0, 8)
+DISTRACTOR_MAX_HALF_SIZE_M = 0.04
+DISTRACTOR_MASS_KG = 0.1
+DISTRACTOR_SHAPES = ("box", "cylinder", "sphere")
+# Unused slots rest on the floor here, beyond the arena's front wall (x = 3 m): no camera sees them.
+DISTRACTOR_PARKING_X_M = 4.0
+DISTRACTOR_PARKING_SPACING_M = 0.2
+PANDA_REACH_M = 0.75  # horizontal reach from the robot base at table height used for placements
+
+# Model fields perturbations may write; ``reset`` restores them (plus the headlight).
+PERTURBABLE_FIELDS = (
+    "light_pos", "light_dir", "light_diffuse", "light_ambient", "light_specular",
+    "cam_pos", "cam_quat",
+    "geom_rgba", "geom_matid", "geom_type", "geom_size",
+    "mat_rgba",
+)
+HEADLIGHT_FIELDS = ("ambient", "diffuse", "specular")
+
 
 @dataclass(frozen=True)
 class TaskSpec:
@@ -40,6 +69,8 @@ class TaskSpec:
 
     pick_body / place_body: body names whose world positions the scripted expert and the
     tracking diagnostics read (place_body None: the task only lifts).
+    surface_body: the body whose top (its largest collision box) distractors stand on.
+    surface_materials: materials of the visible work surfaces (table top, bins).
     """
 
     env_class: str
@@ -47,13 +78,37 @@ class TaskSpec:
     pick_body: str
     place_body: str | None
     max_steps: int
+    surface_body: str
+    surface_materials: tuple[str, ...]
 
 
+_TABLE = {"surface_body": "table", "surface_materials": ("table_ceramic",)}
 TASKS: dict[str, TaskSpec] = {
-    "Lift": TaskSpec("Lift", "lift the red cube", "cube_main", None, 150),
-    "Stack": TaskSpec("Stack", "stack the red cube on top of the green cube", "cubeA_main", "cubeB_main", 250),
-    "PickPlaceCan": TaskSpec("PickPlaceCan", "pick up the can and place it in its bin", "Can_main", None, 300),
+    "Lift": TaskSpec("Lift", "lift the red cube", "cube_main", None, 150, **_TABLE),
+    "Stack": TaskSpec("Stack", "stack the red cube on top of the green cube", "cubeA_main", "cubeB_main", 250, **_TABLE),
+    "PickPlaceCan": TaskSpec(
+        "PickPlaceCan", "pick up the can and place it in its bin", "Can_main", None, 300,
+        surface_body="bin1", surface_materials=("light-wood", "dark-wood"),
+    ),
 }
+# Materials of the arena's large surfaces: the textures a work surface may be swapped to.
+ARENA_MATERIALS = ("table_ceramic", "light-wood", "dark-wood", "floorplane", "walls_mat", "table_legs_metal", "table_mat")
+
+
+@dataclass(frozen=True)
+class PlacementRegion:
+    """Where extra objects may stand: a rectangle on the surface, within the robot's reach.
+
+    centre_xy [2] and half_extent_xy [2] (metres, world frame) bound the surface top at
+    height surface_z (metres); reach_centre_xy [2] is the robot base, reach_radius_m its
+    horizontal reach.
+    """
+
+    centre_xy: np.ndarray
+    half_extent_xy: np.ndarray
+    surface_z: float
+    reach_centre_xy: np.ndarray
+    reach_radius_m: float
 
 
 def _import_robosuite() -> Any:
@@ -63,6 +118,42 @@ def _import_robosuite() -> Any:
     import robosuite
 
     return robosuite
+
+
+def _distractor_body(index: int) -> ET.Element:
+    """MJCF for spare body ``distractor<index>``: a free joint and one visible, colliding box
+    geom (group 1), resting on the floor at its parking spot.
+
+    robosuite computes inertia from group-0 geoms only, so the box's inertia is explicit.
+    """
+    half = DISTRACTOR_MAX_HALF_SIZE_M
+    parking = f"{DISTRACTOR_PARKING_X_M} {index * DISTRACTOR_PARKING_SPACING_M} {half}"
+    body = ET.Element("body", name=f"distractor{index}", pos=parking)
+    box_inertia = DISTRACTOR_MASS_KG * 2 * half**2 / 3  # solid cube of half-size `half`, about any axis
+    ET.SubElement(body, "inertial", pos="0 0 0", mass=str(DISTRACTOR_MASS_KG), diaginertia=f"{box_inertia} " * 3)
+    ET.SubElement(body, "freejoint", name=f"distractor{index}_joint")
+    ET.SubElement(
+        body, "geom", name=f"distractor{index}_geom", type="box", size=f"{half} {half} {half}",
+        rgba="0.5 0.5 0.5 1", group="1",
+    )
+    return body
+
+
+@functools.lru_cache(maxsize=None)
+def _with_distractor_slots(env_class: type, slots: int) -> type:
+    """Subclass of robosuite ``env_class`` whose model gains ``slots`` spare distractor bodies.
+
+    robosuite builds its MJCF in ``_load_model`` during ``__init__``, so the bodies are
+    appended there; their qpos0 is the parking spot, so every reset parks them.
+    """
+
+    def _load_model(self: Any) -> None:
+        env_class._load_model(self)
+        for index in range(slots):
+            self.model.worldbody.append(_distractor_body(index))
+
+    # robosuite's metaclass registers every subclass under its class name.
+    return type(env_class)(f"{env_class.__name__}WithDistractorSlots{slots}", (env_class,), {"_load_model": _load_model})
 
 
 @contextlib.contextmanager
@@ -88,6 +179,8 @@ class RobosuiteEnv(gym.Env):
             training and evaluation.
         max_steps: episode length limit in env steps (default: the task's).
         terminate_on_success: end the episode on the first successful step.
+        distractor_slots: spare free-joint bodies built into the scene for the
+            ``distractors`` perturbation (``envs.ood``); parked out of view unless placed.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_FREQ_HZ}
@@ -101,6 +194,7 @@ class RobosuiteEnv(gym.Env):
         max_steps: int | None = None,
         terminate_on_success: bool = True,
         render_mode: str | None = "rgb_array",
+        distractor_slots: int = 0,
     ):
         if task not in TASKS:
             raise unknown_name("robosuite task", task, TASKS)
@@ -115,6 +209,9 @@ class RobosuiteEnv(gym.Env):
             raise EnvUserError(f"image_size={image_size!r} is out of range; valid: an integer in [{low}, {high}] pixels")
         if render_quality not in RENDER_QUALITIES:
             raise unknown_name("render_quality", render_quality, RENDER_QUALITIES)
+        low, high = DISTRACTOR_SLOTS_RANGE
+        if not isinstance(distractor_slots, (int, np.integer)) or not low <= distractor_slots <= high:
+            raise EnvUserError(f"distractor_slots={distractor_slots!r} is out of range; valid: an integer in [{low}, {high}]")
         self.spec_task = TASKS[task]
         self.task = task
         self.instruction = self.spec_task.instruction
@@ -124,12 +221,15 @@ class RobosuiteEnv(gym.Env):
         self.max_steps = int(max_steps or self.spec_task.max_steps)
         self.terminate_on_success = terminate_on_success
         self.render_mode = render_mode
+        self.distractor_slots = int(distractor_slots)
 
         robosuite = _import_robosuite()
         from robosuite.controllers import load_controller_config
 
-        self.sim_env = robosuite.make(
-            self.spec_task.env_class,
+        env_class = robosuite.environments.base.REGISTERED_ENVS[self.spec_task.env_class]
+        if self.distractor_slots:
+            env_class = _with_distractor_slots(env_class, self.distractor_slots)
+        self.sim_env = env_class(
             robots="Panda",
             controller_configs=load_controller_config(default_controller="OSC_POSE"),
             has_renderer=False,
@@ -146,6 +246,9 @@ class RobosuiteEnv(gym.Env):
         )
         if render_quality == "fast":
             self._disable_costly_render_effects()
+        model = self.mj_model
+        self._compiled_fields = {field: getattr(model, field).copy() for field in PERTURBABLE_FIELDS}
+        self._compiled_headlight = {field: getattr(model.vis.headlight, field).copy() for field in HEADLIGHT_FIELDS}
 
         image_space = gym.spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
         self.observation_space = gym.spaces.Dict(
@@ -164,6 +267,16 @@ class RobosuiteEnv(gym.Env):
     def sim(self) -> Any:
         """robosuite's MjSim (``.model``, ``.data``, ``.forward()``)."""
         return self.sim_env.sim
+
+    @property
+    def mj_model(self) -> Any:
+        """The ``mujoco.MjModel`` itself: the fields perturbations write (``PERTURBABLE_FIELDS``)."""
+        return self.sim.model._model
+
+    @property
+    def mj_data(self) -> Any:
+        """The ``mujoco.MjData`` itself."""
+        return self.sim.data._data
 
     def body_position(self, body: str) -> np.ndarray:
         """World position ``[3]`` (metres) of MuJoCo body ``body``."""
@@ -204,6 +317,104 @@ class RobosuiteEnv(gym.Env):
             "success": bool(self.sim_env._check_success()),
         }
 
+    # --- scene geometry for perturbations (robosuite names stay in this file) ---
+    def task_bodies(self) -> tuple[str, ...]:
+        """Names of the bodies the task is about (the pick object, then the place object if any)."""
+        place = (self.spec_task.place_body,) if self.spec_task.place_body else ()
+        return (self.spec_task.pick_body, *place)
+
+    def visual_geoms(self, body: str) -> np.ndarray:
+        """Ids ``[G]`` of the rendered (group 1) geoms attached to body ``body``."""
+        model = self.mj_model
+        return np.flatnonzero((model.geom_bodyid == model.body(body).id) & (model.geom_group == 1))
+
+    def surface_geoms(self) -> dict[str, np.ndarray]:
+        """Visible work surfaces: material name -> ids ``[G]`` of the geoms compiled with it
+        (the table top; the two bins for PickPlaceCan)."""
+        compiled_matids = self._compiled_fields["geom_matid"]
+        return {
+            name: np.flatnonzero(compiled_matids == self.mj_model.material(name).id)
+            for name in self.spec_task.surface_materials
+        }
+
+    def arena_materials(self) -> dict[str, int]:
+        """Name -> id of the arena surface materials present in this scene (see ``ARENA_MATERIALS``)."""
+        model = self.mj_model
+        present = {model.material(i).name for i in range(model.nmat)}
+        return {name: model.material(name).id for name in ARENA_MATERIALS if name in present}
+
+    def task_footprints(self) -> list[tuple[np.ndarray, float]]:
+        """(world xy ``[2]`` metres, radius metres) of each task body's collision geoms, about z."""
+        model, data = self.mj_model, self.mj_data
+        footprints = []
+        for body in self.task_bodies():
+            body_id = model.body(body).id
+            geoms = np.flatnonzero((model.geom_bodyid == body_id) & (model.geom_contype > 0))
+            aabb = model.geom_aabb[geoms]  # [G, 6]: centre (3), half sizes (3) in the geom frame
+            radius = np.linalg.norm(model.geom_pos[geoms, :2] + aabb[:, :2], axis=1) + np.linalg.norm(aabb[:, 3:5], axis=1)
+            footprints.append((np.array(data.xpos[body_id, :2]), float(radius.max())))
+        return footprints
+
+    def placement_region(self) -> PlacementRegion:
+        """The surface distractors may stand on: top face of ``surface_body``'s largest collision box."""
+        model, data = self.mj_model, self.mj_data
+        body_id = model.body(self.spec_task.surface_body).id
+        boxes = np.flatnonzero(
+            (model.geom_bodyid == body_id) & (model.geom_contype > 0) & (model.geom_type == _mjgeom("BOX"))
+        )
+        top = boxes[np.argmax(model.geom_size[boxes, 0] * model.geom_size[boxes, 1])]
+        return PlacementRegion(
+            centre_xy=np.array(data.geom_xpos[top, :2]),
+            half_extent_xy=np.array(model.geom_size[top, :2]),
+            surface_z=float(data.geom_xpos[top, 2] + model.geom_size[top, 2]),
+            reach_centre_xy=np.array(self.sim_env.robots[0].base_pos[:2]),
+            reach_radius_m=PANDA_REACH_M,
+        )
+
+    def place_distractor(
+        self, slot: int, shape: str, size: np.ndarray, rgba: np.ndarray, position: np.ndarray, yaw: float
+    ) -> None:
+        """Put spare body ``slot`` in the scene as a ``shape`` at rest.
+
+        size: MuJoCo geom size ``[3]`` in metres (box: half sizes; cylinder: radius, half
+        height; sphere: radius), each at most ``DISTRACTOR_MAX_HALF_SIZE_M``.
+        rgba ``[4]`` in [0, 1]; position ``[3]`` of the body centre (metres, world); yaw (rad).
+        Call ``observe()`` afterwards to see it. The next ``reset`` parks it again.
+        """
+        if not 0 <= slot < self.distractor_slots:
+            raise EnvUserError(f"distractor slot {slot} does not exist; this env has distractor_slots={self.distractor_slots}")
+        if shape not in DISTRACTOR_SHAPES:
+            raise unknown_name("distractor shape", shape, DISTRACTOR_SHAPES)
+        if np.max(size) > DISTRACTOR_MAX_HALF_SIZE_M:
+            raise EnvUserError(f"distractor size {list(size)} is too large; valid: each at most {DISTRACTOR_MAX_HALF_SIZE_M} m")
+        model, data = self.mj_model, self.mj_data
+        geom = model.geom(f"distractor{slot}_geom").id
+        model.geom_type[geom] = _mjgeom(shape.upper())
+        model.geom_size[geom] = size
+        model.geom_rgba[geom] = rgba
+        joint = model.joint(f"distractor{slot}_joint")
+        qpos, qvel = joint.qposadr[0], joint.dofadr[0]
+        data.qpos[qpos : qpos + 3] = position
+        data.qpos[qpos + 3 : qpos + 7] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
+        data.qvel[qvel : qvel + 6] = 0.0
+
+    def observe(self) -> dict[str, Any]:
+        """Recompute kinematics and re-render: the observation of the current model and state.
+
+        For perturbations that edit model fields or qpos after ``reset``.
+        """
+        self.sim.forward()
+        self._last_obs = self._observation(self.sim_env._get_observations(force_update=True))
+        return self._last_obs
+
+    def _restore_compiled_fields(self) -> None:
+        """Undo model-field edits (perturbations) of the last episode."""
+        model = self.mj_model
+        for field, value in self._compiled_fields.items():
+            getattr(model, field)[:] = value
+        for field, value in self._compiled_headlight.items():
+            getattr(model.vis.headlight, field)[:] = value
+
     def _disable_costly_render_effects(self) -> None:
         """Rebuild the offscreen GL context without multisampling; drop reflections and shadows."""
         import mujoco
@@ -228,6 +439,7 @@ class RobosuiteEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         super().reset(seed=seed)
         episode_seed = int(self.np_random.integers(2**31 - 1))
+        self._restore_compiled_fields()
         with _seeded_global_numpy(episode_seed):
             raw = self.sim_env.reset()
         for robot in self.sim_env.robots:
@@ -258,6 +470,13 @@ class RobosuiteEnv(gym.Env):
         if getattr(self, "sim_env", None) is not None:
             self.sim_env.close()
             self.sim_env = None
+
+
+def _mjgeom(name: str) -> int:
+    """MuJoCo geom type id for ``name`` (BOX, CYLINDER, SPHERE, ...)."""
+    import mujoco
+
+    return int(getattr(mujoco.mjtGeom, f"mjGEOM_{name}"))
 
 
 def _factory(task: str):

@@ -37,10 +37,9 @@ def conditions_for(cfg: DictConfig) -> list[Condition]:
 
     kwargs = env_kwargs(cfg.env)
     specs = [s.strip() for s in str(cfg.eval.ood).split(",") if s.strip() and s.strip() != "clean"]
-    if not 0.0 <= cfg.eval.severity <= 1.0:
-        raise UserError(f"severity={cfg.eval.severity} is out of range; valid: 0..1")
+    ood.check_severity(cfg.eval.severity)
     for spec in specs:
-        ood.validate(spec)
+        ood.parse(spec)
     conditions = [Condition(cfg.env.name, kwargs)]
     conditions += [Condition(cfg.env.name, kwargs, spec, float(cfg.eval.severity)) for spec in specs]
     return conditions

@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode
 
-import envs
 from gridslab.policy.language import tokenize
 from gridslab.viz import draw_points
 
@@ -106,13 +105,9 @@ class SafeEnv(gym.Wrapper):
 
 def build_env(condition: Condition) -> gym.Env:
     """The env of ``condition`` with its perturbation applied (no SafeEnv)."""
-    kwargs = dict(condition.env_kwargs)
-    if condition.perturbation != "clean":
-        from envs import ood
+    from envs import ood
 
-        kwargs.update(ood.required_env_kwargs(condition.perturbation))
-        return ood.wrap(envs.make(condition.env_name, **kwargs), condition.perturbation, condition.severity)
-    return envs.make(condition.env_name, **kwargs)
+    return ood.make(condition.env_name, condition.perturbation, condition.severity, **condition.env_kwargs)
 
 
 def make_safe_env(condition: Condition) -> gym.Env:

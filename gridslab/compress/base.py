@@ -13,8 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import torch
 from torch import Tensor, nn
+
+from gridslab.errors import UserError
 
 
 @dataclass
@@ -80,3 +84,47 @@ def patch_centres(height: int, width: int, device: torch.device | None = None) -
     xs = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) / width
     grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack([grid_x, grid_y], dim=-1).reshape(-1, 2)
+
+
+def most_square_grid(k: int) -> tuple[int, int]:
+    """``(rows, cols)`` with ``rows * cols == k`` and ``rows <= cols`` as close as possible
+    (4 -> 2x2, 8 -> 2x4, 7 -> 1x7)."""
+    rows = next(r for r in range(math.isqrt(k), 0, -1) if k % r == 0)
+    return rows, k // rows
+
+
+def check_patch_count(name: str, k: int, height: int, width: int) -> None:
+    """A compressor that picks ``k`` of the ``height x width`` patches needs ``k <= H*W``."""
+    if k > height * width:
+        raise UserError(f"compressor {name!r}: k={k} exceeds the {height * width} patches of the "
+                        f"{height}x{width} feature map; use k <= {height * width}")
+
+
+def masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:
+    """Mean of ``values [B, T, ...]`` over T where ``mask [B, T]`` is True (all of T if None)
+    -> ``[B, ...]``; a row with no True entry gives zeros."""
+    if mask is None:
+        return values.mean(dim=1)
+    weights = mask.to(values.dtype).reshape(*mask.shape, *([1] * (values.dim() - 2)))
+    return (values * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+
+
+def order_within_budget(picks: Tensor, k: Tensor | None, num_patches: int) -> Tensor:
+    """Reorder picked patch indices ``picks [B, K]`` (best or first pick first).
+
+    Slots ``< k[b]`` get the first ``k[b]`` picks and slots ``>= k[b]`` the rest, each group
+    in patch (raster) order: a budget keeps the best picks, and the order is stable.
+    """
+    kept = budget_mask(k, picks.shape[0], picks.shape[1], picks.device)
+    sort_key = picks + (~kept).long() * num_patches
+    return picks.gather(1, sort_key.argsort(dim=1))
+
+
+def take_patches(feats: Tensor, picks: Tensor) -> tuple[Tensor, Tensor]:
+    """Features ``[B, K, C]`` and centres ``[B, K, 2]`` (x, y) of patches ``picks [B, K]``
+    (row-major indices) of ``feats [B, H, W, C]``."""
+    batch, height, width, dim = feats.shape
+    flat = feats.reshape(batch, height * width, dim)
+    tokens = flat.gather(1, picks[..., None].expand(-1, -1, dim))
+    centres = patch_centres(height, width, feats.device).to(feats.dtype)
+    return tokens, centres[picks]

@@ -42,7 +42,7 @@ class VisionConfig:
     depth: int = 2
     heads: int = 4
     mlp_ratio: float = 2.0
-    compress_after: int = 2
+    compress_after: int = 1
     shared: bool = False
 
     def __post_init__(self) -> None:

@@ -1,0 +1,37 @@
+"""Visual-token compressors: ``[B, H, W, C]`` patch features -> ``Tokens`` (see ``base``).
+
+Each compressor lives in its own module next to its typed config and registers itself:
+``grids`` (GridS, learned bilinear sampling points), ``identity`` (all patches),
+``pool`` (adaptive average pooling), ``random`` (random patches), ``topk`` (FastV-style
+saliency) and ``tokenlearner`` (learned soft spatial pooling).
+``build_compressor(cfg, dim)`` is the one constructor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig
+
+from gridslab.errors import UserError
+from gridslab.registry import Registry
+
+from gridslab.compress.base import Compressor
+
+COMPRESSORS: Registry[Compressor] = Registry("compressor")
+
+# Imported after COMPRESSORS exists: each module registers its compressor on import.
+from gridslab.compress import grids, identity, pool, random, tokenlearner, topk  # noqa: E402,F401
+
+
+def build_compressor(cfg: DictConfig | dict[str, Any], dim: int) -> Compressor:
+    """The compressor named by ``cfg.name`` for features of width ``dim`` (C).
+
+    ``cfg`` holds ``name``, ``k`` (tokens per image, ``K_max``) and that compressor's
+    options; unknown names, unknown keys, wrong types and ``k < 1`` raise a one-line
+    ``UserError``.
+    """
+    config = COMPRESSORS.config(cfg, where="compressor")
+    if config.k < 1:
+        raise UserError(f"compressor.k must be >= 1, got {config.k}")
+    return COMPRESSORS.entry(str(config.name)).factory(config, dim)

@@ -1,0 +1,105 @@
+"""Online evaluation of a tiny trained checkpoint: files, resume, errors, determinism."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from gridslab.checkpoint import load_policy
+from gridslab.online_eval import RESULTS_FILE, evaluate_policy, read_records
+from gridslab.rollout import Condition, PolicyRunner, SafeEnv, run_condition
+from gridslab.training import fit
+from tests.test_training import tiny_config
+
+EVAL = ["eval.episodes=2", "eval.workers=2", "eval.max_steps=12", "eval.video_episodes=1"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, lift_demos):
+    tmp_path = tmp_path_factory.mktemp("ckpt")
+    cfg = tiny_config(tmp_path, lift_demos, "trainer.max_epochs=1")
+    return fit(cfg)["last_checkpoint"]
+
+
+def test_evaluation_writes_every_result_file(checkpoint, tmp_path):
+    policy, cfg, _ = load_policy(checkpoint, [*EVAL, "eval.ood=lighting"])
+    rows = evaluate_policy(policy, cfg, tmp_path, checkpoint=checkpoint, progress=False)
+    assert [r["perturbation"] for r in rows] == ["clean", "lighting"]
+    records = read_records(tmp_path / RESULTS_FILE)
+    assert len(records) == 4
+    assert {r["seed"] for r in records} == {cfg.eval.seed, cfg.eval.seed + 1}
+    for record in records:
+        assert record["steps"] <= 12 and record["tokens_per_image"] == 4.0
+        assert record["versions"]["mujoco"] == "3.9.0" and record["error"] == ""
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["conditions"][0]["episodes"] == 2 and summary["versions"]["robosuite"] == "1.4.0"
+    assert (tmp_path / "summary.csv").read_text().startswith("task,perturbation,severity")
+    assert len(list((tmp_path / "videos").glob("*.mp4"))) == 2
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+def test_rerun_resumes_and_is_deterministic(checkpoint, tmp_path):
+    policy, cfg, _ = load_policy(checkpoint, EVAL)
+    evaluate_policy(policy, cfg, tmp_path / "a", checkpoint=checkpoint, progress=False)
+    first_summary = (tmp_path / "a" / "summary.json").read_bytes()
+    lines = (tmp_path / "a" / RESULTS_FILE).read_text().splitlines()
+    # an interrupted run: one episode finished, the second line cut mid-write
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / RESULTS_FILE).write_text(lines[0] + "\n" + lines[1][:20])
+    evaluate_policy(policy, cfg, tmp_path / "b", checkpoint=checkpoint, progress=False)
+    resumed = read_records(tmp_path / "b" / RESULTS_FILE)
+    assert len(resumed) == 2 and resumed[0] == json.loads(lines[0])
+    assert (tmp_path / "b" / "summary.json").read_bytes() == first_summary
+    # nothing left to run: the same command again changes no record
+    before = (tmp_path / "b" / RESULTS_FILE).read_text()
+    evaluate_policy(policy, cfg, tmp_path / "b", checkpoint=checkpoint, progress=False)
+    assert (tmp_path / "b" / RESULTS_FILE).read_text() == before
+
+
+class ExplodingEnv(gym.Wrapper):
+    """Raises on the third step of every episode (a simulator blowing up)."""
+
+    def reset(self, **kwargs):
+        self.count = 0
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        self.count += 1
+        if self.count == 3:
+            raise RuntimeError("simulated MuJoCo instability")
+        return self.env.step(action)
+
+
+def make_exploding():
+    import envs
+
+    return ExplodingEnv(envs.make("robosuite/Lift", cameras=["agentview", "robot0_eye_in_hand"], image_size=32))
+
+
+def test_safe_env_records_a_raising_env_as_failed():
+    env = SafeEnv(make_exploding)
+    obs, info = env.reset(seed=0)
+    assert info["error"] == ""
+    for _ in range(2):
+        env.step(np.zeros(7, np.float32))
+    _, _, terminated, _, info = env.step(np.zeros(7, np.float32))
+    assert terminated and info["error"] == "RuntimeError: simulated MuJoCo instability"
+    obs, info = env.reset(seed=1)  # rebuilt, usable again
+    assert info["error"] == "" and obs["proprio"].any()
+    env.close()
+
+
+def test_raising_env_does_not_stop_the_run(checkpoint, monkeypatch):
+    import gridslab.rollout as rollout
+
+    policy, cfg, _ = load_policy(checkpoint, EVAL)
+    monkeypatch.setattr(rollout, "build_env", lambda condition: make_exploding())
+    monkeypatch.setattr(rollout, "WORKER_CONTEXT", "fork")  # the patched factory lives in this process only
+    records = []
+    condition = Condition("robosuite/Lift", {"cameras": ["agentview", "robot0_eye_in_hand"], "image_size": 32})
+    run_condition(PolicyRunner(policy, cfg.policy.language.max_len), condition, [1, 2, 3], 10, 8, 1, records.append)
+    assert [r.seed for r in records] == [1, 2, 3]
+    assert all(not r.success and r.error.startswith("RuntimeError") and r.steps == 3 for r in records)
