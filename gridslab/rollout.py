@@ -178,18 +178,20 @@ def run_condition(
     on_record: Callable[[EpisodeRecord], None],
     video_seeds: set[int] = frozenset(),
     on_video: Callable[[int, list[np.ndarray]], None] | None = None,
+    env_factory: Callable[[Condition], gym.Env] = make_safe_env,
 ) -> None:
     """Run one episode per seed in ``condition``; ``on_record`` gets each finished episode.
 
     max_steps: per-episode limit (env steps); replan_every: chunk steps executed before
     the next policy call; video_seeds: episodes whose first-camera frames (with the
-    sampled coordinates drawn) go to ``on_video(seed, frames)``.
+    sampled coordinates drawn) go to ``on_video(seed, frames)``; env_factory: builds one
+    worker's env from the condition (module-level, so forkserver workers can import it).
     """
     pending = deque(seeds)
     crashes: dict[int, int] = {}
     while pending:
         n_envs = max(1, min(workers, len(pending)))
-        vector = AsyncVectorEnv([functools.partial(make_safe_env, condition)] * n_envs, context=WORKER_CONTEXT,
+        vector = AsyncVectorEnv([functools.partial(env_factory, condition)] * n_envs, context=WORKER_CONTEXT,
                                 autoreset_mode=AutoresetMode.DISABLED, shared_memory=False, daemon=True)
         slots: list[_Episode | None] = [None] * n_envs
         try:

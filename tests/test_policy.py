@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from gridslab.compress import COMPRESSORS
 from gridslab.compress.base import Tokens
 from gridslab.errors import UserError
 from gridslab.policy import VLA, PolicyConfig, VisionConfig, as_policy_config, tokenize
@@ -42,8 +43,10 @@ def make_batch(policy: VLA, batch: int = 2, seed: int = 0) -> dict:
 @pytest.mark.parametrize("compressor, tokens_per_image", [(GRIDS, 4), (IDENTITY, 49)])
 def test_forward_shapes(compressor, tokens_per_image):
     policy = make_policy(compressor)
-    outputs = policy(make_batch(policy, batch=3))
-    assert outputs["actions"].shape == (3, 8, ACTION_DIM)
+    batch = make_batch(policy, batch=3)
+    batch["instruction_ids"][2], batch["instruction_mask"][2] = 0, False  # an empty instruction
+    outputs = policy(batch)
+    assert outputs["actions"].shape == (3, 8, ACTION_DIM) and outputs["actions"].isfinite().all()
     assert policy.patch_grid == (7, 7)
     assert policy.max_tokens_per_image() == tokens_per_image
     assert list(outputs["tokens"]) == CAMERAS
@@ -55,11 +58,14 @@ def test_forward_shapes(compressor, tokens_per_image):
     assert policy.visual_tokens_per_image(outputs["tokens"]) == tokens_per_image
 
 
-def test_per_sample_budget_masks_tokens():
-    policy = make_policy()
+@pytest.mark.parametrize("name", sorted(set(COMPRESSORS.names()) - {"identity"}))
+def test_every_compressor_honours_per_sample_budget(name):
+    policy = make_policy({"name": name, "k": 4})
     batch = make_batch(policy, batch=2)
     outputs = policy({**batch, "k": torch.tensor([1, 3])})
+    assert outputs["actions"].shape == (2, 8, ACTION_DIM) and outputs["actions"].isfinite().all()
     for camera_tokens in outputs["tokens"].values():
+        assert camera_tokens.tokens.shape == (2, 4, policy.cfg.vision.dim)
         assert camera_tokens.mask.sum(1).tolist() == [1, 3]
     assert policy.visual_tokens_per_image(outputs["tokens"]) == 2.0
 

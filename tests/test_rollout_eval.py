@@ -79,6 +79,11 @@ def make_exploding():
     return ExplodingEnv(envs.make("robosuite/Lift", cameras=["agentview", "robot0_eye_in_hand"], image_size=32))
 
 
+def exploding_safe_env(condition):
+    """Worker-side factory for run_condition (importable by forkserver workers)."""
+    return SafeEnv(make_exploding)
+
+
 def test_safe_env_records_a_raising_env_as_failed():
     env = SafeEnv(make_exploding)
     obs, info = env.reset(seed=0)
@@ -92,14 +97,11 @@ def test_safe_env_records_a_raising_env_as_failed():
     env.close()
 
 
-def test_raising_env_does_not_stop_the_run(checkpoint, monkeypatch):
-    import gridslab.rollout as rollout
-
+def test_raising_env_does_not_stop_the_run(checkpoint):
     policy, cfg, _ = load_policy(checkpoint, EVAL)
-    monkeypatch.setattr(rollout, "build_env", lambda condition: make_exploding())
-    monkeypatch.setattr(rollout, "WORKER_CONTEXT", "fork")  # the patched factory lives in this process only
     records = []
     condition = Condition("robosuite/Lift", {"cameras": ["agentview", "robot0_eye_in_hand"], "image_size": 32})
-    run_condition(PolicyRunner(policy, cfg.policy.language.max_len), condition, [1, 2, 3], 10, 8, 1, records.append)
+    run_condition(PolicyRunner(policy, cfg.policy.language.max_len), condition, [1, 2, 3], 10, 8, 1, records.append,
+                  env_factory=exploding_safe_env)
     assert [r.seed for r in records] == [1, 2, 3]
     assert all(not r.success and r.error.startswith("RuntimeError") and r.steps == 3 for r in records)

@@ -31,7 +31,9 @@ class VisionConfig:
     dim: token width C; depth: transformer blocks; heads: attention heads;
     mlp_ratio: MLP hidden width / dim;
     compress_after: the compressor runs after this many blocks (0 = right after the stem,
-    depth = after the encoder); later blocks run on the K compressed tokens only;
+    depth = after the encoder); later blocks run on the K compressed tokens only.
+    Default 1 of 2: the sampled tokens carry one block of global context, and training
+    runs ~320 samples/s on 2 CPU threads (vs ~250 with compress_after = depth);
     shared: one encoder (and compressor) for all cameras instead of one per camera.
     """
 

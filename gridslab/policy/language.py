@@ -43,7 +43,6 @@ class LanguageEncoder(nn.Module):
         super().__init__()
         self.max_len = cfg.max_len
         self.vocab_size = cfg.vocab_size
-        self.dim = cfg.dim
         self.embed = nn.Embedding(cfg.vocab_size, cfg.dim, padding_idx=PAD_ID)
         self.positions = nn.Parameter(torch.zeros(1, cfg.max_len, cfg.dim))
         nn.init.trunc_normal_(self.embed.weight, std=0.02)
