@@ -9,14 +9,15 @@ The checkpoint holds the resolved config and the normalisation statistics (polic
 
 from __future__ import annotations
 
+import copy
 import math
+import random
 from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchmetrics import MeanAbsoluteError
 
 from gridslab.budget import build_budget
@@ -68,6 +69,30 @@ class TrainerConfig:
     progress_bar: bool = True
 
 
+class EMA(torch.nn.Module):
+    """Exponential moving average of a model's weights (buffers are copied as they are).
+
+    The decay ramps up as ``min(decay, (1 + n) / (10 + n))`` over the first updates, so
+    the average follows the quickly changing early weights instead of the initialisation.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        super().__init__()
+        self.module = copy.deepcopy(model).requires_grad_(False)
+        self.decay = decay
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        n = int(self.updates)
+        decay = min(self.decay, (1 + n) / (10 + n))
+        for averaged, current in zip(self.module.parameters(), model.parameters()):
+            averaged.lerp_(current.detach(), 1.0 - decay)
+        for averaged, current in zip(self.module.buffers(), model.buffers()):
+            averaged.copy_(current)
+
+
 def build_policy(config: dict[str, Any], proprio_dim: int, action_dim: int) -> VLA:
     """The VLA described by a resolved experiment config (plain dict)."""
     return VLA(as_policy_config(config["policy"]), config["compressor"], list(config["env"]["cameras"]), proprio_dim, action_dim)
@@ -90,8 +115,7 @@ class VLAModule(L.LightningModule):
         optim = config["optim"]
         self.ema = None
         if optim["ema_decay"] > 0:
-            self.ema = AveragedModel(self.policy, multi_avg_fn=get_ema_multi_avg_fn(optim["ema_decay"]), use_buffers=True)
-            self.ema.requires_grad_(False)
+            self.ema = EMA(self.policy, optim["ema_decay"])
         self.val_l1 = MeanAbsoluteError(num_outputs=action_dim)
 
     @property
@@ -107,7 +131,8 @@ class VLAModule(L.LightningModule):
 
     def _log_tokens(self, outputs: dict[str, Any], stage: str) -> None:
         for camera, tokens in outputs["tokens"].items():
-            self.log(f"{stage}/tokens/{camera}", tokens.mask.float().sum(1).mean(), on_step=stage == "train", on_epoch=stage != "train")
+            self.log(f"{stage}/tokens/{camera}", tokens.mask.float().sum(1).mean(), on_step=stage == "train",
+                     on_epoch=stage != "train", batch_size=tokens.mask.shape[0], sync_dist=stage != "train")
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         batch = self._with_budget(batch)
@@ -122,7 +147,7 @@ class VLAModule(L.LightningModule):
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.ema is not None:
-            self.ema.update_parameters(self.policy)
+            self.ema.update(self.policy)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         batch = self._with_budget(batch)
@@ -141,8 +166,8 @@ class VLAModule(L.LightningModule):
         per_dim = self.val_l1.compute()
         self.val_l1.reset()
         for dim, value in enumerate(per_dim):
-            self.log(f"val/action_l1/dim{dim}", value, sync_dist=True)
-        self.log("val/action_l1", per_dim.mean(), sync_dist=True)
+            self.log(f"val/action_l1/dim{dim}", value)
+        self.log("val/action_l1", per_dim.mean())  # torchmetrics already synced across ranks
 
     def _log_coordinate_images(self, batch: dict[str, Any], outputs: dict[str, Any], stage: str) -> None:
         """Frames with sampled coordinates drawn, one grid per camera, to TensorBoard."""
@@ -155,6 +180,14 @@ class VLAModule(L.LightningModule):
             drawn = [draw_points(f, c, m) for f, c, m in zip(frames, coords, mask)]
             grid = tile(drawn, columns=min(4, len(drawn)))
             self.logger.experiment.add_image(f"{stage}/coords/{camera}", grid, self.global_step, dataformats="HWC")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the RNG streams (as plain data) so a resumed run continues them."""
+        checkpoint["rng_state"] = rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "rng_state" in checkpoint:
+            restore_rng_state(checkpoint["rng_state"])
 
     def configure_optimizers(self) -> dict[str, Any]:
         optim = self.config["optim"]
@@ -174,6 +207,15 @@ class VLAModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-def stats_to_plain(stats: dict[str, np.ndarray]) -> dict[str, list[float]]:
-    """Normalisation statistics as lists (plain data for configs and JSON)."""
-    return {key: np.asarray(value, dtype=np.float64).tolist() for key, value in stats.items()}
+def rng_state() -> dict[str, Any]:
+    """torch, numpy and python RNG states as tensors and plain data (``weights_only``-safe)."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached],
+            "python": list(random.getstate()[1]), "python_version": random.getstate()[0]}
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, position, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
+    random.setstate((state["python_version"], tuple(state["python"]), None))

@@ -56,6 +56,15 @@ def _prepare_data(datamodule: DemoDataModule) -> None:
         time.sleep(2)
 
 
+def _logger(output_dir: Path, resume_from: str | None) -> TensorBoardLogger:
+    """TensorBoard logger; on resume, events past the checkpoint's step are purged so
+    the steps re-run after a kill are not logged twice."""
+    purge_step = None
+    if resume_from is not None:
+        purge_step = int(torch.load(resume_from, map_location="cpu", weights_only=True)["global_step"])
+    return TensorBoardLogger(save_dir=str(output_dir), name="tb", version="", purge_step=purge_step)
+
+
 def build_datamodule(cfg: DictConfig) -> DemoDataModule:
     return DemoDataModule(cfg.data, cfg.env, cfg.policy.chunk, cfg.policy.language.max_len, seed=cfg.seed)
 
@@ -85,9 +94,10 @@ def fit(cfg: DictConfig, extra_callbacks: list[L.Callback] | None = None) -> dic
         callbacks.append(OnlineEvalCallback(cfg))
     callbacks += extra_callbacks or []
     trainer_cfg = cfg.trainer
+    resume_from = resolve_resume(cfg)
     trainer = L.Trainer(
         default_root_dir=str(output_dir),
-        logger=TensorBoardLogger(save_dir=str(output_dir), name="tb", version=""),
+        logger=_logger(output_dir, resume_from),
         callbacks=callbacks,
         max_epochs=trainer_cfg.max_epochs,
         max_steps=trainer_cfg.max_steps,
@@ -105,7 +115,7 @@ def fit(cfg: DictConfig, extra_callbacks: list[L.Callback] | None = None) -> dic
         enable_progress_bar=trainer_cfg.progress_bar,
         enable_model_summary=trainer_cfg.progress_bar,
     )
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_resume(cfg))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     metrics = {key: float(value) for key, value in trainer.callback_metrics.items() if value.numel() == 1}
     return {"best_checkpoint": checkpoints.best_model_path, "last_checkpoint": checkpoints.last_model_path,
             "output_dir": str(output_dir), "metrics": metrics, "global_step": trainer.global_step}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -105,3 +107,56 @@ def test_raising_env_does_not_stop_the_run(checkpoint):
                   env_factory=exploding_safe_env)
     assert [r.seed for r in records] == [1, 2, 3]
     assert all(not r.success and r.error.startswith("RuntimeError") and r.steps == 3 for r in records)
+
+
+class CrashOnceEnv(gym.Wrapper):
+    """Kills its worker process on the 2nd step of seed 2's first attempt (a segfaulting simulator)."""
+
+    marker = None
+
+    def reset(self, *, seed=None, options=None):
+        self.seed_now, self.count = seed, 0
+        return self.env.reset(seed=seed, options=options)
+
+    def step(self, action):
+        self.count += 1
+        if self.seed_now == 2 and self.count == 2 and not self.marker.exists():
+            self.marker.touch()
+            os._exit(1)
+        return self.env.step(action)
+
+
+def crash_once_safe_env(condition):
+    """Worker-side factory: a Lift env whose worker dies once (marker file from the env var)."""
+    import envs
+
+    def build():
+        env = CrashOnceEnv(envs.make("robosuite/Lift", cameras=["agentview", "robot0_eye_in_hand"], image_size=32))
+        env.marker = Path(os.environ["GRIDSLAB_TEST_CRASH_MARKER"])
+        return env
+
+    return SafeEnv(build)
+
+
+def test_crashed_worker_is_restarted_and_its_episode_rerun(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRIDSLAB_TEST_CRASH_MARKER", str(tmp_path / "crashed"))
+    policy, cfg, _ = load_policy(checkpoint, EVAL)
+    records = []
+    condition = Condition("robosuite/Lift", {"cameras": ["agentview", "robot0_eye_in_hand"], "image_size": 32})
+    run_condition(PolicyRunner(policy, cfg.policy.language.max_len), condition, [1, 2, 3], 6, 8, 2, records.append,
+                  env_factory=crash_once_safe_env)
+    assert (tmp_path / "crashed").exists()
+    assert sorted(r.seed for r in records) == [1, 2, 3]
+    assert all(r.error == "" and r.steps == 6 for r in records)
+
+
+def test_online_eval_callback_logs_success_rate(tmp_path, lift_demos):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = tiny_config(tmp_path, lift_demos, "trainer.max_epochs=1", "eval.every_n_epochs=1", "eval.callback_episodes=1",
+                      "eval.workers=1", "eval.max_steps=5")
+    fit(cfg)
+    events = EventAccumulator(str(Path(cfg.output_dir) / "tb"))
+    events.Reload()
+    assert "online/success_rate" in events.Tags()["scalars"]
+    assert (Path(cfg.output_dir) / "eval" / "online_epoch001" / "results.jsonl").exists()

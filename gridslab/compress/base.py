@@ -61,6 +61,7 @@ class Compressor(nn.Module):
     """Base class: subclasses set ``k_max`` and implement ``forward``."""
 
     k_max: int
+    uses_text: bool = False  # True when forward reads ctx.text (the policy then projects it)
 
     def num_tokens(self, height: int, width: int) -> int:
         """Slots emitted for an ``height x width`` patch grid (``K_max``)."""

@@ -96,6 +96,7 @@ class GridS(Compressor):
         self.margin = cfg.margin
         self.pooled_norm = nn.LayerNorm(dim) if cfg.layer_norm else nn.Identity()
         self.film = nn.Linear(dim, 2 * dim) if cfg.condition else None
+        self.uses_text = bool(cfg.condition)
         self.coord_mlp = nn.Sequential(nn.Linear(dim, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, 2 * cfg.k))
         self.coord_embed = nn.Sequential(nn.Linear(2, cfg.coord_hidden), nn.GELU(), nn.Linear(cfg.coord_hidden, dim))
         if self.film is not None:

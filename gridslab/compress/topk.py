@@ -57,6 +57,7 @@ class TopK(Compressor):
             raise UserError(f"compressor.attention_dim must be >= 1, got {cfg.attention_dim}")
         self.k_max = cfg.k
         self.key = nn.Linear(dim, cfg.attention_dim)
+        self.uses_text = cfg.query == "text"
         if cfg.query == "text":
             self.text_query = nn.Linear(dim, cfg.attention_dim)
             self.learned_query = None

@@ -56,13 +56,15 @@ class VLA(nn.Module):
         self.action_dim = action_dim
         self.proprio_dim = proprio_dim
         self.language = LanguageEncoder(cfg.language)
-        self.text_to_vision = nn.Linear(cfg.language.dim, cfg.vision.dim)
         if cfg.vision.shared:
             shared = VisionEncoder(cfg.vision, build_compressor(compressor_cfg, cfg.vision.dim))
             self.vision = nn.ModuleDict({camera: shared for camera in self.cameras})
         else:
             self.vision = nn.ModuleDict({camera: VisionEncoder(cfg.vision, build_compressor(compressor_cfg, cfg.vision.dim))
                                          for camera in self.cameras})
+        uses_text = any(encoder.compressor.uses_text for encoder in self.vision.values())
+        # instruction tokens projected to the vision width, only for compressors that read them
+        self.text_to_vision = nn.Linear(cfg.language.dim, cfg.vision.dim) if uses_text else None
         self.backbone = Backbone(cfg.backbone, cfg.language.dim, cfg.vision.dim, len(self.cameras), proprio_dim, cfg.chunk)
         self.head = HEADS.build(asdict(cfg.head), cfg.backbone.dim, action_dim)
         self.register_buffer("action_mean", torch.zeros(action_dim))
@@ -120,7 +122,8 @@ class VLA(nn.Module):
         """Action-query features ``[B, H, D]`` and each camera's visual Tokens."""
         text_mask = batch["instruction_mask"]
         text = self.language(batch["instruction_ids"], text_mask)
-        ctx = CompressContext(text=self.text_to_vision(text), text_mask=text_mask, k=batch.get("k"))
+        vision_text = self.text_to_vision(text) if self.text_to_vision is not None else None
+        ctx = CompressContext(text=vision_text, text_mask=text_mask, k=batch.get("k"))
         tokens = {camera: self.vision[camera](batch["images"][camera], ctx) for camera in self.cameras}
         proprio = self.normalize_proprio(batch["proprio"].float())
         features = self.backbone(text, text_mask, [tokens[camera] for camera in self.cameras], proprio)

@@ -1,0 +1,93 @@
+"""Simulator throughput: env steps/s with rendering (fast vs full quality, 84/128/224 px),
+physics only, and random-action vector envs with 1 vs N forkserver workers.
+Writes benchmarks/results/sim.{json,md}.
+
+    python benchmarks/sim.py [--steps 200] [--workers 1,2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+import envs
+from envs.hdf5_format import package_versions
+
+RESULTS = Path(__file__).parent / "results"
+CAMERAS = ["agentview", "robot0_eye_in_hand"]
+
+
+def single_env_rate(steps: int, **kwargs) -> float:
+    env = envs.make("robosuite/Lift", **kwargs)
+    env.reset(seed=0)
+    action = np.zeros(7, np.float32)
+    start = time.perf_counter()
+    for _ in range(steps):
+        env.step(action)
+    rate = steps / (time.perf_counter() - start)
+    env.close()
+    return rate
+
+
+def physics_only_rate(steps: int) -> float:
+    """robosuite Lift with no camera observations at all (the simulator's own floor)."""
+    env = envs.make("robosuite/Lift", cameras=["agentview"], image_size=16)
+    sim_env = env.unwrapped.sim_env
+    sim_env.reset()
+    start = time.perf_counter()
+    for _ in range(steps):
+        sim_env.robots[0].control(np.zeros(7), policy_step=True)
+        for _ in range(int(sim_env.control_timestep / sim_env.model_timestep)):
+            sim_env.sim.step()
+    rate = steps / (time.perf_counter() - start)
+    env.close()
+    return rate
+
+
+def make_lift(image_size: int):
+    return envs.make("robosuite/Lift", cameras=CAMERAS, image_size=image_size)
+
+
+def vector_rate(workers: int, steps: int, image_size: int) -> float:
+    from gymnasium.vector import AsyncVectorEnv
+
+    vector = AsyncVectorEnv([functools.partial(make_lift, image_size)] * workers, context="forkserver", shared_memory=False)
+    vector.reset(seed=0)
+    actions = np.zeros((workers, 7), np.float32)
+    start = time.perf_counter()
+    for _ in range(steps):
+        vector.step(actions)
+    rate = workers * steps / (time.perf_counter() - start)
+    vector.close()
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--workers", default="1,2")
+    args = parser.parse_args()
+    rows = [{"setting": "physics only (no rendering)", "steps_per_s": physics_only_rate(args.steps * 2)}]
+    for size in (84, 128, 224):
+        for quality in ("fast", "full"):
+            rate = single_env_rate(args.steps, cameras=CAMERAS, image_size=size, render_quality=quality)
+            rows.append({"setting": f"2 cameras {size} px, render {quality}", "steps_per_s": rate})
+            print(json.dumps(rows[-1]))
+    for workers in (int(w) for w in args.workers.split(",")):
+        rows.append({"setting": f"AsyncVectorEnv {workers} worker(s), 2 cameras 84 px fast", "steps_per_s": vector_rate(workers, args.steps, 84)})
+        print(json.dumps(rows[-1]))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "sim.json").write_text(json.dumps({"rows": rows, "versions": package_versions()}, indent=2))
+    lines = ["| setting (robosuite Lift, Panda, OSC_POSE, 20 Hz control) | env steps/s |", "|---|---|"]
+    lines += [f"| {r['setting']} | {r['steps_per_s']:.1f} |" for r in rows]
+    (RESULTS / "sim.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
