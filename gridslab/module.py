@@ -21,6 +21,7 @@ import torch
 from torchmetrics import MeanAbsoluteError
 
 from gridslab.budget import build_budget
+from gridslab.errors import UserError
 from gridslab.policy.config import as_policy_config
 from gridslab.policy.vla import VLA
 from gridslab.viz import draw_points, tile
@@ -34,7 +35,10 @@ class OptimConfig:
 
     lr: peak learning rate for the per-device batch (see README for the DDP scaling rule);
     warmup_steps: optimiser steps; grad_clip: max gradient L2 norm (0 = off);
-    ema_decay: exponential moving average of weights used for validation/evaluation (0 = off).
+    ema_decay: exponential moving average of weights used for validation/evaluation (0 = off);
+    lr_scaling: how ``lr`` grows with the number of DDP processes N (the effective batch is
+    ``data.batch_size * N``): "sqrt" (lr * sqrt(N), the default for AdamW), "linear" (lr * N)
+    or "none". With one process every rule gives ``lr``.
     """
 
     lr: float = 1e-3
@@ -44,6 +48,7 @@ class OptimConfig:
     min_lr_ratio: float = 0.05
     grad_clip: float = 1.0
     ema_decay: float = 0.995
+    lr_scaling: str = "sqrt"
 
 
 @dataclass
@@ -191,7 +196,7 @@ class VLAModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         optim = self.config["optim"]
-        optimizer = torch.optim.AdamW(self.policy.parameters(), lr=optim["lr"], weight_decay=optim["weight_decay"],
+        optimizer = torch.optim.AdamW(self.policy.parameters(), lr=scaled_lr(optim, self.trainer.world_size), weight_decay=optim["weight_decay"],
                                       betas=tuple(optim["betas"]))
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         warmup = min(int(optim["warmup_steps"]), max(total // 10, 1))
@@ -205,6 +210,17 @@ class VLAModule(L.LightningModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+LR_SCALING = {"none": lambda world: 1.0, "sqrt": math.sqrt, "linear": float}
+
+
+def scaled_lr(optim: dict[str, Any], world_size: int) -> float:
+    """``optim.lr`` scaled for ``world_size`` DDP processes by ``optim.lr_scaling``."""
+    rule = optim["lr_scaling"]
+    if rule not in LR_SCALING:
+        raise UserError(f"unknown optim.lr_scaling {rule!r}; valid: {', '.join(LR_SCALING)}")
+    return float(optim["lr"]) * LR_SCALING[rule](world_size)
 
 
 def rng_state() -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -126,25 +127,24 @@ class CrashOnceEnv(gym.Wrapper):
         return self.env.step(action)
 
 
-def crash_once_safe_env(condition):
-    """Worker-side factory: a Lift env whose worker dies once (marker file from the env var)."""
+def crash_once_safe_env(marker: str, condition):
+    """Worker-side factory: a Lift env whose worker dies once (``marker`` file records it)."""
     import envs
 
     def build():
         env = CrashOnceEnv(envs.make("robosuite/Lift", cameras=["agentview", "robot0_eye_in_hand"], image_size=32))
-        env.marker = Path(os.environ["GRIDSLAB_TEST_CRASH_MARKER"])
+        env.marker = Path(marker)
         return env
 
     return SafeEnv(build)
 
 
-def test_crashed_worker_is_restarted_and_its_episode_rerun(checkpoint, tmp_path, monkeypatch):
-    monkeypatch.setenv("GRIDSLAB_TEST_CRASH_MARKER", str(tmp_path / "crashed"))
+def test_crashed_worker_is_restarted_and_its_episode_rerun(checkpoint, tmp_path):
     policy, cfg, _ = load_policy(checkpoint, EVAL)
     records = []
     condition = Condition("robosuite/Lift", {"cameras": ["agentview", "robot0_eye_in_hand"], "image_size": 32})
     run_condition(PolicyRunner(policy, cfg.policy.language.max_len), condition, [1, 2, 3], 6, 8, 2, records.append,
-                  env_factory=crash_once_safe_env)
+                  env_factory=functools.partial(crash_once_safe_env, str(tmp_path / "crashed")))
     assert (tmp_path / "crashed").exists()
     assert sorted(r.seed for r in records) == [1, 2, 3]
     assert all(r.error == "" and r.steps == 6 for r in records)
