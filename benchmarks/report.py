@@ -1,11 +1,16 @@
 """Copy the tables in benchmarks/results/*.md into README.md between
 ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` markers (no hand-typed numbers).
 
-    python benchmarks/report.py
+    python benchmarks/report.py [--eval NAME=EVAL_DIR ...]
+
+``--eval`` first turns an evaluation's summary.json/timing.json into
+benchmarks/results/NAME.md (success with 95% CI, drop vs clean, latency).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import re
 from pathlib import Path
 
@@ -13,7 +18,31 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 
 
+def eval_table(eval_dir: Path) -> str:
+    summary = json.loads((eval_dir / "summary.json").read_text())
+    timings = json.loads((eval_dir / "timing.json").read_text())
+    versions = summary["versions"]
+    lines = [f"{summary['env']}, checkpoint `{summary['checkpoint_name']}`, {summary['episodes_per_condition']} episodes per "
+             f"condition from seed {summary['first_seed']} (mujoco {versions.get('mujoco')}, robosuite {versions.get('robosuite')}, "
+             f"torch {versions.get('torch')}).", "",
+             "| perturbation | severity | success | 95% CI | drop vs clean | mean steps | tokens/image | policy ms/step |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in summary["conditions"]:
+        timing = timings[f"{row['task']}|{row['perturbation']}|{row['severity']}"]
+        drop = "-" if row["perturbation"] == "clean" else f"{row['drop_vs_clean']:+.0%}"
+        lines.append(f"| {row['perturbation']} | {row['severity']:g} | {row['successes']}/{row['episodes']} ({row['success_rate']:.0%}) | "
+                     f"[{row['ci95_low']:.0%}, {row['ci95_high']:.0%}] | {drop} | {row['mean_steps']:.0f} | "
+                     f"{row['tokens_per_image']:g} | {timing['policy_ms_per_step']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--eval", action="append", default=[], help="NAME=EVAL_DIR")
+    args = parser.parse_args()
+    for item in args.eval:
+        name, eval_dir = item.split("=", 1)
+        (RESULTS / f"{name}.md").write_text(eval_table(Path(eval_dir)))
     readme = ROOT / "README.md"
     text = readme.read_text()
     for table in sorted(RESULTS.glob("*.md")):

@@ -71,6 +71,8 @@ class TaskSpec:
     tracking diagnostics read (place_body None: the task only lifts).
     surface_body: the body whose top (its largest collision box) distractors stand on.
     surface_materials: materials of the visible work surfaces (table top, bins).
+    max_steps: episode limit in env steps (20 Hz), about 5x the scripted expert's mean
+    episode length (Lift 50, Stack 117, PickPlaceCan 211), so a policy has room to retry.
     """
 
     env_class: str
@@ -84,10 +86,10 @@ class TaskSpec:
 
 _TABLE = {"surface_body": "table", "surface_materials": ("table_ceramic",)}
 TASKS: dict[str, TaskSpec] = {
-    "Lift": TaskSpec("Lift", "lift the red cube", "cube_main", None, 150, **_TABLE),
-    "Stack": TaskSpec("Stack", "stack the red cube on top of the green cube", "cubeA_main", "cubeB_main", 250, **_TABLE),
+    "Lift": TaskSpec("Lift", "lift the red cube", "cube_main", None, 300, **_TABLE),
+    "Stack": TaskSpec("Stack", "stack the red cube on top of the green cube", "cubeA_main", "cubeB_main", 600, **_TABLE),
     "PickPlaceCan": TaskSpec(
-        "PickPlaceCan", "pick up the can and place it in its bin", "Can_main", None, 300,
+        "PickPlaceCan", "pick up the can and place it in its bin", "Can_main", None, 1000,
         surface_body="bin1", surface_materials=("light-wood", "dark-wood"),
     ),
 }

@@ -2,6 +2,7 @@
 
 Files in the evaluation directory:
     results.jsonl     one line per finished episode, appended and flushed as it finishes
+    settings.json     what the episodes depend on (a resumed run must match it)
     summary.json/csv  success with Wilson 95% CI per condition, drop vs clean (deterministic)
     timing.json       policy latency per step and episode wall time
     videos/           MP4s of the first ``video_episodes`` episodes per condition
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from envs.hdf5_format import package_versions
 from gridslab.config import env_kwargs
@@ -28,6 +29,7 @@ from gridslab.rollout import Condition, EpisodeRecord, PolicyRunner, default_wor
 from gridslab.viz import tile
 
 RESULTS_FILE = "results.jsonl"
+SETTINGS_FILE = "settings.json"
 VIDEO_FPS = 20
 
 
@@ -36,6 +38,8 @@ def conditions_for(cfg: DictConfig) -> list[Condition]:
     from envs import ood
 
     kwargs = env_kwargs(cfg.env)
+    if cfg.eval.max_steps:
+        kwargs["max_steps"] = int(cfg.eval.max_steps)
     specs = [s.strip() for s in str(cfg.eval.ood).split(",") if s.strip() and s.strip() != "clean"]
     ood.check_severity(cfg.eval.severity)
     for spec in specs:
@@ -43,6 +47,24 @@ def conditions_for(cfg: DictConfig) -> list[Condition]:
     conditions = [Condition(cfg.env.name, kwargs)]
     conditions += [Condition(cfg.env.name, kwargs, spec, float(cfg.eval.severity)) for spec in specs]
     return conditions
+
+
+def check_settings(out_dir: Path, settings: dict[str, Any]) -> None:
+    """Record what the episodes in ``out_dir`` depend on; refuse to mix other settings in.
+
+    A resumed run must match, or earlier records would be read back as if they were new.
+    """
+    path = out_dir / SETTINGS_FILE
+    if path.exists():
+        recorded = json.loads(path.read_text())
+        if recorded != json.loads(json.dumps(settings)):
+            changed = sorted(k for k in set(recorded) | set(settings) if recorded.get(k) != json.loads(json.dumps(settings)).get(k))
+            raise UserError(f"{out_dir} holds episodes made with other settings ({', '.join(changed)}); "
+                            f"pass --out DIR for a new evaluation or delete that folder")
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
@@ -118,6 +140,10 @@ def evaluate_policy(policy: Any, cfg: DictConfig, out_dir: Path, checkpoint: str
     probe = make(cfg.env.name, **env_kwargs(cfg.env))
     max_steps = eval_cfg.max_steps or probe.unwrapped.max_steps
     probe.close()
+    check_settings(out_dir, {"checkpoint": Path(checkpoint).name, "env": cfg.env.name, "env_kwargs": env_kwargs(cfg.env),
+                             "max_steps": max_steps, "replan_every": cfg.policy.replan_every, "chunk": cfg.policy.chunk,
+                             "compressor": OmegaConf.to_container(cfg.compressor), "budget": OmegaConf.to_container(cfg.budget),
+                             "k": k})
     columns = (TextColumn("[bold]eval[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("success {task.fields[rate]}"), TimeElapsedColumn())
     try:

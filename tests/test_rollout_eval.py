@@ -160,3 +160,15 @@ def test_online_eval_callback_logs_success_rate(tmp_path, lift_demos):
     events.Reload()
     assert "online/success_rate" in events.Tags()["scalars"]
     assert (Path(cfg.output_dir) / "eval" / "online_epoch001" / "results.jsonl").exists()
+
+
+def test_resume_refuses_results_made_with_other_settings(checkpoint, tmp_path):
+    from gridslab.errors import UserError
+
+    policy, cfg, _ = load_policy(checkpoint, [*EVAL, "eval.episodes=1", "eval.video_episodes=0"])
+    evaluate_policy(policy, cfg, tmp_path, checkpoint=checkpoint, progress=False)
+    before = (tmp_path / RESULTS_FILE).read_text()
+    policy, cfg, _ = load_policy(checkpoint, [*EVAL, "eval.episodes=1", "eval.max_steps=20"])
+    with pytest.raises(UserError, match="other settings \\(env_kwargs, max_steps\\)"):
+        evaluate_policy(policy, cfg, tmp_path, checkpoint=checkpoint, progress=False)
+    assert (tmp_path / RESULTS_FILE).read_text() == before
