@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-import numpy as np
 
 from envs.errors import EnvUserError
 from envs.experts import Transition, rollout_expert

@@ -34,7 +34,7 @@ VIDEO_FPS = 20
 
 
 def conditions_for(cfg: DictConfig) -> list[Condition]:
-    """"clean" plus one condition per entry of ``cfg.eval.ood`` (validated names)."""
+    """The "clean" condition plus one per entry of ``cfg.eval.ood`` (names validated)."""
     from envs import ood
 
     kwargs = env_kwargs(cfg.env)

@@ -17,7 +17,6 @@ import os
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import gymnasium as gym
