@@ -19,6 +19,8 @@ SYSTEM_PACKAGES = {
     "egl": "libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri (Debian/Ubuntu)",
     "osmesa": "libosmesa6 (Debian/Ubuntu)",
 }
+USER_BACKENDS = ("egl", "osmesa", "glfw")  # the values MuJoCo's Python bindings accept
+_checked: set[str] = set()  # user-set backends already probed in this process
 _PROBE = "import mujoco; ctx = mujoco.GLContext(16, 16); ctx.make_current(); ctx.free()"
 
 
@@ -35,9 +37,19 @@ def _backend_works(backend: str) -> bool:
 def ensure_gl_backend() -> str:
     """Set ``MUJOCO_GL``/``PYOPENGL_PLATFORM`` to a working headless backend and return it.
 
-    A user-set ``MUJOCO_GL`` is kept as it is. Raises ``EnvUserError`` when no backend works.
+    A user-set ``MUJOCO_GL`` is kept when it names a MuJoCo backend that works here; an
+    unknown or broken one, or no working backend at all, raises ``EnvUserError``.
     """
     chosen = os.environ.get("MUJOCO_GL")
+    if chosen and chosen not in USER_BACKENDS:
+        raise EnvUserError(f"MUJOCO_GL={chosen!r} is not a MuJoCo rendering backend; valid: {', '.join(USER_BACKENDS)} "
+                           f"(or unset it and gridslab probes {', '.join(BACKENDS)})")
+    if chosen and chosen not in _checked and not _backend_works(chosen):
+        hint = f"apt-get install {SYSTEM_PACKAGES[chosen]}" if chosen in SYSTEM_PACKAGES else "it needs a display"
+        raise EnvUserError(f"MUJOCO_GL={chosen} cannot create an OpenGL context here ({hint}); "
+                           f"unset MUJOCO_GL and gridslab probes {', '.join(BACKENDS)}")
+    if chosen:
+        _checked.add(chosen)
     if not chosen:
         chosen = next((b for b in BACKENDS if _backend_works(b)), None)
         if chosen is None:

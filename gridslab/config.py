@@ -159,7 +159,8 @@ def _explain(err: OmegaConfBaseException, cfg: DictConfig | None) -> UserError:
 
 
 def _validate_registered(cfg: DictConfig) -> None:
-    """Validate the compressor and budget nodes against their registered schemas."""
+    """Validate the compressor and budget nodes against their registered schemas; an
+    adaptive budget's ``k_max`` becomes ``compressor.k`` (the slots it chooses among)."""
     from gridslab.budget import BUDGETS
     from gridslab.compress import COMPRESSORS
 
@@ -168,6 +169,12 @@ def _validate_registered(cfg: DictConfig) -> None:
         typed = registry.config(node, where=key)
         with _unlocked(cfg):
             cfg[key] = OmegaConf.to_container(typed)
+    if cfg.budget.name == "adaptive" and cfg.budget.k_max > 0:  # the adaptive range sets the slot count
+        if cfg.compressor.name == "identity":
+            raise UserError("budget=adaptive needs a compressor that honours a per-sample k; "
+                            "compressor=identity keeps every patch (use budget=fixed)")
+        with _unlocked(cfg):
+            cfg.compressor.k = int(cfg.budget.k_max)
 
 
 class _unlocked:

@@ -83,6 +83,9 @@ def summarize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             "drop_vs_clean": round(clean_rate[task] - rate, 4) if task in clean_rate else None,
             "mean_steps": round(sum(r["steps"] for r in group) / n, 2),
             "tokens_per_image": round(sum(r["tokens_per_image"] for r in group) / n, 3),
+            "tokens_min": min(r.get("tokens_min", r["tokens_per_image"]) for r in group),
+            "tokens_max": max(r.get("tokens_max", r["tokens_per_image"]) for r in group),
+            "policy_gflops": round(sum(r.get("policy_gflops", 0.0) for r in group) / n, 6),
             "errors": sum(1 for r in group if r.get("error")),
         })
     return rows
@@ -120,12 +123,14 @@ def render_table(rows: list[dict[str, Any]], timings: dict[str, Any], title: str
     from rich.table import Table
 
     table = Table(title=title)
-    for column in ("task", "perturbation", "sev.", "success (95% CI)", "drop vs clean", "mean steps", "policy ms/step", "tokens/image", "errors"):
+    for column in ("task", "perturbation", "sev.", "success (95% CI)", "drop vs clean", "mean steps", "policy ms/step", "tokens/image (min-max)", "GFLOPs/call", "errors"):
         table.add_column(column, justify="left" if column in ("task", "perturbation") else "right")
     for row in rows:
         latency = timings.get(f"{row['task']}|{row['perturbation']}|{row['severity']}", {}).get("policy_ms_per_step", float("nan"))
         drop = "-" if row["drop_vs_clean"] is None or row["perturbation"] == "clean" else f"{row['drop_vs_clean']:+.0%}"
         table.add_row(row["task"], row["perturbation"], f"{row['severity']:g}",
                       f"{row['successes']}/{row['episodes']} = {row['success_rate']:.0%} [{row['ci95_low']:.0%}, {row['ci95_high']:.0%}]",
-                      drop, f"{row['mean_steps']:.0f}", f"{latency:.1f}", f"{row['tokens_per_image']:g}", str(row["errors"]))
+                      drop, f"{row['mean_steps']:.0f}", f"{latency:.1f}",
+                      f"{row['tokens_per_image']:g} ({row['tokens_min']:g}-{row['tokens_max']:g})", f"{row['policy_gflops']:.3f}",
+                      str(row["errors"]))
     return table

@@ -25,3 +25,33 @@ def count_flops(fn: Callable[[], Any], depth: int = 2) -> dict[str, int]:
         per_module[module] = int(sum(counts.values()))
     per_module["total"] = int(counter.get_total_flops())
     return dict(per_module)
+
+
+def flops_by_tokens(policy: torch.nn.Module) -> dict[int, float]:
+    """GFLOPs of one batch-1 policy forward at each visual-token count the policy can run at:
+    ``{K: GFLOPs}`` for K = 1..K_max (budget honoured: the forward runs on exactly K tokens),
+    or the one entry ``{K_max: GFLOPs}`` for compressors that keep every patch.
+    The policy's train/eval mode is restored afterwards."""
+    was_training = policy.training
+    policy.eval()
+    k_max = policy.max_tokens_per_image()
+    honours = all(encoder.compressor.honours_budget for encoder in policy.vision.values())
+    batch = policy.example_batch(1)
+    table = {}
+    for k in (range(1, k_max + 1) if honours else [k_max]):
+        k_batch = {**batch, "k": torch.tensor([k], device=batch["proprio"].device)} if honours else batch
+        table[k] = count_flops(lambda: policy(k_batch), depth=0)["total"] / 1e9
+    policy.train(was_training)
+    return table
+
+
+def gflops_at(table: dict[int, float], tokens: float) -> float:
+    """GFLOPs per sample at a (possibly fractional, e.g. mean or soft) token count, linearly
+    interpolated in ``table`` (``flops_by_tokens``) and clamped to its range."""
+    ks = sorted(table)
+    tokens = min(max(tokens, ks[0]), ks[-1])
+    lower = max(k for k in ks if k <= tokens)
+    upper = min(k for k in ks if k >= tokens)
+    if lower == upper:
+        return table[lower]
+    return table[lower] + (table[upper] - table[lower]) * (tokens - lower) / (upper - lower)

@@ -1,8 +1,9 @@
 """``VLAModule``: the VLA as a LightningModule (loss, optimiser, EMA, logging).
 
 Training minimises the policy's L1 action-chunk loss on normalised actions. Logged to
-TensorBoard: train/val loss, learning rate, visual tokens per camera, validation action
-L1 per dimension (env units), and an image grid of input frames with the compressor's
+TensorBoard: train/val loss (and the action loss alone when a budget adds a compute
+penalty), learning rate, visual tokens per image (mean/min/max over the batch), GFLOPs per
+sample at those token counts, validation action L1 per dimension (env units), and an image grid of input frames with the compressor's
 sampled coordinates drawn on them (every ``image_every_n_steps`` and at each validation).
 The checkpoint holds the resolved config and the normalisation statistics (policy buffers).
 """
@@ -20,8 +21,8 @@ import numpy as np
 import torch
 from torchmetrics import MeanAbsoluteError
 
-from gridslab.budget import build_budget
 from gridslab.errors import UserError
+from gridslab.flops import flops_by_tokens, gflops_at
 from gridslab.policy.config import as_policy_config
 from gridslab.policy.vla import VLA
 from gridslab.viz import draw_points, tile
@@ -100,7 +101,8 @@ class EMA(torch.nn.Module):
 
 def build_policy(config: dict[str, Any], proprio_dim: int, action_dim: int) -> VLA:
     """The VLA described by a resolved experiment config (plain dict)."""
-    return VLA(as_policy_config(config["policy"]), config["compressor"], list(config["env"]["cameras"]), proprio_dim, action_dim)
+    return VLA(as_policy_config(config["policy"]), config["compressor"], list(config["env"]["cameras"]), proprio_dim, action_dim,
+               config["budget"])
 
 
 class VLAModule(L.LightningModule):
@@ -114,9 +116,9 @@ class VLAModule(L.LightningModule):
         self.policy = build_policy(config, proprio_dim, action_dim)
         if stats is not None:
             self.policy.set_normalization(stats)
-        self.budget = build_budget(config["budget"], self.policy.max_tokens_per_image())
-        if hasattr(self.budget, "check_tasks"):
-            self.budget.check_tasks(instructions)
+        if hasattr(self.policy.budget, "check_tasks"):
+            self.policy.budget.check_tasks(instructions)
+        self.gflops_table: dict[int, float] = {}
         optim = config["optim"]
         self.ema = None
         if optim["ema_decay"] > 0:
@@ -128,22 +130,35 @@ class VLAModule(L.LightningModule):
         """The weights used for validation and rollouts (EMA when enabled)."""
         return self.ema.module if self.ema is not None else self.policy
 
-    def _with_budget(self, batch: dict[str, Any]) -> dict[str, Any]:
-        k = self.budget.k_for(list(batch["instruction"]), device=self.device)
-        if k is not None:
-            batch = {**batch, "k": k}
-        return batch
+    def setup(self, stage: str) -> None:
+        threads = int(self.config["trainer"]["threads"])
+        if threads > 0:  # again here: processes spawned by DDP do not inherit the launcher's setting
+            torch.set_num_threads(threads)
+
+    def on_fit_start(self) -> None:
+        self.gflops_table = flops_by_tokens(self.policy)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self.policy.budget.step = self.global_step  # the budget curriculum follows optimiser steps
 
     def _log_tokens(self, outputs: dict[str, Any], stage: str) -> None:
-        for camera, tokens in outputs["tokens"].items():
-            self.log(f"{stage}/tokens/{camera}", tokens.mask.float().sum(1).mean(), on_step=stage == "train",
-                     on_epoch=stage != "train", batch_size=tokens.mask.shape[0], sync_dist=stage != "train")
+        """Tokens per image (mean/min/max over the batch) and GFLOPs per sample at those counts."""
+        per_sample = self.policy.tokens_per_sample(outputs)
+        train = stage == "train"
+        size = per_sample.shape[0]
+        for name, value in (("mean", per_sample.mean()), ("min", per_sample.min()), ("max", per_sample.max())):
+            self.log(f"{stage}/tokens_per_image/{name}", value, on_step=train, on_epoch=not train, batch_size=size,
+                     sync_dist=not train, reduce_fx={"mean": "mean", "min": "min", "max": "max"}[name])
+        if self.gflops_table:
+            gflops = sum(gflops_at(self.gflops_table, float(k)) for k in per_sample.tolist()) / size
+            self.log(f"{stage}/gflops_per_sample", gflops, on_step=train, on_epoch=not train, batch_size=size, sync_dist=not train)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        batch = self._with_budget(batch)
         loss, outputs = self.policy.loss(batch)
         batch_size = batch["proprio"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        if outputs["action_loss"] is not loss:  # the budget added a compute penalty
+            self.log("train/action_loss", outputs["action_loss"], batch_size=batch_size)
         self._log_tokens(outputs, "train")
         every = self.config["trainer"]["image_every_n_steps"]
         if every > 0 and self.global_step % every == 0:
@@ -155,7 +170,6 @@ class VLAModule(L.LightningModule):
             self.ema.update(self.policy)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        batch = self._with_budget(batch)
         loss, outputs = self.eval_policy.loss(batch)
         batch_size = batch["proprio"].shape[0]
         self.log("val/loss", loss, prog_bar=True, batch_size=batch_size, sync_dist=True)

@@ -122,28 +122,28 @@ def evaluate_policy(policy: Any, cfg: DictConfig, out_dir: Path, checkpoint: str
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from torch.utils.tensorboard import SummaryWriter
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     conditions = conditions_for(cfg)
     eval_cfg = cfg.eval
     if eval_cfg.episodes < 1:
         raise UserError(f"eval.episodes={eval_cfg.episodes} must be >= 1")
+    from envs.registry import make
+
+    probe = make(cfg.env.name, **env_kwargs(cfg.env))  # a bad env setting fails before any file is written
+    max_steps = eval_cfg.max_steps or probe.unwrapped.max_steps
+    probe.close()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    check_settings(out_dir, {"checkpoint": Path(checkpoint).name, "env": cfg.env.name, "env_kwargs": env_kwargs(cfg.env),
+                             "max_steps": max_steps, "replan_every": cfg.policy.replan_every, "chunk": cfg.policy.chunk,
+                             "compressor": OmegaConf.to_container(cfg.compressor), "budget": OmegaConf.to_container(cfg.budget),
+                             "k": k})
     seeds = [eval_cfg.seed + i for i in range(eval_cfg.episodes)]
     results_path = out_dir / RESULTS_FILE
     done = {(r["perturbation"], float(r["severity"]), int(r["seed"])): r for r in read_records(results_path)}
     meta = {"checkpoint": str(checkpoint), "versions": package_versions()}
     writer = ResultsWriter(results_path, {"versions": meta["versions"]})
     tb = SummaryWriter(str(out_dir / "tb"))
-    runner = PolicyRunner(policy, cfg.policy.language.max_len, k=k)
+    runner = PolicyRunner(policy, k=k)
     workers = eval_cfg.workers or default_workers()
-    from envs.registry import make
-
-    probe = make(cfg.env.name, **env_kwargs(cfg.env))
-    max_steps = eval_cfg.max_steps or probe.unwrapped.max_steps
-    probe.close()
-    check_settings(out_dir, {"checkpoint": Path(checkpoint).name, "env": cfg.env.name, "env_kwargs": env_kwargs(cfg.env),
-                             "max_steps": max_steps, "replan_every": cfg.policy.replan_every, "chunk": cfg.policy.chunk,
-                             "compressor": OmegaConf.to_container(cfg.compressor), "budget": OmegaConf.to_container(cfg.budget),
-                             "k": k})
     columns = (TextColumn("[bold]eval[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("success {task.fields[rate]}"), TimeElapsedColumn())
     try:
@@ -174,7 +174,8 @@ def evaluate_policy(policy: Any, cfg: DictConfig, out_dir: Path, checkpoint: str
                                   "versions": meta["versions"]}, timings)
     for row in rows:
         label = row["perturbation"] if row["perturbation"] == "clean" else f"{row['perturbation']}@{row['severity']:g}"
-        for metric in ("success_rate", "ci95_low", "ci95_high", "mean_steps", "tokens_per_image"):
+        for metric in ("success_rate", "ci95_low", "ci95_high", "mean_steps", "tokens_per_image", "tokens_min", "tokens_max",
+                       "policy_gflops"):
             tb.add_scalar(f"eval/{label}/{metric}", row[metric], 0)
         if row["drop_vs_clean"] is not None and row["perturbation"] != "clean":
             tb.add_scalar(f"eval/{label}/drop_vs_clean", row["drop_vs_clean"], 0)

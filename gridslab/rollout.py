@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode
 
-from gridslab.policy.language import tokenize
+from gridslab.flops import flops_by_tokens, gflops_at
 from gridslab.viz import draw_points
 
 CRASHES_BEFORE_ERROR = 2
@@ -47,7 +47,10 @@ class Condition:
 
 @dataclass
 class EpisodeRecord:
-    """One finished episode. wall_s: seconds; policy_ms_per_step: policy time / env steps."""
+    """One finished episode. wall_s: seconds; policy_ms_per_step: policy time / env steps;
+    tokens_per_plan: visual tokens per image the budget gave each policy call, in order
+    (tokens_per_image / tokens_min / tokens_max summarise it); policy_gflops: mean GFLOPs of
+    one policy call for this sample at those token counts."""
 
     task: str
     env: str
@@ -61,6 +64,10 @@ class EpisodeRecord:
     tokens_per_image: float
     instruction: str
     error: str = ""
+    tokens_min: float = 0.0
+    tokens_max: float = 0.0
+    tokens_per_plan: list[float] = field(default_factory=list)
+    policy_gflops: float = 0.0
 
 
 class SafeEnv(gym.Wrapper):
@@ -118,23 +125,26 @@ class PolicyRunner:
     """Batches env observations into the policy and returns action chunks in env units.
 
     ``act`` returns actions ``[N, H, A]``, sampled coordinates per camera ``[N, K, 2]`` with
-    masks ``[N, K]``, and visual tokens per image ``[N]`` (valid slots, averaged over cameras).
+    masks ``[N, K]``, visual tokens per image ``[N]`` (valid slots, averaged over cameras;
+    chosen by the policy's budget unless ``k`` fixes it) and GFLOPs per sample ``[N]`` at
+    those token counts (``gridslab.flops.flops_by_tokens``).
     """
 
-    def __init__(self, policy: torch.nn.Module, max_text_tokens: int, k: int | None = None):
+    def __init__(self, policy: torch.nn.Module, k: int | None = None):
         self.policy = policy.eval()
-        self.max_text_tokens = max_text_tokens
         self.k = k
         self.device = next(policy.parameters()).device
+        self.gflops_table = flops_by_tokens(policy)
 
     @torch.no_grad()
     def act(self, images: dict[str, np.ndarray], proprio: np.ndarray, instructions: list[str]) -> dict[str, Any]:
-        ids, mask = tokenize(instructions, self.max_text_tokens)
+        ids, mask = self.policy.language.tokenize(instructions)
         batch = {
             "images": {camera: torch.from_numpy(np.ascontiguousarray(frames)).to(self.device) for camera, frames in images.items()},
             "proprio": torch.from_numpy(np.asarray(proprio, dtype=np.float32)).to(self.device),
             "instruction_ids": ids.to(self.device),
             "instruction_mask": mask.to(self.device),
+            "instruction": list(instructions),
         }
         if self.k is not None:
             batch["k"] = torch.full((len(instructions),), self.k, dtype=torch.long, device=self.device)
@@ -142,8 +152,9 @@ class PolicyRunner:
         actions = self.policy.denormalize_actions(outputs["actions"]).float().cpu().numpy()
         coords = {c: t.coords.float().cpu().numpy() for c, t in outputs["tokens"].items()}
         masks = {c: t.mask.cpu().numpy() for c, t in outputs["tokens"].items()}
-        tokens = np.mean([m.sum(1) for m in masks.values()], axis=0)
-        return {"actions": actions, "coords": coords, "masks": masks, "tokens_per_image": tokens}
+        tokens = self.policy.tokens_per_sample(outputs).cpu().numpy()
+        gflops = np.array([gflops_at(self.gflops_table, float(k)) for k in tokens])
+        return {"actions": actions, "coords": coords, "masks": masks, "tokens_per_image": tokens, "gflops": gflops}
 
 
 @dataclass
@@ -158,6 +169,7 @@ class _Episode:
     instruction: str = ""
     policy_seconds: float = 0.0
     tokens: list[float] = field(default_factory=list)
+    gflops: list[float] = field(default_factory=list)
     queue: deque = field(default_factory=deque)
     coords: tuple[np.ndarray, np.ndarray] | None = None
     frames: list[np.ndarray] | None = None
@@ -214,7 +226,10 @@ def _record(episode: _Episode, condition: Condition) -> EpisodeRecord:
         steps=episode.steps, wall_s=round(time.perf_counter() - episode.started, 3),
         policy_ms_per_step=1000 * episode.policy_seconds / max(episode.steps, 1),
         tokens_per_image=float(np.mean(episode.tokens)) if episode.tokens else 0.0,
-        instruction=episode.instruction, error=episode.error)
+        instruction=episode.instruction, error=episode.error,
+        tokens_min=min(episode.tokens, default=0.0), tokens_max=max(episode.tokens, default=0.0),
+        tokens_per_plan=[round(k, 3) for k in episode.tokens],
+        policy_gflops=round(float(np.mean(episode.gflops)), 6) if episode.gflops else 0.0)
 
 
 def _info_at(info: dict[str, Any], key: str, index: int, default: Any) -> Any:
@@ -267,6 +282,7 @@ def _run_on_vector(vector, runner, condition, pending, slots, max_steps, replan_
                 episode = slots[i]
                 episode.policy_seconds += share
                 episode.tokens.append(float(plan["tokens_per_image"][row]))
+                episode.gflops.append(float(plan["gflops"][row]))
                 episode.queue.extend(plan["actions"][row][:replan_every])
                 episode.coords = (plan["coords"][first_camera][row], plan["masks"][first_camera][row])
         actions = np.zeros((n_envs, action_dim), dtype=np.float32)

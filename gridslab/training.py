@@ -23,7 +23,7 @@ from gridslab.callbacks import OnlineEvalCallback
 from gridslab.config import to_plain, to_yaml
 from gridslab.datamodule import DemoDataModule
 from gridslab.errors import UserError
-from gridslab.module import VLAModule
+from gridslab.module import VLAModule, build_policy, scaled_lr
 
 WAIT_FOR_DATA_SECONDS = 3600  # non-zero ranks launched by torchrun wait this long for rank 0's collection
 
@@ -65,6 +65,17 @@ def _logger(output_dir: Path, resume_from: str | None) -> TensorBoardLogger:
     return TensorBoardLogger(save_dir=str(output_dir), name="tb", version="", purge_step=purge_step)
 
 
+def check_before_data(cfg: DictConfig) -> str | None:
+    """Fail on a bad policy/compressor/budget/optimiser setting or resume path before any
+    demonstration is collected or file written: the policy is built on the meta device (no
+    memory, no compute). Returns the checkpoint to resume from (None for a fresh run)."""
+    resume_from = resolve_resume(cfg)
+    scaled_lr(to_plain(cfg.optim), 1)
+    with torch.device("meta"):
+        build_policy(to_plain(cfg), proprio_dim=1, action_dim=1)
+    return resume_from
+
+
 def build_datamodule(cfg: DictConfig) -> DemoDataModule:
     return DemoDataModule(cfg.data, cfg.env, cfg.policy.chunk, cfg.policy.language.max_len, seed=cfg.seed)
 
@@ -74,16 +85,16 @@ def fit(cfg: DictConfig, extra_callbacks: list[L.Callback] | None = None) -> dic
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.trainer.threads > 0:
         torch.set_num_threads(cfg.trainer.threads)
-    output_dir = Path(cfg.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0:
-        (output_dir / "config.yaml").write_text(to_yaml(cfg))
-
+    resume_from = check_before_data(cfg)
     datamodule = build_datamodule(cfg)
     _prepare_data(datamodule)
     datamodule.setup("fit")
     module = VLAModule(to_plain(cfg), datamodule.proprio_dim, datamodule.action_dim, datamodule.instructions,
                        stats=datamodule.stats)
+    output_dir = Path(cfg.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0:
+        (output_dir / "config.yaml").write_text(to_yaml(cfg))
 
     checkpoints = ModelCheckpoint(dirpath=checkpoint_dir(output_dir), filename="best-epoch{epoch:03d}-step{step}",
                                   monitor="val/loss", mode="min", save_top_k=1, save_last=True, auto_insert_metric_name=False)
@@ -94,7 +105,6 @@ def fit(cfg: DictConfig, extra_callbacks: list[L.Callback] | None = None) -> dic
         callbacks.append(OnlineEvalCallback(cfg))
     callbacks += extra_callbacks or []
     trainer_cfg = cfg.trainer
-    resume_from = resolve_resume(cfg)
     trainer = L.Trainer(
         default_root_dir=str(output_dir),
         logger=_logger(output_dir, resume_from),

@@ -104,7 +104,7 @@ def test_raising_env_does_not_stop_the_run(checkpoint):
     policy, cfg, _ = load_policy(checkpoint, EVAL)
     records = []
     condition = Condition("robosuite/Lift", {"cameras": ["agentview", "robot0_eye_in_hand"], "image_size": 32})
-    run_condition(PolicyRunner(policy, cfg.policy.language.max_len), condition, [1, 2, 3], 10, 8, 1, records.append,
+    run_condition(PolicyRunner(policy), condition, [1, 2, 3], 10, 8, 1, records.append,
                   env_factory=exploding_safe_env)
     assert [r.seed for r in records] == [1, 2, 3]
     assert all(not r.success and r.error.startswith("RuntimeError") and r.steps == 3 for r in records)
@@ -143,7 +143,7 @@ def test_crashed_worker_is_restarted_and_its_episode_rerun(checkpoint, tmp_path)
     policy, cfg, _ = load_policy(checkpoint, EVAL)
     records = []
     condition = Condition("robosuite/Lift", {"cameras": ["agentview", "robot0_eye_in_hand"], "image_size": 32})
-    run_condition(PolicyRunner(policy, cfg.policy.language.max_len), condition, [1, 2, 3], 6, 8, 2, records.append,
+    run_condition(PolicyRunner(policy), condition, [1, 2, 3], 6, 8, 2, records.append,
                   env_factory=functools.partial(crash_once_safe_env, str(tmp_path / "crashed")))
     assert (tmp_path / "crashed").exists()
     assert sorted(r.seed for r in records) == [1, 2, 3]

@@ -48,7 +48,8 @@ def test_two_epochs_write_checkpoint_and_tensorboard(trained):
     tags = _event_tags(run_dir)
     assert "train/loss" in tags["scalars"] and "val/loss" in tags["scalars"] and "val/action_l1" in tags["scalars"]
     assert any(t.startswith("lr-") for t in tags["scalars"])
-    assert any(t.startswith("train/tokens/") for t in tags["scalars"])
+    assert {"train/tokens_per_image/mean", "train/tokens_per_image/min", "train/tokens_per_image/max",
+            "train/gflops_per_sample", "val/tokens_per_image/mean"} <= set(tags["scalars"])
     assert "val/coords/agentview" in tags["images"]
 
 
@@ -76,3 +77,23 @@ def test_checkpoint_rebuilds_the_same_policy(trained, lift_demos):
         expected = module.eval_policy(batch)["actions"]
         actual = policy(batch)["actions"]
     assert torch.allclose(expected, actual, atol=1e-6)
+
+
+@pytest.mark.parametrize("budget", [["budget=adaptive", "budget.k_min=2", "budget.k_max=8"],
+                                    ["budget=per_task", "budget.default_k=2", "budget.k_by_task={lift the red cube: 3}"]])
+def test_budgets_train_log_k_and_reload(tmp_path, lift_demos, budget):
+    cfg = tiny_config(tmp_path, lift_demos, "trainer.max_epochs=1", *budget)
+    result = fit(cfg)
+    tags = set(_event_tags(Path(cfg.output_dir))["scalars"])
+    assert {"train/tokens_per_image/mean", "train/gflops_per_sample", "val/tokens_per_image/max"} <= tags
+    assert ("train/action_loss" in tags) == (cfg.budget.name == "adaptive")  # only a learned budget adds a penalty
+    policy, _, _ = load_policy(result["last_checkpoint"])
+    batch = policy.example_batch(2, instruction="lift the red cube")
+    with torch.no_grad():
+        counts = next(iter(policy(batch)["tokens"].values())).mask.sum(1)
+    assert ((counts >= 2) & (counts <= 8)).all()
+    if cfg.budget.name == "per_task":
+        assert counts.tolist() == [3, 3]
+        assert not any(k.startswith("policy.budget") for k in read_checkpoint(result["last_checkpoint"])["state_dict"])
+    else:
+        assert any(k.startswith("policy.budget.head") for k in read_checkpoint(result["last_checkpoint"])["state_dict"])

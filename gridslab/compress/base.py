@@ -26,12 +26,25 @@ class Tokens:
     """Compressed visual tokens for one camera.
 
     tokens: ``[B, K, C]`` features; coords: ``[B, K, 2]`` (x, y) in [0, 1];
-    mask: ``[B, K]`` bool, True where the slot holds a real token.
+    mask: ``[B, K]`` bool, True where the slot holds a real token;
+    weight: ``[B, K]`` float in [0, 1] or None, each slot's soft presence (a learned budget
+    while training): attention to the slot is scaled by it, on top of the mask.
     """
 
     tokens: Tensor
     coords: Tensor
     mask: Tensor
+    weight: Tensor | None = None
+
+    def key_weights(self) -> Tensor:
+        """``[B, K]`` float attention-key weights: the mask times ``weight`` (if any)."""
+        keys = self.mask.to(self.tokens.dtype)
+        return keys if self.weight is None else keys * self.weight
+
+    def first(self, slots: int) -> "Tokens":
+        """The first ``slots`` slots (a budget keeps the leading slots valid)."""
+        weight = None if self.weight is None else self.weight[:, :slots]
+        return Tokens(self.tokens[:, :slots], self.coords[:, :slots], self.mask[:, :slots], weight)
 
 
 @dataclass
@@ -62,6 +75,7 @@ class Compressor(nn.Module):
 
     k_max: int
     uses_text: bool = False  # True when forward reads ctx.text (the policy then projects it)
+    honours_budget: bool = True  # False when ctx.k is ignored (identity keeps every patch)
 
     def num_tokens(self, height: int, width: int) -> int:
         """Slots emitted for an ``height x width`` patch grid (``K_max``)."""

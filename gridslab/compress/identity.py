@@ -26,6 +26,8 @@ class IdentityConfig(CompressorConfig):
 class Identity(Compressor):
     """All ``H*W`` patch tokens; ``K_max`` depends on the grid (see ``num_tokens``)."""
 
+    honours_budget = False
+
     def __init__(self, cfg: IdentityConfig, dim: int):
         super().__init__()
 

@@ -35,7 +35,8 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: Tensor, key_mask: Tensor | None = None) -> Tensor:
-        """x: ``[B, N, C]``; key_mask: ``[B, N]`` bool, True on keys that may be attended.
+        """x: ``[B, N, C]``; key_mask: ``[B, N]``, bool (True on keys that may be attended)
+        or float key weights in [0, 1] (attention to key n is scaled by its weight; 0 masks it).
 
         A row with no valid key attends to all keys (its output is padding anyway), which
         keeps every value finite.
@@ -43,9 +44,12 @@ class SelfAttention(nn.Module):
         batch, length, dim = x.shape
         qkv = self.qkv(x).view(batch, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
         attn_mask = None
-        if key_mask is not None:
+        if key_mask is not None and key_mask.dtype == torch.bool:
             key_mask = key_mask | ~key_mask.any(dim=1, keepdim=True)
             attn_mask = key_mask[:, None, None, :]
+        elif key_mask is not None:
+            empty = ~(key_mask > 0).any(dim=1, keepdim=True)
+            attn_mask = torch.where(empty, torch.ones_like(key_mask), key_mask).log()[:, None, None, :].to(qkv.dtype)
         attended = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=attn_mask)
         return self.proj(attended.transpose(1, 2).reshape(batch, length, dim))
 
@@ -62,7 +66,8 @@ class TransformerBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
     def forward(self, x: Tensor, key_mask: Tensor | None = None) -> Tensor:
-        """x: ``[B, N, C]``; key_mask: ``[B, N]`` bool (True = real token) or None."""
+        """x: ``[B, N, C]``; key_mask: ``[B, N]`` bool (True = real token), float key
+        weights, or None (see ``SelfAttention``)."""
         x = x + self.attn(self.attn_norm(x), key_mask)
         return x + self.mlp(self.mlp_norm(x))
 
@@ -94,7 +99,8 @@ class Backbone(nn.Module):
         """Action-query features ``[B, H, D]``.
 
         text: ``[B, T, text_dim]``, text_mask: ``[B, T]`` bool; visual: one ``Tokens``
-        (tokens ``[B, K_i, vision_dim]``, mask ``[B, K_i]``) per camera, in camera order;
+        (tokens ``[B, K_i, vision_dim]``, mask ``[B, K_i]``, optional soft weight ``[B, K_i]``)
+        per camera, in camera order;
         proprio: ``[B, P]`` normalised.
         """
         batch = proprio.shape[0]
@@ -109,6 +115,9 @@ class Backbone(nn.Module):
         masks += [always, always.expand(batch, queries.shape[1])]
         sequence = torch.cat(parts, dim=1)
         key_mask = torch.cat(masks, dim=1)
+        if any(camera_tokens.weight is not None for camera_tokens in visual):  # soft slots: float key weights
+            weights = [text_mask.to(sequence.dtype)] + [t.key_weights() for t in visual]
+            key_mask = torch.cat(weights + [torch.ones_like(sequence[:, :1 + queries.shape[1], 0])], dim=1)
         for block in self.blocks:
             sequence = block(sequence, key_mask)
         return self.norm(sequence[:, -queries.shape[1]:])

@@ -108,11 +108,25 @@ class VisionEncoder(nn.Module):
             flat = block(flat)
         return flat.view(batch, self.grid_size, self.grid_size, self.dim)
 
+    def tokens_from_features(self, feats: Tensor, ctx: CompressContext, weight: Tensor | None = None) -> Tokens:
+        """Patch features ``[B, g, g, C]`` -> compressed, encoded Tokens.
+
+        With a per-sample budget ``ctx.k`` (and a compressor that honours it) the slots past
+        the batch's largest k are dropped before the token blocks, so a batch of one runs on
+        exactly k tokens. ``weight``: ``[B, K_max]`` soft slot presence (learned budget).
+        """
+        compressed = self.compressor(feats, ctx)
+        if weight is not None:
+            compressed = Tokens(compressed.tokens, compressed.coords, compressed.mask, weight)
+        if ctx.k is not None and self.compressor.honours_budget:
+            compressed = compressed.first(int(ctx.k.max()))
+        keys = compressed.mask if compressed.weight is None else compressed.key_weights()
+        tokens = compressed.tokens
+        for block in self.token_blocks:
+            tokens = block(tokens, keys)
+        return Tokens(self.norm(tokens), compressed.coords, compressed.mask, compressed.weight)
+
     def forward(self, images: Tensor, ctx: CompressContext) -> Tokens:
         """images: uint8 ``[B, H, W, 3]`` -> Tokens (tokens ``[B, K, C]``, coords ``[B, K, 2]``
         (x, y) in [0, 1], mask ``[B, K]``)."""
-        compressed = self.compressor(self.patch_features(images), ctx)
-        tokens = compressed.tokens
-        for block in self.token_blocks:
-            tokens = block(tokens, compressed.mask)
-        return Tokens(self.norm(tokens), compressed.coords, compressed.mask)
+        return self.tokens_from_features(self.patch_features(images), ctx)

@@ -5,7 +5,9 @@ Batch contract (``forward`` / ``loss``)::
     images:           {camera: uint8 [B, H, W, 3]}
     proprio:          float [B, P]   raw env units (normalised here)
     instruction_ids:  long [B, T], instruction_mask: bool [B, T]   (``language.tokenize``)
-    k:                long [B]       optional per-sample visual-token budget
+    instruction:      list of B str  the instructions as text (read by a per-task budget)
+    k:                long [B]       optional per-sample visual-token budget; overrides the
+                                     policy's own budget (``gridslab.budget``) when given
     actions:          float [B, H, A] normalised targets (``loss`` only)
     action_mask:      bool [B, H]    False on chunk padding past the episode end (``loss`` only)
 
@@ -24,6 +26,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from gridslab.budget import BudgetChoice, build_budget
 from gridslab.compress import build_compressor
 from gridslab.compress.base import CompressContext, Tokens
 from gridslab.errors import UserError
@@ -41,11 +44,13 @@ class VLA(nn.Module):
 
     cfg: ``PolicyConfig`` (or a dict / OmegaConf node of it); compressor_cfg: the
     compressor node (``{"name": "grids", "k": 4, ...}``); cameras: camera names in the
-    order their tokens enter the backbone; proprio_dim: P; action_dim: A.
+    order their tokens enter the backbone; proprio_dim: P; action_dim: A;
+    budget_cfg: the token-budget node (``{"name": "fixed"}`` when None).
     """
 
     def __init__(self, cfg: PolicyConfig | DictConfig | dict[str, Any], compressor_cfg: DictConfig | dict[str, Any],
-                 cameras: list[str], proprio_dim: int, action_dim: int):
+                 cameras: list[str], proprio_dim: int, action_dim: int,
+                 budget_cfg: DictConfig | dict[str, Any] | None = None):
         super().__init__()
         cfg = as_policy_config(cfg)
         if not cameras:
@@ -65,6 +70,12 @@ class VLA(nn.Module):
         uses_text = any(encoder.compressor.uses_text for encoder in self.vision.values())
         # instruction tokens projected to the vision width, only for compressors that read them
         self.text_to_vision = nn.Linear(cfg.language.dim, cfg.vision.dim) if uses_text else None
+        budget_cfg = budget_cfg if budget_cfg is not None else {"name": "fixed"}
+        self.budget = build_budget(budget_cfg, self.max_tokens_per_image(), cfg.vision.dim, cfg.language.dim)
+        honours = all(encoder.compressor.honours_budget for encoder in self.vision.values())
+        if budget_cfg["name"] != "fixed" and not honours:
+            raise UserError(f"budget={budget_cfg['name']} needs a compressor that honours a per-sample k; "
+                            f"compressor={compressor_cfg['name']} keeps every patch (use budget=fixed)")
         self.backbone = Backbone(cfg.backbone, cfg.language.dim, cfg.vision.dim, len(self.cameras), proprio_dim, cfg.chunk)
         self.head = HEADS.build(asdict(cfg.head), cfg.backbone.dim, action_dim)
         self.register_buffer("action_mean", torch.zeros(action_dim))
@@ -118,28 +129,59 @@ class VLA(nn.Module):
 
     # forward ---------------------------------------------------------------------------
 
-    def encode(self, batch: Mapping[str, Any]) -> tuple[Tensor, dict[str, Tokens]]:
-        """Action-query features ``[B, H, D]`` and each camera's visual Tokens."""
+    def encode(self, batch: Mapping[str, Any]) -> tuple[Tensor, dict[str, Tokens], BudgetChoice]:
+        """Action-query features ``[B, H, D]``, each camera's visual Tokens, and the budget's choice."""
         text_mask = batch["instruction_mask"]
         text = self.language(batch["instruction_ids"], text_mask)
         vision_text = self.text_to_vision(text) if self.text_to_vision is not None else None
-        ctx = CompressContext(text=vision_text, text_mask=text_mask, k=batch.get("k"))
-        tokens = {camera: self.vision[camera](batch["images"][camera], ctx) for camera in self.cameras}
+        feats = {camera: self.vision[camera].patch_features(batch["images"][camera]) for camera in self.cameras}
+        if batch.get("k") is not None:
+            choice = BudgetChoice(k=batch["k"])
+        else:
+            choice = self.budget(feats, text, text_mask, batch.get("instruction"))
+        ctx = CompressContext(text=vision_text, text_mask=text_mask, k=choice.k)
+        tokens = {camera: self.vision[camera].tokens_from_features(feats[camera], ctx, choice.weight)
+                  for camera in self.cameras}
         proprio = self.normalize_proprio(batch["proprio"].float())
         features = self.backbone(text, text_mask, [tokens[camera] for camera in self.cameras], proprio)
-        return features, tokens
+        return features, tokens, choice
 
     def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]:
-        """``{"actions": normalised [B, H, A], "tokens": {camera: Tokens}}``."""
-        features, tokens = self.encode(batch)
-        return {"actions": self.head(features), "tokens": tokens}
+        """``{"actions": normalised [B, H, A], "tokens": {camera: Tokens}, "budget": BudgetChoice}``."""
+        features, tokens, choice = self.encode(batch)
+        return {"actions": self.head(features), "tokens": tokens, "budget": choice}
 
     def loss(self, batch: Mapping[str, Any]) -> tuple[Tensor, dict[str, Any]]:
-        """Head loss against ``batch["actions"]`` (masked by ``batch["action_mask"]``) and the
-        ``forward`` outputs."""
-        features, tokens = self.encode(batch)
-        loss, actions = self.head.loss(features, batch["actions"], batch.get("action_mask"))
-        return loss, {"actions": actions, "tokens": tokens}
+        """Head loss against ``batch["actions"]`` (masked by ``batch["action_mask"]``) plus the
+        budget's compute penalty, and the ``forward`` outputs (``"action_loss"``: the head loss alone)."""
+        features, tokens, choice = self.encode(batch)
+        action_loss, actions = self.head.loss(features, batch["actions"], batch.get("action_mask"))
+        penalty = self.budget.penalty_loss(choice)
+        loss = action_loss if penalty is None else action_loss + penalty
+        return loss, {"actions": actions, "tokens": tokens, "budget": choice, "action_loss": action_loss}
+
+    def tokens_per_sample(self, outputs: Mapping[str, Any]) -> Tensor:
+        """``[B]`` float visual tokens per image of each sample: the budget's soft K while a
+        learned budget trains, else the valid slots averaged over cameras."""
+        choice = outputs["budget"]
+        if choice.soft_k is not None and choice.weight is not None:
+            return choice.soft_k.detach().float()
+        return torch.stack([t.mask.float().sum(dim=1) for t in outputs["tokens"].values()]).mean(dim=0)
+
+    def example_batch(self, batch_size: int = 1, instruction: str = "lift the red cube", seed: int = 0) -> dict[str, Any]:
+        """A random batch of ``batch_size`` observations in this policy's input shapes
+        (for FLOP counts and latency), on the policy's device."""
+        device = self.action_mean.device
+        generator = torch.Generator().manual_seed(seed)
+        size = self.cfg.vision.image_size
+        ids, mask = self.language.tokenize([instruction] * batch_size)
+        return {
+            "images": {camera: torch.randint(0, 256, (batch_size, size, size, 3), dtype=torch.uint8, generator=generator).to(device)
+                       for camera in self.cameras},
+            "proprio": torch.randn(batch_size, self.proprio_dim, generator=generator).to(device),
+            "instruction_ids": ids.to(device), "instruction_mask": mask.to(device),
+            "instruction": [instruction] * batch_size,
+        }
 
     @torch.no_grad()
     def predict(self, observations: Mapping[str, Any], instructions: list[str], k: Tensor | None = None) -> np.ndarray:
@@ -157,6 +199,7 @@ class VLA(nn.Module):
             "proprio": torch.as_tensor(observations["proprio"], device=device),
             "instruction_ids": ids.to(device),
             "instruction_mask": mask.to(device),
+            "instruction": list(instructions),
             "k": None if k is None else k.to(device),
         }
         actions = self.denormalize_actions(self(batch)["actions"])
