@@ -211,7 +211,7 @@ def load_config(args: list[str] | None = None, base: DictConfig | dict[str, Any]
         OmegaConf.set_struct(cfg, True)
         for override in dotlist:
             key, value = override.split("=", 1)
-            if key.split(".")[0] in ("compressor", "budget"):
+            if key.split(".")[0] in ("compressor", "budget") or ".hf_config" in key:  # free-form nodes
                 with _unlocked(cfg):
                     OmegaConf.update(cfg, key, yaml.safe_load(value) if value else value, merge=True)
             else:

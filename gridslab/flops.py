@@ -55,3 +55,29 @@ def gflops_at(table: dict[int, float], tokens: float) -> float:
     if lower == upper:
         return table[lower]
     return table[lower] + (table[upper] - table[lower]) * (tokens - lower) / (upper - lower)
+
+
+COMPONENTS = ("language", "vision_before", "compressor", "vision_after", "budget", "backbone", "head")
+
+
+def flops_by_component(policy: torch.nn.Module, batch: dict[str, Any]) -> dict[str, int]:
+    """FLOPs of one ``policy(batch)`` forward split by component (summed over cameras):
+    language, vision_before (stem + blocks on the full patch grid), compressor (with the
+    instruction projection it reads), vision_after (blocks on the K tokens + norm), budget,
+    backbone, head; plus "total" (equal to the sum of the components)."""
+    counts = count_flops(lambda: policy(batch), depth=5)
+    split = dict.fromkeys(COMPONENTS, 0)
+    for path, flops in counts.items():
+        parts = path.split(".")
+        if len(parts) == 2 and parts[1] in ("language", "budget", "backbone", "head"):
+            split[parts[1]] += flops
+        elif len(parts) == 2 and parts[1] == "text_to_vision":
+            split["compressor"] += flops
+        elif len(parts) >= 4 and parts[1] == "vision":
+            # modules called directly: stem, compressor, norm (4 parts); blocks of a ModuleList (5 parts)
+            part = {("stem", 4): "vision_before", ("grid_blocks", 5): "vision_before", ("compressor", 4): "compressor",
+                    ("token_blocks", 5): "vision_after", ("norm", 4): "vision_after"}.get((parts[3], len(parts)))
+            if part is not None:
+                split[part] += flops
+    split["total"] = counts["total"]
+    return split

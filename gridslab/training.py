@@ -24,6 +24,8 @@ from gridslab.config import to_plain, to_yaml
 from gridslab.datamodule import DemoDataModule
 from gridslab.errors import UserError
 from gridslab.module import VLAModule, build_policy, scaled_lr
+from gridslab.policy.config import as_policy_config
+from gridslab.policy.pretrained import check_local_paths
 
 WAIT_FOR_DATA_SECONDS = 3600  # non-zero ranks launched by torchrun wait this long for rank 0's collection
 
@@ -71,9 +73,26 @@ def check_before_data(cfg: DictConfig) -> str | None:
     memory, no compute). Returns the checkpoint to resume from (None for a fresh run)."""
     resume_from = resolve_resume(cfg)
     scaled_lr(to_plain(cfg.optim), 1)
-    with torch.device("meta"):
-        build_policy(to_plain(cfg), proprio_dim=1, action_dim=1)
+    check_precision(cfg.trainer)
+    policy_cfg = as_policy_config(cfg.policy)
+    check_local_paths(policy_cfg.vision, policy_cfg.lm)
+    if not (policy_cfg.vision.path or policy_cfg.lm.path):  # a pretrained checkpoint is loaded once, later
+        with torch.device("meta"):
+            build_policy(to_plain(cfg), proprio_dim=1, action_dim=1)
     return resume_from
+
+
+PRECISIONS = ("32-true", "64-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "transformer-engine")
+
+
+def check_precision(trainer: DictConfig) -> None:
+    """``trainer.precision`` must be one Lightning knows; fp16 needs a CUDA GPU (on CPU use
+    bf16-mixed, which CPUs run through autocast)."""
+    if trainer.precision not in PRECISIONS:
+        raise UserError(f"unknown trainer.precision {trainer.precision!r}; valid: {', '.join(PRECISIONS)}")
+    on_gpu = trainer.accelerator in ("gpu", "cuda") or (trainer.accelerator == "auto" and torch.cuda.is_available())
+    if trainer.precision.startswith("16-") and not on_gpu:
+        raise UserError(f"trainer.precision={trainer.precision} needs a CUDA GPU; on CPU use bf16-mixed or 32-true")
 
 
 def build_datamodule(cfg: DictConfig) -> DemoDataModule:

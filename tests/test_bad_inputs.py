@@ -43,6 +43,10 @@ CATALOGUE = [
     ("empty HDF5", TRAIN, ["{tiny_base}", "data.paths=[{empty_h5}]"], {}, "is not a readable HDF5 file"),
     ("truncated HDF5", TRAIN, ["{tiny_base}", "data.paths=[{truncated_h5}]"], {}, "is not a readable HDF5 file"),
     ("HDF5 without demos", TRAIN, ["{tiny_base}", "data.paths=[{foreign_h5}]"], {}, "is not a demonstration file: no 'data' group"),
+    ("missing pretrained path", TRAIN, ["policy.vision.backbone=siglip", "policy.vision.path={missing_dir}"], {},
+     "is not a local siglip model directory"),
+    ("fp16 on CPU", TRAIN, ["{tiny}", "trainer.precision=16-mixed", "trainer.accelerator=cpu"], {}, "needs a CUDA GPU"),
+    ("unknown vision backbone", TRAIN, ["policy.vision.backbone=clip"], {}, "policy.vision.backbone='clip'; valid: vit, siglip, dinov2"),
     ("missing resume checkpoint", TRAIN, ["{tiny}", "resume={missing_ckpt}"], {}, "resume checkpoint"),
     ("missing checkpoint", EVALUATE, ["--ckpt", "{missing_ckpt}"], {}, "missing checkpoint"),
     ("corrupt checkpoint", EVALUATE, ["--ckpt", "{corrupt_ckpt}"], {}, "is not a readable checkpoint"),
@@ -88,7 +92,7 @@ def files(tmp_path_factory, lift_demos) -> dict[str, str]:
             "empty_h5": str(root / "empty.hdf5"), "truncated_h5": str(root / "truncated.hdf5"),
             "foreign_h5": str(root / "foreign.hdf5"), "missing_ckpt": str(root / "nowhere.ckpt"),
             "corrupt_ckpt": str(root / "corrupt.ckpt"), "foreign_ckpt": str(root / "foreign.ckpt"),
-            "new_h5": str(root / "new.hdf5")}
+            "new_h5": str(root / "new.hdf5"), "missing_dir": str(root / "no_model_here")}
 
 
 def _fill(text: str, files: dict[str, str]) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from gridslab.compress.base import Tokens
 from gridslab.policy.config import BackboneConfig
@@ -72,18 +73,29 @@ class TransformerBlock(nn.Module):
         return x + self.mlp(self.mlp_norm(x))
 
 
-class Backbone(nn.Module):
-    """Transformer fusing instruction, visual tokens and proprio into action-query features.
+def run_blocks(blocks: nn.ModuleList, x: Tensor, key_mask: Tensor | None, checkpointing: bool) -> Tensor:
+    """Apply ``blocks`` in order to ``x [B, N, C]``; with ``checkpointing`` (and grad on) each
+    block's activations are recomputed in the backward pass instead of stored."""
+    for block in blocks:
+        if checkpointing and torch.is_grad_enabled():
+            x = checkpoint(block, x, key_mask, use_reentrant=False)
+        else:
+            x = block(x, key_mask)
+    return x
+
+
+class TokenSequence(nn.Module):
+    """Builds the backbone's input: projections into width ``dim``, type/camera embeddings and
+    the H learned action queries (``assemble``). Subclasses run a transformer over it.
 
     text_dim / vision_dim: widths of the incoming text and visual tokens (projected to D);
     num_cameras: visual token groups, each with its own learned embedding;
     proprio_dim: raw proprio width (already normalised by the caller); chunk: H queries.
     """
 
-    def __init__(self, cfg: BackboneConfig, text_dim: int, vision_dim: int, num_cameras: int,
-                 proprio_dim: int, chunk: int):
+    def __init__(self, dim: int, text_dim: int, vision_dim: int, num_cameras: int, proprio_dim: int, chunk: int):
         super().__init__()
-        dim = cfg.dim
+        self.dim = dim
         self.text_proj = nn.Linear(text_dim, dim)
         self.vision_proj = nn.Linear(vision_dim, dim)
         self.proprio_proj = nn.Linear(proprio_dim, dim)
@@ -92,11 +104,10 @@ class Backbone(nn.Module):
         self.action_queries = nn.Parameter(torch.zeros(1, chunk, dim))
         for embedding in (self.text_type, self.camera_embed, self.action_queries):
             nn.init.trunc_normal_(embedding, std=0.02)
-        self.blocks = nn.ModuleList(TransformerBlock(dim, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
-        self.norm = nn.LayerNorm(dim)
 
-    def forward(self, text: Tensor, text_mask: Tensor, visual: list[Tokens], proprio: Tensor) -> Tensor:
-        """Action-query features ``[B, H, D]``.
+    def assemble(self, text: Tensor, text_mask: Tensor, visual: list[Tokens], proprio: Tensor) -> tuple[Tensor, Tensor]:
+        """The sequence ``[B, N, D]`` and its attention keys ``[B, N]`` (bool, or float
+        weights when a camera's Tokens carry soft ``weight``); the last H are the queries.
 
         text: ``[B, T, text_dim]``, text_mask: ``[B, T]`` bool; visual: one ``Tokens``
         (tokens ``[B, K_i, vision_dim]``, mask ``[B, K_i]``, optional soft weight ``[B, K_i]``)
@@ -118,6 +129,24 @@ class Backbone(nn.Module):
         if any(camera_tokens.weight is not None for camera_tokens in visual):  # soft slots: float key weights
             weights = [text_mask.to(sequence.dtype)] + [t.key_weights() for t in visual]
             key_mask = torch.cat(weights + [torch.ones_like(sequence[:, :1 + queries.shape[1], 0])], dim=1)
-        for block in self.blocks:
-            sequence = block(sequence, key_mask)
-        return self.norm(sequence[:, -queries.shape[1]:])
+        return sequence, key_mask
+
+
+class Backbone(TokenSequence):
+    """The built-in pre-LN transformer over the assembled sequence -> ``[B, H, D]``.
+
+    checkpointing: recompute the blocks in the backward pass.
+    """
+
+    def __init__(self, cfg: BackboneConfig, text_dim: int, vision_dim: int, num_cameras: int,
+                 proprio_dim: int, chunk: int, checkpointing: bool = False):
+        super().__init__(cfg.dim, text_dim, vision_dim, num_cameras, proprio_dim, chunk)
+        self.checkpointing = checkpointing
+        self.blocks = nn.ModuleList(TransformerBlock(cfg.dim, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
+        self.norm = nn.LayerNorm(cfg.dim)
+
+    def forward(self, text: Tensor, text_mask: Tensor, visual: list[Tokens], proprio: Tensor) -> Tensor:
+        """Action-query features ``[B, H, D]`` (arguments as in ``assemble``)."""
+        sequence, key_mask = self.assemble(text, text_mask, visual, proprio)
+        sequence = run_blocks(self.blocks, sequence, key_mask, self.checkpointing)
+        return self.norm(sequence[:, -self.action_queries.shape[1]:])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -18,6 +18,9 @@ from gridslab.errors import UserError
 from gridslab.registry import validate
 
 STEMS = ("conv", "patchify")
+VISION_BACKBONES = ("vit", "siglip", "dinov2")
+LM_BACKBONES = ("none", "qwen2", "llama", "gemma")
+FINETUNE = ("full", "frozen", "lora")
 
 
 @dataclass
@@ -35,6 +38,15 @@ class VisionConfig:
     Default 1 of 2: the sampled tokens carry one block of global context, and training
     runs ~320 samples/s on 2 CPU threads (vs ~250 with compress_after = depth);
     shared: one encoder (and compressor) for all cameras instead of one per camera.
+
+    backbone: "vit" (the ViT above, built from these fields) or a pretrained tower through
+    transformers, "siglip" or "dinov2" (``gridslab.policy.pretrained``): its width, depth and
+    patch grid come from the model, the compressor runs on its output patch grid;
+    path: local directory of that model (config.json + weights; never downloaded);
+    hf_config: the transformers config fields for a randomly initialised tower when path is
+    empty (tests, FLOP studies); input_size: image side fed to a pretrained tower (0 = the
+    model's own image_size; other sizes interpolate its position embeddings);
+    freeze: keep the pretrained tower's weights fixed.
     """
 
     image_size: int = 84
@@ -46,8 +58,15 @@ class VisionConfig:
     mlp_ratio: float = 2.0
     compress_after: int = 1
     shared: bool = False
+    backbone: str = "vit"
+    path: str = ""
+    hf_config: dict[str, Any] = field(default_factory=dict)
+    input_size: int = 0
+    freeze: bool = False
 
     def __post_init__(self) -> None:
+        if self.backbone not in VISION_BACKBONES:
+            raise UserError(f"policy.vision.backbone={self.backbone!r}; valid: {', '.join(VISION_BACKBONES)}")
         if self.stem not in STEMS:
             raise UserError(f"policy.vision.stem must be one of {', '.join(STEMS)}, got {self.stem!r}")
         if self.image_size % self.patch_size:
@@ -102,6 +121,31 @@ class BackboneConfig:
 
 
 @dataclass
+class LMConfig:
+    """A pretrained language model as the backbone instead of ``BackboneConfig``'s transformer.
+
+    backbone: "none" (use ``policy.backbone``) or a decoder LM through transformers: "qwen2"
+    (Qwen2 / Qwen2.5), "llama" (Llama family, SmolLM), "gemma"; it runs over the same token
+    sequence, each part projected into its width; path: local directory (never downloaded);
+    hf_config: config fields for a randomly initialised LM when path is empty;
+    finetune: "full", "frozen" or "lora" (needs peft; lora_rank, lora_alpha).
+    """
+
+    backbone: str = "none"
+    path: str = ""
+    hf_config: dict[str, Any] = field(default_factory=dict)
+    finetune: str = "full"
+    lora_rank: int = 16
+    lora_alpha: int = 32
+
+    def __post_init__(self) -> None:
+        if self.backbone not in LM_BACKBONES:
+            raise UserError(f"policy.lm.backbone={self.backbone!r}; valid: {', '.join(LM_BACKBONES)}")
+        if self.finetune not in FINETUNE:
+            raise UserError(f"policy.lm.finetune={self.finetune!r}; valid: {', '.join(FINETUNE)}")
+
+
+@dataclass
 class HeadConfig:
     """Action head. name: registered head (``gridslab.policy.heads.HEADS``), e.g. "l1"."""
 
@@ -114,15 +158,19 @@ class PolicyConfig:
 
     chunk: actions predicted per inference (H);
     replan_every: steps of a chunk executed before predicting again (0 = the whole chunk);
-    use ``replan_steps`` for the effective value.
+    use ``replan_steps`` for the effective value;
+    gradient_checkpointing: recompute transformer blocks (built-in and pretrained) in the
+    backward pass instead of storing their activations (less memory, ~30% more compute).
     """
 
     vision: VisionConfig = field(default_factory=VisionConfig)
     language: LanguageConfig = field(default_factory=LanguageConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    lm: LMConfig = field(default_factory=LMConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
     chunk: int = 8
     replan_every: int = 0
+    gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         for part in dataclasses.fields(self):
@@ -142,7 +190,7 @@ class PolicyConfig:
 
 
 _SECTIONS: dict[str, type] = {"vision": VisionConfig, "language": LanguageConfig,
-                              "backbone": BackboneConfig, "head": HeadConfig}
+                              "backbone": BackboneConfig, "lm": LMConfig, "head": HeadConfig}
 
 
 def _check_heads(where: str, dim: int, heads: int) -> None:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gridslab.compress.base import CompressContext, Compressor, Tokens
-from gridslab.policy.backbone import TransformerBlock
+from gridslab.policy.backbone import TransformerBlock, run_blocks
 from gridslab.policy.config import VisionConfig
 
 IMAGE_MEAN = (0.485, 0.456, 0.406)
@@ -61,30 +61,18 @@ def patchify_stem(dim: int, patch_size: int) -> nn.Conv2d:
     return nn.Conv2d(3, dim, patch_size, patch_size)
 
 
-class VisionEncoder(nn.Module):
-    """One camera's encoder: ``images uint8 [B, H, W, 3], ctx -> Tokens [B, K, C]``.
+class PatchEncoder(nn.Module):
+    """What every image encoder shares: ``images uint8 [B, H, W, 3], ctx -> Tokens [B, K, C]``.
 
-    ``grid_blocks`` run on the full ``g x g`` patch grid, ``token_blocks`` on the K
-    compressed tokens; ``compressor`` maps ``[B, g, g, C]`` features to ``Tokens``.
+    Subclasses set ``image_size`` (input side), ``grid_size`` (g), ``dim`` (C),
+    ``compressor``, the ``image_mean``/``image_std`` buffers ``[1, 3, 1, 1]``, and implement
+    ``patch_features`` (``[B, g, g, C]``) and ``encode_tokens`` (blocks after compression).
     """
 
-    def __init__(self, cfg: VisionConfig, compressor: Compressor):
-        super().__init__()
-        self.image_size = cfg.image_size
-        self.grid_size = cfg.grid_size
-        self.dim = cfg.dim
-        make_stem = conv_stem if cfg.stem == "conv" else patchify_stem
-        self.stem = make_stem(cfg.dim, cfg.patch_size)
-        self.positions = nn.Parameter(torch.zeros(1, cfg.grid_size, cfg.grid_size, cfg.dim))
-        nn.init.trunc_normal_(self.positions, std=0.02)
-        self.grid_blocks = nn.ModuleList(TransformerBlock(cfg.dim, cfg.heads, cfg.mlp_ratio)
-                                         for _ in range(cfg.compress_after))
-        self.compressor = compressor
-        self.token_blocks = nn.ModuleList(TransformerBlock(cfg.dim, cfg.heads, cfg.mlp_ratio)
-                                          for _ in range(cfg.depth - cfg.compress_after))
-        self.norm = nn.LayerNorm(cfg.dim)
-        self.register_buffer("image_mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("image_std", torch.tensor(IMAGE_STD).view(1, 3, 1, 1), persistent=False)
+    image_size: int
+    grid_size: int
+    dim: int
+    compressor: Compressor
 
     @property
     def tokens_per_image(self) -> int:
@@ -99,20 +87,17 @@ class VisionEncoder(nn.Module):
                                    align_corners=False, antialias=True)
         return (pixels - self.image_mean) / self.image_std
 
-    def patch_features(self, images: Tensor) -> Tensor:
-        """Patch features after the stem, positions and grid blocks: ``[B, g, g, C]``."""
-        features = self.stem(self.normalize(images)).permute(0, 2, 3, 1) + self.positions
-        batch = features.shape[0]
-        flat = features.reshape(batch, self.grid_size * self.grid_size, self.dim)
-        for block in self.grid_blocks:
-            flat = block(flat)
-        return flat.view(batch, self.grid_size, self.grid_size, self.dim)
+    def patch_features(self, images: Tensor) -> Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def encode_tokens(self, compressed: Tokens) -> Tokens:  # pragma: no cover - interface
+        raise NotImplementedError
 
     def tokens_from_features(self, feats: Tensor, ctx: CompressContext, weight: Tensor | None = None) -> Tokens:
         """Patch features ``[B, g, g, C]`` -> compressed, encoded Tokens.
 
         With a per-sample budget ``ctx.k`` (and a compressor that honours it) the slots past
-        the batch's largest k are dropped before the token blocks, so a batch of one runs on
+        the batch's largest k are dropped before any later block, so a batch of one runs on
         exactly k tokens. ``weight``: ``[B, K_max]`` soft slot presence (learned budget).
         """
         compressed = self.compressor(feats, ctx)
@@ -120,13 +105,51 @@ class VisionEncoder(nn.Module):
             compressed = Tokens(compressed.tokens, compressed.coords, compressed.mask, weight)
         if ctx.k is not None and self.compressor.honours_budget:
             compressed = compressed.first(int(ctx.k.max()))
-        keys = compressed.mask if compressed.weight is None else compressed.key_weights()
-        tokens = compressed.tokens
-        for block in self.token_blocks:
-            tokens = block(tokens, keys)
-        return Tokens(self.norm(tokens), compressed.coords, compressed.mask, compressed.weight)
+        return self.encode_tokens(compressed)
 
     def forward(self, images: Tensor, ctx: CompressContext) -> Tokens:
         """images: uint8 ``[B, H, W, 3]`` -> Tokens (tokens ``[B, K, C]``, coords ``[B, K, 2]``
         (x, y) in [0, 1], mask ``[B, K]``)."""
         return self.tokens_from_features(self.patch_features(images), ctx)
+
+
+class VisionEncoder(PatchEncoder):
+    """The built-in ViT for one camera (see the module docstring).
+
+    ``grid_blocks`` run on the full ``g x g`` patch grid, ``token_blocks`` on the K
+    compressed tokens; ``compressor`` maps ``[B, g, g, C]`` features to ``Tokens``;
+    checkpointing: recompute the blocks in the backward pass.
+    """
+
+    def __init__(self, cfg: VisionConfig, compressor: Compressor, checkpointing: bool = False):
+        super().__init__()
+        self.image_size = cfg.image_size
+        self.grid_size = cfg.grid_size
+        self.dim = cfg.dim
+        self.checkpointing = checkpointing
+        make_stem = conv_stem if cfg.stem == "conv" else patchify_stem
+        self.stem = make_stem(cfg.dim, cfg.patch_size)
+        self.positions = nn.Parameter(torch.zeros(1, cfg.grid_size, cfg.grid_size, cfg.dim))
+        nn.init.trunc_normal_(self.positions, std=0.02)
+        self.grid_blocks = nn.ModuleList(TransformerBlock(cfg.dim, cfg.heads, cfg.mlp_ratio)
+                                         for _ in range(cfg.compress_after))
+        self.compressor = compressor
+        self.token_blocks = nn.ModuleList(TransformerBlock(cfg.dim, cfg.heads, cfg.mlp_ratio)
+                                          for _ in range(cfg.depth - cfg.compress_after))
+        self.norm = nn.LayerNorm(cfg.dim)
+        self.register_buffer("image_mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("image_std", torch.tensor(IMAGE_STD).view(1, 3, 1, 1), persistent=False)
+
+    def patch_features(self, images: Tensor) -> Tensor:
+        """Patch features after the stem, positions and grid blocks: ``[B, g, g, C]``."""
+        features = self.stem(self.normalize(images)).permute(0, 2, 3, 1) + self.positions
+        batch = features.shape[0]
+        flat = features.reshape(batch, self.grid_size * self.grid_size, self.dim)
+        flat = run_blocks(self.grid_blocks, flat, None, self.checkpointing)
+        return flat.view(batch, self.grid_size, self.grid_size, self.dim)
+
+    def encode_tokens(self, compressed: Tokens) -> Tokens:
+        """The token blocks over the K slots (keys masked / weighted), then LayerNorm."""
+        keys = compressed.mask if compressed.weight is None else compressed.key_weights()
+        tokens = run_blocks(self.token_blocks, compressed.tokens, keys, self.checkpointing)
+        return Tokens(self.norm(tokens), compressed.coords, compressed.mask, compressed.weight)

@@ -34,7 +34,8 @@ from gridslab.policy.backbone import Backbone
 from gridslab.policy.config import PolicyConfig, as_policy_config
 from gridslab.policy.heads import HEADS
 from gridslab.policy.language import LanguageEncoder
-from gridslab.policy.vision import VisionEncoder
+from gridslab.policy.pretrained import PretrainedBackbone, PretrainedVisionEncoder
+from gridslab.policy.vision import PatchEncoder, VisionEncoder
 
 STAT_KEYS = ("action_mean", "action_std", "proprio_mean", "proprio_std")
 
@@ -62,22 +63,29 @@ class VLA(nn.Module):
         self.proprio_dim = proprio_dim
         self.language = LanguageEncoder(cfg.language)
         if cfg.vision.shared:
-            shared = VisionEncoder(cfg.vision, build_compressor(compressor_cfg, cfg.vision.dim))
+            shared = make_vision_encoder(cfg, compressor_cfg)
             self.vision = nn.ModuleDict({camera: shared for camera in self.cameras})
         else:
-            self.vision = nn.ModuleDict({camera: VisionEncoder(cfg.vision, build_compressor(compressor_cfg, cfg.vision.dim))
-                                         for camera in self.cameras})
+            self.vision = nn.ModuleDict({camera: make_vision_encoder(cfg, compressor_cfg) for camera in self.cameras})
+        vision_dim = self.vision[self.cameras[0]].dim
         uses_text = any(encoder.compressor.uses_text for encoder in self.vision.values())
         # instruction tokens projected to the vision width, only for compressors that read them
-        self.text_to_vision = nn.Linear(cfg.language.dim, cfg.vision.dim) if uses_text else None
+        self.text_to_vision = nn.Linear(cfg.language.dim, vision_dim) if uses_text else None
         budget_cfg = budget_cfg if budget_cfg is not None else {"name": "fixed"}
-        self.budget = build_budget(budget_cfg, self.max_tokens_per_image(), cfg.vision.dim, cfg.language.dim)
+        self.budget = build_budget(budget_cfg, self.max_tokens_per_image(), vision_dim, cfg.language.dim)
         honours = all(encoder.compressor.honours_budget for encoder in self.vision.values())
         if budget_cfg["name"] != "fixed" and not honours:
             raise UserError(f"budget={budget_cfg['name']} needs a compressor that honours a per-sample k; "
                             f"compressor={compressor_cfg['name']} keeps every patch (use budget=fixed)")
-        self.backbone = Backbone(cfg.backbone, cfg.language.dim, cfg.vision.dim, len(self.cameras), proprio_dim, cfg.chunk)
-        self.head = HEADS.build(asdict(cfg.head), cfg.backbone.dim, action_dim)
+        if cfg.lm.backbone != "none" and getattr(self.budget, "rule", None) == "head":
+            raise UserError("budget=adaptive with rule=head trains through soft token weights, which policy.lm "
+                            "backbones do not take; use budget.rule=saliency")
+        backbone_args = (cfg.language.dim, vision_dim, len(self.cameras), proprio_dim, cfg.chunk)
+        if cfg.lm.backbone == "none":
+            self.backbone = Backbone(cfg.backbone, *backbone_args, checkpointing=cfg.gradient_checkpointing)
+        else:
+            self.backbone = PretrainedBackbone(cfg.lm, *backbone_args, checkpointing=cfg.gradient_checkpointing)
+        self.head = HEADS.build(asdict(cfg.head), self.backbone.dim, action_dim)
         self.register_buffer("action_mean", torch.zeros(action_dim))
         self.register_buffer("action_std", torch.ones(action_dim))
         self.register_buffer("proprio_mean", torch.zeros(proprio_dim))
@@ -112,7 +120,7 @@ class VLA(nn.Module):
     @property
     def patch_grid(self) -> tuple[int, int]:
         """Patch grid (rows, columns) each image is encoded into before compression."""
-        side = self.cfg.vision.grid_size
+        side = self.vision[self.cameras[0]].grid_size
         return side, side
 
     def max_tokens_per_image(self) -> int:
@@ -173,7 +181,7 @@ class VLA(nn.Module):
         (for FLOP counts and latency), on the policy's device."""
         device = self.action_mean.device
         generator = torch.Generator().manual_seed(seed)
-        size = self.cfg.vision.image_size
+        size = self.vision[self.cameras[0]].image_size
         ids, mask = self.language.tokenize([instruction] * batch_size)
         return {
             "images": {camera: torch.randint(0, 256, (batch_size, size, size, 3), dtype=torch.uint8, generator=generator).to(device)
@@ -204,3 +212,11 @@ class VLA(nn.Module):
         }
         actions = self.denormalize_actions(self(batch)["actions"])
         return actions.float().cpu().numpy()
+
+
+def make_vision_encoder(cfg: PolicyConfig, compressor_cfg: DictConfig | dict[str, Any]) -> PatchEncoder:
+    """The built-in ViT or a pretrained tower (``cfg.vision.backbone``), with its compressor."""
+    if cfg.vision.backbone == "vit":
+        compressor = build_compressor(compressor_cfg, cfg.vision.dim)
+        return VisionEncoder(cfg.vision, compressor, checkpointing=cfg.gradient_checkpointing)
+    return PretrainedVisionEncoder(cfg.vision, compressor_cfg, checkpointing=cfg.gradient_checkpointing)

@@ -1,0 +1,140 @@
+"""Cost of each token compressor: FLOPs per component, parameters, CPU latency.
+
+For every compressor (identity, grids, pool, random, topk, tokenlearner) and K in
+{1, 4, 16, 64}, one policy forward is counted with ``torch.utils.flop_counter`` (a
+multiply-add counts 2) and split by component (``gridslab.flops.flops_by_component``):
+vision before the compressor, the compressor itself, vision after it, language, backbone,
+head. Latency is the median of ``--repeats`` forwards after ``--warmup`` untimed ones, at a
+fixed thread count, all in one process so ratios are comparable. Two model sizes:
+
+* ``small``: the default VLA (two 84 px cameras, 7x7 patches, width 128);
+* ``pi0``: a pi0-shaped VLA with random weights (two 224 px cameras, 16x16 patches of
+  14 px, vision width 1024 x 4 blocks compressed after the encoder as in the GridS
+  reference, backbone width 2048 x 4 blocks, a 50-action chunk);
+* ``siglip_qwen``: the ``policy=siglip_qwen`` preset at its real shapes with random weights
+  (SigLIP-Base/16 at 224 px per camera + Qwen2.5-0.5B), identity and GridS only.
+Batch-32 latency is skipped for the large models on CPU (one forward takes seconds);
+FLOPs do not depend on the device.
+
+A K the compressor cannot produce (more than the patch grid holds) is listed as n/a.
+Writes benchmarks/results/cost_<model>.{md,csv} and cost.json.
+
+    python benchmarks/cost.py [--models small,pi0,siglip_qwen] [--threads 2] [--repeats 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from envs.hdf5_format import package_versions
+from gridslab.config import load_config, to_plain
+from gridslab.errors import UserError
+from gridslab.flops import COMPONENTS, flops_by_component
+from gridslab.module import build_policy
+
+RESULTS = Path(__file__).parent / "results"
+COMPRESSORS = ("identity", "grids", "pool", "random", "topk", "tokenlearner")
+KS = (1, 4, 16, 64)
+ALL = {name: (KS[:1] if name == "identity" else KS) for name in COMPRESSORS}
+MODELS = {
+    "small": {"overrides": [], "batches": (1, 32), "compressors": ALL},
+    "pi0": {"overrides": ["env.image_size=224", "policy.vision.image_size=224", "policy.vision.patch_size=14",
+                          "policy.vision.stem=patchify", "policy.vision.dim=1024", "policy.vision.depth=4",
+                          "policy.vision.heads=16", "policy.vision.mlp_ratio=4", "policy.vision.compress_after=4",
+                          "policy.language.dim=1024", "policy.language.heads=16", "policy.backbone.dim=2048",
+                          "policy.backbone.depth=4", "policy.backbone.heads=16", "policy.backbone.mlp_ratio=4",
+                          "policy.chunk=50"],
+            "batches": (1,), "compressors": ALL},
+    "siglip_qwen": {"overrides": ["policy=siglip_qwen", "env.image_size=224"], "batches": (1,),
+                    "compressors": {"identity": (1,), "grids": (4, 16)}},
+}
+
+
+def latency_ms(policy, batch: dict, warmup: int, repeats: int) -> float:
+    """Median wall-clock milliseconds of ``policy(batch)`` over ``repeats`` timed runs."""
+    with torch.no_grad():
+        for _ in range(warmup):
+            policy(batch)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            policy(batch)
+            times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def measure(model: str, compressor: str, k: int, repeats: int) -> dict | None:
+    """One row, or None when the compressor cannot emit ``k`` tokens on this patch grid."""
+    spec = MODELS[model]
+    torch.manual_seed(0)
+    try:
+        cfg = load_config([*spec["overrides"], f"compressor={compressor}", f"compressor.k={k}"])
+        policy = build_policy(to_plain(cfg), 9, 7).eval()
+    except UserError:
+        return None
+    split = flops_by_component(policy, policy.example_batch(1))
+    row = {"model": model, "compressor": compressor, "k": k, "tokens_per_image": policy.max_tokens_per_image(),
+           "params_m": round(sum(p.numel() for p in policy.parameters()) / 1e6, 3),
+           **{f"gflops_{part}": split[part] / 1e9 for part in (*COMPONENTS, "total")}}
+    for batch_size in spec["batches"]:
+        warmup = 3 if model == "small" else 1  # large models: seconds per forward on CPU
+        runs = repeats if model == "small" else max(3, repeats // 5)
+        row[f"latency_ms_b{batch_size}"] = round(latency_ms(policy, policy.example_batch(batch_size), warmup, runs), 3)
+    return row
+
+
+def write_tables(model: str, rows: list[dict], threads: int) -> None:
+    base = next(r for r in rows if r["compressor"] == "identity")
+    batches = MODELS[model]["batches"]
+    with open(RESULTS / f"cost_{model}.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    head = ("| compressor | K | tokens/image | GFLOPs | vs identity | vision before | compressor | vision after | backbone | "
+            "params (M) | " + " | ".join(f"ms b={b}" for b in batches) + " | latency vs identity |")
+    lines = [f"`{model}` VLA, batch-1 GFLOPs by component (language {base['gflops_language']:.3f} and head "
+             f"{base['gflops_head']:.4f} GFLOPs in every row), CPU latency with {threads} threads.", "", head,
+             "|" + "---|" * (11 + len(batches))]
+    for r in rows:
+        if r.get("na"):
+            lines.append(f"| {r['compressor']} | {r['k']} | n/a (K > patches) |" + " |" * (8 + len(batches)))
+            continue
+        lines.append(f"| {r['compressor']} | {r['k']} | {r['tokens_per_image']} | {r['gflops_total']:.3f} | "
+                     f"{r['gflops_total'] / base['gflops_total']:.0%} | {r['gflops_vision_before']:.3f} | "
+                     f"{r['gflops_compressor']:.4f} | {r['gflops_vision_after']:.3f} | {r['gflops_backbone']:.3f} | "
+                     f"{r['params_m']:.2f} | " + " | ".join(f"{r[f'latency_ms_b{b}']:.1f}" for b in batches)
+                     + f" | {r['latency_ms_b1'] / base['latency_ms_b1']:.0%} |")
+    (RESULTS / f"cost_{model}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="small,pi0,siglip_qwen")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=20)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    RESULTS.mkdir(exist_ok=True)
+    everything = {"threads": args.threads, "versions": package_versions(), "models": {}}
+    for model in args.models.split(","):
+        rows = []
+        for compressor, ks in MODELS[model]["compressors"].items():
+            for k in ks:
+                row = measure(model, compressor, k, args.repeats)
+                rows.append(row or {"model": model, "compressor": compressor, "k": k, "na": True})
+                print(json.dumps(rows[-1]), flush=True)
+        write_tables(model, rows, args.threads)
+        everything["models"][model] = rows
+    (RESULTS / "cost.json").write_text(json.dumps(everything, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
