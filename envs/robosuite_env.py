@@ -15,7 +15,8 @@ Observation spec (declared once, here):
              end-effector quaternion (4, x y z w), gripper finger joint positions (2, metres)
 Action: float32 [7] in [-1, 1]: OSC_POSE delta position (x y z, 1.0 = 5 cm per step),
     delta axis-angle rotation (3, 1.0 = 0.5 rad per step), gripper (-1 open, +1 close).
-Info: success (bool), task (str), instruction (str).
+Info: success (bool), task (str), instruction (str), object_xy (camera -> [N, 2] image
+positions of the task objects, for diagnostics).
 """
 
 from __future__ import annotations
@@ -436,7 +437,22 @@ class RobosuiteEnv(gym.Env):
         return {"images": images, "proprio": proprio.astype(np.float32)}
 
     def _info(self, success: bool) -> dict[str, Any]:
-        return {"success": success, "task": self.task, "instruction": self.instruction}
+        return {"success": success, "task": self.task, "instruction": self.instruction, "object_xy": self.object_image_xy()}
+
+    def object_image_xy(self) -> dict[str, np.ndarray]:
+        """Where the task objects' centres appear in each camera image: camera -> float32
+        ``[N, 2]`` (x right, y down) in [0, 1] image units, the compressors' coordinate
+        convention (pixel i spans [i, i+1) / size), N = ``len(task_bodies())``. Points behind
+        or outside the camera may fall outside [0, 1]. Privileged: for diagnostics only."""
+        from robosuite.utils.camera_utils import get_camera_transform_matrix
+
+        centres = np.array([self.body_position(body) for body in self.task_bodies()])
+        homogeneous = np.concatenate([centres, np.ones((len(centres), 1))], axis=1)
+        image_xy = {}
+        for camera in self.cameras:
+            pixels = homogeneous @ get_camera_transform_matrix(self.sim, camera, self.image_size, self.image_size).T
+            image_xy[camera] = ((pixels[:, :2] / pixels[:, 2:3] + 0.5) / self.image_size).astype(np.float32)
+        return image_xy
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         super().reset(seed=seed)

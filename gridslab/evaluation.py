@@ -87,8 +87,18 @@ def summarize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             "tokens_max": max(r.get("tokens_max", r["tokens_per_image"]) for r in group),
             "policy_gflops": round(sum(r.get("policy_gflops", 0.0) for r in group) / n, 6),
             "errors": sum(1 for r in group if r.get("error")),
+            **{key: _mean_of(group, key) for key in TRACKING},
         })
     return rows
+
+
+TRACKING = ("points_to_object", "object_to_points", "grid_points_to_object", "grid_object_to_points")
+
+
+def _mean_of(records: list[dict[str, Any]], key: str) -> float | None:
+    """Mean of ``key`` over the records that have it (None when none do)."""
+    values = [r[key] for r in records if r.get(key) is not None]
+    return round(sum(values) / len(values), 4) if values else None
 
 
 def timing(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:

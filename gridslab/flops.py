@@ -62,7 +62,8 @@ COMPONENTS = ("language", "vision_before", "compressor", "vision_after", "budget
 
 def flops_by_component(policy: torch.nn.Module, batch: dict[str, Any]) -> dict[str, int]:
     """FLOPs of one ``policy(batch)`` forward split by component (summed over cameras):
-    language, vision_before (stem + blocks on the full patch grid), compressor (with the
+    language, vision_before (stem + blocks on the full patch grid, or a whole pretrained
+    tower), compressor (with the
     instruction projection it reads), vision_after (blocks on the K tokens + norm), budget,
     backbone, head; plus "total" (equal to the sum of the components)."""
     counts = count_flops(lambda: policy(batch), depth=5)
@@ -75,7 +76,8 @@ def flops_by_component(policy: torch.nn.Module, batch: dict[str, Any]) -> dict[s
             split["compressor"] += flops
         elif len(parts) >= 4 and parts[1] == "vision":
             # modules called directly: stem, compressor, norm (4 parts); blocks of a ModuleList (5 parts)
-            part = {("stem", 4): "vision_before", ("grid_blocks", 5): "vision_before", ("compressor", 4): "compressor",
+            part = {("stem", 4): "vision_before", ("grid_blocks", 5): "vision_before", ("model", 4): "vision_before",
+                    ("compressor", 4): "compressor",
                     ("token_blocks", 5): "vision_after", ("norm", 4): "vision_after"}.get((parts[3], len(parts)))
             if part is not None:
                 split[part] += flops

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode
 
+from gridslab.compress.grids import uniform_grid
 from gridslab.flops import flops_by_tokens, gflops_at
 from gridslab.viz import draw_points
 
@@ -50,7 +51,13 @@ class EpisodeRecord:
     """One finished episode. wall_s: seconds; policy_ms_per_step: policy time / env steps;
     tokens_per_plan: visual tokens per image the budget gave each policy call, in order
     (tokens_per_image / tokens_min / tokens_max summarise it); policy_gflops: mean GFLOPs of
-    one policy call for this sample at those token counts."""
+    one policy call for this sample at those token counts.
+
+    Where the points land (first camera, envs that report ``info["object_xy"]``; None
+    otherwise), in image widths, averaged over the episode's steps: ``points_to_object``,
+    each valid sampled point's distance to the nearest task object, averaged over points;
+    ``object_to_points``, each task object's distance to the nearest sampled point, averaged
+    over objects; ``grid_*`` the same for a fixed uniform grid of as many points."""
 
     task: str
     env: str
@@ -68,6 +75,10 @@ class EpisodeRecord:
     tokens_max: float = 0.0
     tokens_per_plan: list[float] = field(default_factory=list)
     policy_gflops: float = 0.0
+    points_to_object: float | None = None
+    object_to_points: float | None = None
+    grid_points_to_object: float | None = None
+    grid_object_to_points: float | None = None
 
 
 class SafeEnv(gym.Wrapper):
@@ -170,6 +181,7 @@ class _Episode:
     policy_seconds: float = 0.0
     tokens: list[float] = field(default_factory=list)
     gflops: list[float] = field(default_factory=list)
+    tracking: list[tuple[float, float, float, float]] = field(default_factory=list)
     queue: deque = field(default_factory=deque)
     coords: tuple[np.ndarray, np.ndarray] | None = None
     frames: list[np.ndarray] | None = None
@@ -219,7 +231,22 @@ def run_condition(
                     pending.appendleft(episode.seed)
 
 
+def point_object_distances(points: np.ndarray, objects: np.ndarray) -> tuple[float, float]:
+    """(mean over points of the distance to the nearest object, mean over objects of the
+    distance to the nearest point) for ``points [K, 2]`` and ``objects [N, 2]`` in image units."""
+    distances = np.linalg.norm(points[:, None, :] - objects[None, :, :], axis=-1)  # [K, N]
+    return float(distances.min(axis=1).mean()), float(distances.min(axis=0).mean())
+
+
+def tracking_sample(coords: np.ndarray, mask: np.ndarray, objects: np.ndarray) -> tuple[float, float, float, float]:
+    """Distances for the valid sampled points and for a uniform grid of as many points."""
+    points = coords[mask]
+    grid = uniform_grid(len(points)).numpy().astype(np.float32)
+    return (*point_object_distances(points, objects), *point_object_distances(grid, objects))
+
+
 def _record(episode: _Episode, condition: Condition) -> EpisodeRecord:
+    tracking = np.mean(episode.tracking, axis=0).round(5).tolist() if episode.tracking else [None] * 4
     return EpisodeRecord(
         task=condition.env_name, env=condition.env_name, perturbation=condition.perturbation,
         severity=float(condition.severity), seed=episode.seed, success=bool(episode.success and not episode.error),
@@ -229,7 +256,9 @@ def _record(episode: _Episode, condition: Condition) -> EpisodeRecord:
         instruction=episode.instruction, error=episode.error,
         tokens_min=min(episode.tokens, default=0.0), tokens_max=max(episode.tokens, default=0.0),
         tokens_per_plan=[round(k, 3) for k in episode.tokens],
-        policy_gflops=round(float(np.mean(episode.gflops)), 6) if episode.gflops else 0.0)
+        policy_gflops=round(float(np.mean(episode.gflops)), 6) if episode.gflops else 0.0,
+        points_to_object=tracking[0], object_to_points=tracking[1], grid_points_to_object=tracking[2],
+        grid_object_to_points=tracking[3])
 
 
 def _info_at(info: dict[str, Any], key: str, index: int, default: Any) -> Any:
@@ -243,10 +272,17 @@ def _run_on_vector(vector, runner, condition, pending, slots, max_steps, replan_
     action_dim = vector.single_action_space.shape[0]
     obs: dict[str, Any] = {}
 
+    objects: list[np.ndarray | None] = [None] * n_envs  # task objects in the first camera, per env
+
+    def note_objects(info: dict[str, Any], rows: np.ndarray) -> None:
+        for i in rows:
+            objects[i] = _objects_at(info, first_camera, i)
+
     def start_episodes(reset_mask: np.ndarray) -> None:
         nonlocal obs
         seeds = [slots[i].seed if reset_mask[i] else None for i in range(n_envs)]
         obs, info = vector.reset(seed=seeds, options={"reset_mask": reset_mask})
+        note_objects(info, np.flatnonzero(reset_mask))
         for i in np.flatnonzero(reset_mask):
             episode = slots[i]
             episode.instruction = str(_info_at(info, "instruction", i, ""))
@@ -266,8 +302,8 @@ def _run_on_vector(vector, runner, condition, pending, slots, max_steps, replan_
         if pending:
             slots[i] = _Episode(seed=pending.popleft())
             first[i] = True
+    first_camera = next(iter(vector.single_observation_space["images"].spaces))
     start_episodes(first)
-    first_camera = next(iter(obs["images"]))
     while any(s is not None for s in slots):
         for i in range(n_envs):
             if slots[i] is not None and slots[i].error:  # the reset itself failed
@@ -291,8 +327,11 @@ def _run_on_vector(vector, runner, condition, pending, slots, max_steps, replan_
                 continue
             if episode.frames is not None:
                 episode.frames.append(draw_points(obs["images"][first_camera][i], *episode.coords))
+            if objects[i] is not None and episode.coords[1].any():
+                episode.tracking.append(tracking_sample(*episode.coords, objects[i]))
             actions[i] = episode.queue.popleft()
         obs, _, terminated, truncated, info = vector.step(actions)
+        note_objects(info, np.arange(n_envs))
         restart = np.zeros(n_envs, dtype=bool)
         for i, episode in enumerate(slots):
             if episode is None:
@@ -307,6 +346,16 @@ def _run_on_vector(vector, runner, condition, pending, slots, max_steps, replan_
                     restart[i] = True
         if restart.any():
             start_episodes(restart)
+
+
+def _objects_at(info: dict[str, Any], camera: str, index: int) -> np.ndarray | None:
+    """Env ``index``'s task objects ``[N, 2]`` in ``camera`` from a vector info, if reported."""
+    per_camera = info.get("object_xy")
+    if not isinstance(per_camera, dict) or camera not in per_camera:
+        return None
+    if not per_camera.get(f"_{camera}", np.ones(index + 1, bool))[index]:
+        return None
+    return np.asarray(per_camera[camera][index], dtype=np.float32)
 
 
 def record_to_json(record: EpisodeRecord) -> dict[str, Any]:

@@ -106,3 +106,18 @@ def test_gl_backend_choice_and_missing_library_message(monkeypatch):
 def test_user_set_backend_is_kept(monkeypatch):
     monkeypatch.setenv("MUJOCO_GL", "osmesa")
     assert rendering.ensure_gl_backend() == "osmesa"
+
+
+def test_object_image_positions_land_on_the_objects():
+    """info["object_xy"] projects the task objects into each camera image: on Stack the red
+    cube's point is red and the green cube's green, in both cameras, after reset and a step."""
+    import envs
+
+    env = envs.make("robosuite/Stack", cameras=["agentview", "robot0_eye_in_hand"], image_size=84)
+    obs, info = env.reset(seed=1)
+    for observation, step_info in ((obs, info), env.step(np.zeros(7, np.float32))[::4]):
+        for camera, xy in step_info["object_xy"].items():
+            assert xy.shape == (2, 2) and ((xy > 0) & (xy < 1)).all()
+            red, green = (observation["images"][camera][int(y * 84), int(x * 84)].astype(int) for x, y in xy)
+            assert red[0] > max(red[1], red[2]) + 40 and green[1] > max(green[0], green[2]) + 15, (camera, red, green)
+    env.close()

@@ -146,3 +146,15 @@ def test_bf16_autocast_runs_on_cpu():
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         actions = policy(policy.example_batch(2))["actions"]
     assert actions.isfinite().all()
+
+
+def test_flops_split_covers_the_pretrained_towers():
+    from gridslab.flops import COMPONENTS, flops_by_component
+
+    full = policy_from([*pretrained(), "compressor=identity"]).eval()
+    grids = policy_from(pretrained()).eval()
+    splits = [flops_by_component(p, p.example_batch(1)) for p in (full, grids)]
+    for split in splits:
+        assert sum(split[part] for part in COMPONENTS) == split["total"] and split["vision_before"] > 0
+    assert splits[0]["vision_before"] == splits[1]["vision_before"]  # the tower runs whole either way
+    assert splits[1]["backbone"] < splits[0]["backbone"]  # 4 instead of 16 tokens per image reach the LM

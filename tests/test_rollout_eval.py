@@ -37,6 +37,8 @@ def test_evaluation_writes_every_result_file(checkpoint, tmp_path):
     for record in records:
         assert record["steps"] <= 12 and record["tokens_per_image"] == 4.0
         assert record["versions"]["mujoco"] == "3.9.0" and record["error"] == ""
+        for key in ("points_to_object", "object_to_points", "grid_points_to_object", "grid_object_to_points"):
+            assert 0 < record[key] < 1.5  # where the points land, in image widths
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["conditions"][0]["episodes"] == 2 and summary["versions"]["robosuite"] == "1.4.0"
     assert (tmp_path / "summary.csv").read_text().startswith("task,perturbation,severity")
@@ -60,6 +62,18 @@ def test_rerun_resumes_and_is_deterministic(checkpoint, tmp_path):
     before = (tmp_path / "b" / RESULTS_FILE).read_text()
     evaluate_policy(policy, cfg, tmp_path / "b", checkpoint=checkpoint, progress=False)
     assert (tmp_path / "b" / RESULTS_FILE).read_text() == before
+
+
+def test_point_object_distances():
+    from gridslab.rollout import point_object_distances, tracking_sample
+
+    points = np.array([[0.1, 0.1], [0.9, 0.1], [0.5, 0.5]], np.float32)
+    objects = np.array([[0.5, 0.6]], np.float32)
+    to_object, to_points = point_object_distances(points, objects)
+    assert to_points == pytest.approx(0.1) and to_object == pytest.approx((2 * np.hypot(0.4, 0.5) + 0.1) / 3)
+    # two valid points; the uniform grid of two points is (0.25, 0.5), (0.75, 0.5)
+    sample = tracking_sample(points, np.array([True, True, False]), np.array([[0.5, 0.5]], np.float32))
+    assert sample[1] == pytest.approx(np.hypot(0.4, 0.4)) and sample[3] == pytest.approx(0.25)
 
 
 class ExplodingEnv(gym.Wrapper):
