@@ -26,11 +26,13 @@ BUDGETS = {
     "fixed K=4": ["compressor.k=4"],
     "fixed K=16": ["compressor.k=16"],
     "adaptive K in [2, 32]": ["budget=adaptive", "budget.k_min=2", "budget.k_max=32"],
+    "adaptive K in [2, 32], penalty 0.005": ["budget=adaptive", "budget.k_min=2", "budget.k_max=32", "budget.penalty=0.005"],
 }
 
 
 def run_dir(name: str) -> Path:
-    return ROOT / "runs" / "budgets" / name.split(" in ")[0].replace(" ", "_").replace("=", "")
+    penalty = "_penalty" + name.rsplit(" ", 1)[1] if "penalty" in name else ""
+    return ROOT / "runs" / "budgets" / (name.split(" in ")[0].replace(" ", "_").replace("=", "") + penalty)
 
 
 def last_scalar(events: EventAccumulator, tag: str) -> float:

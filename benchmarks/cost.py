@@ -17,7 +17,7 @@ Batch-32 latency is skipped for the large models on CPU (one forward takes secon
 FLOPs do not depend on the device.
 
 A K the compressor cannot produce (more than the patch grid holds) is listed as n/a.
-Writes benchmarks/results/cost_<model>.{md,csv} and cost.json.
+Writes benchmarks/results/cost_<model>.{md,csv} and updates those models in cost.json.
 
     python benchmarks/cost.py [--models small,pi0,siglip_qwen] [--threads 2] [--repeats 20]
 """
@@ -77,8 +77,10 @@ def measure(model: str, compressor: str, k: int, repeats: int) -> dict | None:
     try:
         cfg = load_config([*spec["overrides"], f"compressor={compressor}", f"compressor.k={k}"])
         policy = build_policy(to_plain(cfg), 9, 7).eval()
-    except UserError:
-        return None
+    except UserError as err:
+        if "exceeds the" in str(err) or "does not fit" in str(err):  # K larger than the patch grid holds
+            return None
+        raise
     split = flops_by_component(policy, policy.example_batch(1))
     row = {"model": model, "compressor": compressor, "k": k, "tokens_per_image": policy.max_tokens_per_image(),
            "params_m": round(sum(p.numel() for p in policy.parameters()) / 1e6, 3),
@@ -106,7 +108,8 @@ def write_tables(model: str, rows: list[dict], threads: int) -> None:
         if r.get("na"):
             lines.append(f"| {r['compressor']} | {r['k']} | n/a (K > patches) |" + " |" * (8 + len(batches)))
             continue
-        lines.append(f"| {r['compressor']} | {r['k']} | {r['tokens_per_image']} | {r['gflops_total']:.3f} | "
+        k = "all" if r["compressor"] == "identity" else r["k"]
+        lines.append(f"| {r['compressor']} | {k} | {r['tokens_per_image']} | {r['gflops_total']:.3f} | "
                      f"{r['gflops_total'] / base['gflops_total']:.0%} | {r['gflops_vision_before']:.3f} | "
                      f"{r['gflops_compressor']:.4f} | {r['gflops_vision_after']:.3f} | {r['gflops_backbone']:.3f} | "
                      f"{r['params_m']:.2f} | " + " | ".join(f"{r[f'latency_ms_b{b}']:.1f}" for b in batches)
@@ -120,10 +123,17 @@ def main() -> None:
     parser.add_argument("--models", default="small,pi0,siglip_qwen")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--tables-only", action="store_true", help="rewrite the tables from cost.json, measure nothing")
     args = parser.parse_args()
+    if args.tables_only:
+        stored = json.loads((RESULTS / "cost.json").read_text())
+        for model, rows in stored["models"].items():
+            write_tables(model, rows, stored["threads"])
+        return
     torch.set_num_threads(args.threads)
     RESULTS.mkdir(exist_ok=True)
-    everything = {"threads": args.threads, "versions": package_versions(), "models": {}}
+    previous = json.loads((RESULTS / "cost.json").read_text()) if (RESULTS / "cost.json").exists() else {}
+    everything = {"threads": args.threads, "versions": package_versions(), "models": previous.get("models", {})}
     for model in args.models.split(","):
         rows = []
         for compressor, ks in MODELS[model]["compressors"].items():

@@ -1,8 +1,9 @@
 """Simulator throughput: env steps/s with rendering (fast vs full quality, 84/128/224 px),
-physics only, and random-action vector envs with 1 vs N forkserver workers.
-Writes benchmarks/results/sim.{json,md}.
+physics only, random-action vector envs with 1 vs N forkserver workers, and rollouts with
+the policy in the loop (``gridslab.rollout``: batched policy calls, action chunks) when
+``--ckpt`` names a checkpoint. Writes benchmarks/results/sim.{json,md}.
 
-    python benchmarks/sim.py [--steps 200] [--workers 1,2]
+    python benchmarks/sim.py [--steps 200] [--workers 1,2] [--ckpt runs/robosuite_lift/checkpoints/last.ckpt]
 """
 
 from __future__ import annotations
@@ -67,10 +68,26 @@ def vector_rate(workers: int, steps: int, image_size: int) -> float:
     return rate
 
 
+def rollout_rate(checkpoint: str, workers: int, episodes: int, max_steps: int) -> float:
+    """Env steps/s of seeded rollouts of the policy at ``checkpoint`` (clean condition)."""
+    from gridslab.checkpoint import load_policy
+    from gridslab.config import env_kwargs
+    from gridslab.rollout import Condition, PolicyRunner, run_condition
+
+    policy, cfg, _ = load_policy(checkpoint)
+    records = []
+    start = time.perf_counter()
+    run_condition(PolicyRunner(policy), Condition(cfg.env.name, env_kwargs(cfg.env)), list(range(episodes)), max_steps,
+                  cfg.policy.replan_every or cfg.policy.chunk, workers, records.append)
+    return sum(r.steps for r in records) / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--ckpt", default="", help="also time rollouts of this checkpoint's policy")
+    parser.add_argument("--episodes", type=int, default=8, help="rollout episodes per worker setting")
     args = parser.parse_args()
     rows = [{"setting": "physics only (no rendering)", "steps_per_s": physics_only_rate(args.steps * 2)}]
     for size in (84, 128, 224):
@@ -80,6 +97,10 @@ def main() -> None:
             print(json.dumps(rows[-1]))
     for workers in (int(w) for w in args.workers.split(",")):
         rows.append({"setting": f"AsyncVectorEnv {workers} worker(s), 2 cameras 84 px fast", "steps_per_s": vector_rate(workers, args.steps, 84)})
+        print(json.dumps(rows[-1]))
+    for workers in (int(w) for w in args.workers.split(",")) if args.ckpt else ():
+        rate = rollout_rate(args.ckpt, workers, args.episodes, max_steps=100)
+        rows.append({"setting": f"policy rollouts ({Path(args.ckpt).name}), {workers} worker(s), startup included", "steps_per_s": rate})
         print(json.dumps(rows[-1]))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "sim.json").write_text(json.dumps({"rows": rows, "versions": package_versions()}, indent=2))

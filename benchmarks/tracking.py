@@ -47,9 +47,9 @@ def main() -> None:
              "| run | env | episodes | success | tokens/image | points -> nearest object | grid | object -> nearest point | grid |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['name']} | {r['env']} | {r['episodes']} | {r['success_rate']:.0%} | {r['tokens_per_image']:g} | "
-                     f"{r['points_to_object']:.3f} | {r['grid_points_to_object']:.3f} | {r['object_to_points']:.3f} | "
-                     f"{r['grid_object_to_points']:.3f} |")
+        distances = " | ".join("-" if r[key] is None else f"{r[key]:.3f}" for key in
+                               ("points_to_object", "grid_points_to_object", "object_to_points", "grid_object_to_points"))
+        lines.append(f"| {r['name']} | {r['env']} | {r['episodes']} | {r['success_rate']:.0%} | {r['tokens_per_image']:g} | {distances} |")
     (RESULTS / "tracking.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -451,7 +451,7 @@ class RobosuiteEnv(gym.Env):
         image_xy = {}
         for camera in self.cameras:
             pixels = homogeneous @ get_camera_transform_matrix(self.sim, camera, self.image_size, self.image_size).T
-            image_xy[camera] = ((pixels[:, :2] / pixels[:, 2:3] + 0.5) / self.image_size).astype(np.float32)
+            image_xy[camera] = (pixels[:, :2] / pixels[:, 2:3] / self.image_size).astype(np.float32)  # principal point at W/2
         return image_xy
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:

@@ -233,6 +233,12 @@ class AdaptiveBudget(Budget):
         if cfg.penalty < 0 or cfg.temperature <= 0 or not 0 < cfg.mass <= 1:
             raise UserError(f"budget needs penalty >= 0, temperature > 0 and 0 < mass <= 1; got penalty={cfg.penalty}, "
                             f"temperature={cfg.temperature}, mass={cfg.mass}")
+        if self.anneal_end and self.k_end < cfg.k_min:
+            raise UserError(f"budget.k_end={self.k_end} is below budget.k_min={cfg.k_min}; the curriculum must end "
+                            f"inside [k_min, k_max]")
+        if cfg.k_max and cfg.k_max != k_max:
+            raise UserError(f"budget.k_max={cfg.k_max} but the compressor emits {k_max} slots; set compressor.k={cfg.k_max} "
+                            f"(load_config does this)")
         self.rule = cfg.rule
         self.k_min = int(cfg.k_min)
         self.penalty = float(cfg.penalty)
@@ -269,7 +275,7 @@ class AdaptiveBudget(Budget):
             saliency = (flat - flat.mean(dim=1, keepdim=True)).pow(2).sum(dim=-1)  # [B, N]
             share = saliency.sort(dim=1, descending=True).values.cumsum(dim=1)
             share = share / share[:, -1:].clamp_min(1e-12)
-            share = (share * SHARE_STEPS).round() / SHARE_STEPS  # float noise (batching, threads) cannot flip K
+            share = (share * SHARE_STEPS).round() / SHARE_STEPS  # float noise (batching, threads) rarely flips K
             count = (share < self.mass).sum(dim=1) + 1  # patches needed to reach ``mass``
             needed.append(count.float() / (self.mass * flat.shape[1]))
         fraction = torch.stack(needed).amax(dim=0)  # 1.0 when saliency is uniform

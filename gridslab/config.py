@@ -86,6 +86,14 @@ def _options(directory: Path) -> list[str]:
     return sorted(p.stem for p in directory.glob("*.yaml"))
 
 
+def _parse_value(key: str, value: str) -> Any:
+    """A dotlist value as YAML data (safe loader: no tags that build objects)."""
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        raise UserError(f"bad value for {key}: {value!r} ({str(err).splitlines()[0]})") from None
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(path.read_text()) or {}
@@ -213,13 +221,15 @@ def load_config(args: list[str] | None = None, base: DictConfig | dict[str, Any]
             key, value = override.split("=", 1)
             if key.split(".")[0] in ("compressor", "budget") or ".hf_config" in key:  # free-form nodes
                 with _unlocked(cfg):
-                    OmegaConf.update(cfg, key, yaml.safe_load(value) if value else value, merge=True)
+                    OmegaConf.update(cfg, key, _parse_value(key, value) if value else value, merge=True)
             else:
                 cfg.merge_with_dotlist([override])
     except (ConfigKeyError, ConfigAttributeError, ValidationError) as err:
         raise _explain(err, OmegaConf.structured(ExperimentConfig)) from None
     except OmegaConfBaseException as err:
         raise UserError(f"bad config override: {str(err).splitlines()[0]}") from None
+    except yaml.YAMLError as err:  # e.g. a tag that would build a Python object
+        raise UserError(f"bad config override value: {str(err).splitlines()[0]}") from None
     _validate_registered(cfg)
     return cfg
 

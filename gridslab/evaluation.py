@@ -68,6 +68,7 @@ def summarize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for (task, perturbation, severity), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] != "clean", kv[0][1], kv[0][2])):
         n = len(group)
+        acted = [r for r in group if r.get("tokens_per_plan", [r["tokens_per_image"]])]  # episodes with a policy call
         successes = sum(bool(r["success"]) for r in group)
         low, high = wilson_interval(successes, n)
         rate = successes / n
@@ -83,9 +84,9 @@ def summarize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             "drop_vs_clean": round(clean_rate[task] - rate, 4) if task in clean_rate else None,
             "mean_steps": round(sum(r["steps"] for r in group) / n, 2),
             "tokens_per_image": round(sum(r["tokens_per_image"] for r in group) / n, 3),
-            "tokens_min": min(r.get("tokens_min", r["tokens_per_image"]) for r in group),
-            "tokens_max": max(r.get("tokens_max", r["tokens_per_image"]) for r in group),
-            "policy_gflops": round(sum(r.get("policy_gflops", 0.0) for r in group) / n, 6),
+            "tokens_min": min((r.get("tokens_min", r["tokens_per_image"]) for r in acted), default=0.0),
+            "tokens_max": max((r.get("tokens_max", r["tokens_per_image"]) for r in acted), default=0.0),
+            "policy_gflops": round(sum(r.get("policy_gflops", 0.0) for r in acted) / max(len(acted), 1), 6),
             "errors": sum(1 for r in group if r.get("error")),
             **{key: _mean_of(group, key) for key in TRACKING},
         })

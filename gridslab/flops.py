@@ -28,8 +28,9 @@ def count_flops(fn: Callable[[], Any], depth: int = 2) -> dict[str, int]:
 
 
 def flops_by_tokens(policy: torch.nn.Module) -> dict[int, float]:
-    """GFLOPs of one batch-1 policy forward at each visual-token count the policy can run at:
-    ``{K: GFLOPs}`` for K = 1..K_max (budget honoured: the forward runs on exactly K tokens),
+    """GFLOPs of one batch-1 policy forward (budget module excluded: K is given) at token
+    counts the policy can run at: ``{K: GFLOPs}`` for K in ``table_ks(K_max)`` (budget
+    honoured: the forward runs on exactly K tokens; ``gflops_at`` interpolates between them),
     or the one entry ``{K_max: GFLOPs}`` for compressors that keep every patch.
     The policy's train/eval mode is restored afterwards."""
     was_training = policy.training
@@ -38,11 +39,19 @@ def flops_by_tokens(policy: torch.nn.Module) -> dict[int, float]:
     honours = all(encoder.compressor.honours_budget for encoder in policy.vision.values())
     batch = policy.example_batch(1)
     table = {}
-    for k in (range(1, k_max + 1) if honours else [k_max]):
+    for k in (table_ks(k_max) if honours else [k_max]):
         k_batch = {**batch, "k": torch.tensor([k], device=batch["proprio"].device)} if honours else batch
         table[k] = count_flops(lambda: policy(k_batch), depth=0)["total"] / 1e9
     policy.train(was_training)
     return table
+
+
+def table_ks(k_max: int) -> list[int]:
+    """Token counts a FLOPs table measures: every K up to 16, then powers of two and K_max
+    (FLOPs grow almost linearly in K, so interpolation between them is close)."""
+    if k_max <= 16:
+        return list(range(1, k_max + 1))
+    return sorted({*range(1, 17), *(2 ** i for i in range(5, k_max.bit_length())), k_max})
 
 
 def gflops_at(table: dict[int, float], tokens: float) -> float:

@@ -24,6 +24,7 @@ from torchmetrics import MeanAbsoluteError
 from gridslab.errors import UserError
 from gridslab.flops import flops_by_tokens, gflops_at
 from gridslab.policy.config import as_policy_config
+from gridslab.policy.pretrained import self_contained
 from gridslab.policy.vla import VLA
 from gridslab.viz import draw_points, tile
 
@@ -112,8 +113,11 @@ class VLAModule(L.LightningModule):
                  stats: dict[str, Any] | None = None):
         super().__init__()
         self.save_hyperparameters(ignore=["stats"])
-        self.config = config
         self.policy = build_policy(config, proprio_dim, action_dim)
+        # pretrained paths -> the loaded towers' configs: checkpoints rebuild without the directories
+        config = {**config, "policy": self_contained(config["policy"], self.policy)}
+        self.hparams["config"] = config
+        self.config = config
         if stats is not None:
             self.policy.set_normalization(stats)
         if hasattr(self.policy.budget, "check_tasks"):

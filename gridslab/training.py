@@ -82,7 +82,7 @@ def check_before_data(cfg: DictConfig) -> str | None:
     return resume_from
 
 
-PRECISIONS = ("32-true", "64-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "transformer-engine")
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")  # inputs stay float32: mixed precision autocasts the compute
 
 
 def check_precision(trainer: DictConfig) -> None:
@@ -91,7 +91,7 @@ def check_precision(trainer: DictConfig) -> None:
     if trainer.precision not in PRECISIONS:
         raise UserError(f"unknown trainer.precision {trainer.precision!r}; valid: {', '.join(PRECISIONS)}")
     on_gpu = trainer.accelerator in ("gpu", "cuda") or (trainer.accelerator == "auto" and torch.cuda.is_available())
-    if trainer.precision.startswith("16-") and not on_gpu:
+    if trainer.precision == "16-mixed" and not on_gpu:
         raise UserError(f"trainer.precision={trainer.precision} needs a CUDA GPU; on CPU use bf16-mixed or 32-true")
 
 

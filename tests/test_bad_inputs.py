@@ -31,6 +31,8 @@ CATALOGUE = [
     ("K above the patch count", TRAIN, ["{tiny}", "compressor=topk", "compressor.k=20"], {},
      "k=20 exceeds the 16 patches of the 4x4 feature map"),
     ("unparsable override", TRAIN, ["nonsense"], {}, "cannot parse 'nonsense'"),
+    ("override that would build an object", TRAIN, ['trainer.accelerator=!!python/object/apply:os.system ["echo hi"]'], {},
+     "bad config override value: could not determine a constructor"),
     ("bad image/patch sizes", TRAIN, ["policy.vision.patch_size=5"], {}, "must be a multiple of policy.vision.patch_size (5)"),
     ("unknown budget rule", TRAIN, ["budget=adaptive", "budget.rule=mass"], {}, "budget.rule='mass'; valid: head, saliency"),
     ("budget out of range", TRAIN, ["{tiny}", "budget=adaptive", "budget.k_min=40", "budget.k_max=8"], {},

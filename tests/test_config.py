@@ -73,3 +73,34 @@ def test_train_cli_prints_one_line_without_traceback(tmp_path):
         + ", ".join(load_config([]).trainer.keys())
     ]
     assert "Traceback" not in result.stderr
+
+
+class _RunsCode:
+    """Pickles into a call of os.system: what a malicious checkpoint would carry."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_configs_and_checkpoints_cannot_run_code(tmp_path):
+    from gridslab.checkpoint import read_checkpoint
+    from gridslab.config import _read_yaml
+
+    marker = tmp_path / "ran"
+    evil_yaml = tmp_path / "evil.yaml"
+    evil_yaml.write_text(f'name: !!python/object/apply:os.system ["touch {marker}"]\n')
+    with pytest.raises(UserError, match="is not valid YAML"):
+        _read_yaml(evil_yaml)
+    with pytest.raises(UserError):
+        load_config([f'compressor.name=!!python/object/apply:os.system ["touch {marker}"]'])
+    import torch
+
+    torch.save({"state_dict": {}, "hyper_parameters": {"config": {}}, "payload": _RunsCode(marker)}, tmp_path / "evil.ckpt")
+    with pytest.raises(UserError, match="is not a readable checkpoint"):
+        read_checkpoint(tmp_path / "evil.ckpt")
+    assert not marker.exists()

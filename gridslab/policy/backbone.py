@@ -49,8 +49,10 @@ class SelfAttention(nn.Module):
             key_mask = key_mask | ~key_mask.any(dim=1, keepdim=True)
             attn_mask = key_mask[:, None, None, :]
         elif key_mask is not None:
-            empty = ~(key_mask > 0).any(dim=1, keepdim=True)
-            attn_mask = torch.where(empty, torch.ones_like(key_mask), key_mask).log()[:, None, None, :].to(qkv.dtype)
+            weights = torch.where(~(key_mask > 0).any(dim=1, keepdim=True), torch.ones_like(key_mask), key_mask)
+            # log(0) = -inf masks the key; the clamp keeps the gradient finite where a weight underflows
+            log_weights = torch.where(weights > 0, weights.clamp_min(1e-30).log(), torch.full_like(weights, float("-inf")))
+            attn_mask = log_weights[:, None, None, :].to(qkv.dtype)
         attended = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=attn_mask)
         return self.proj(attended.transpose(1, 2).reshape(batch, length, dim))
 

@@ -122,6 +122,11 @@ class PretrainedVisionEncoder(PatchEncoder):
         self.compressor = build_compressor(compressor_cfg, self.dim)
         self.register_buffer("image_mean", torch.tensor(family.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(family.std).view(1, 3, 1, 1), persistent=False)
+        unused = [getattr(self.model, "head", None),  # SigLIP's pooling head (transformers >= 5)
+                  getattr(getattr(self.model, "vision_model", None), "head", None),  # ... and where 4.x keeps it
+                  getattr(self.model.embeddings, "mask_token", None)]  # DINOv2's masked-image token
+        for module_or_param in (u for u in unused if u is not None):
+            module_or_param.requires_grad_(False)  # never in the loss: DDP would wait for its gradient
         if cfg.freeze:
             self.model.requires_grad_(False)
         if checkpointing:
@@ -147,6 +152,9 @@ class PretrainedBackbone(TokenSequence):
         family = LM_FAMILIES[cfg.backbone]
         model = load_model(cfg.backbone, family, cfg.path, cfg.hf_config, "policy.lm")
         super().__init__(int(model.config.hidden_size), text_dim, vision_dim, num_cameras, proprio_dim, chunk)
+        model.get_input_embeddings().requires_grad_(False)  # inputs arrive as inputs_embeds; never in the loss
+        # Gemma multiplies inputs_embeds by sqrt(width); undo it so projected tokens enter at their own scale
+        self.input_scale = float(model.config.hidden_size) ** -0.5 if cfg.backbone == "gemma" else 1.0
         if checkpointing:
             enable_checkpointing(model)
         if cfg.finetune == "frozen":
@@ -161,7 +169,7 @@ class PretrainedBackbone(TokenSequence):
             raise UserError("soft token weights (budget=adaptive with rule=head while training) need the built-in "
                             "backbone; with policy.lm use budget.rule=saliency")
         sequence, key_mask = self.assemble(text, text_mask, visual, proprio)
-        hidden = self.model(inputs_embeds=sequence, attention_mask=key_mask.long()).last_hidden_state
+        hidden = self.model(inputs_embeds=sequence * self.input_scale, attention_mask=key_mask.long()).last_hidden_state
         return hidden[:, -self.action_queries.shape[1]:]
 
 
@@ -174,3 +182,18 @@ def with_lora(model: nn.Module, cfg: LMConfig) -> nn.Module:
         raise UserError("policy.lm.finetune=lora needs peft (pip install peft); or use finetune=full or frozen") from None
     targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     return get_peft_model(model, LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules=targets)).base_model.model
+
+
+def self_contained(policy_config: dict[str, Any], policy: nn.Module) -> dict[str, Any]:
+    """``policy_config`` (plain data) with each pretrained path replaced by the loaded
+    model's full transformers config, so a checkpoint rebuilds the policy without the
+    original directory (its weights are in the checkpoint)."""
+    config = {**policy_config, "vision": dict(policy_config["vision"]), "lm": dict(policy_config["lm"])}
+    encoder = next(iter(policy.vision.values()))
+    for section, model in (("vision", getattr(encoder, "model", None)), ("lm", getattr(policy.backbone, "model", None))):
+        if config[section].get("path") and model is not None:
+            hf = model.config.to_dict()
+            for key in ("architectures", "transformers_version", "dtype", "torch_dtype", "_name_or_path", "model_type"):
+                hf.pop(key, None)
+            config[section].update(path="", hf_config=hf)
+    return config

@@ -74,7 +74,7 @@ class VLA(nn.Module):
         budget_cfg = budget_cfg if budget_cfg is not None else {"name": "fixed"}
         self.budget = build_budget(budget_cfg, self.max_tokens_per_image(), vision_dim, cfg.language.dim)
         honours = all(encoder.compressor.honours_budget for encoder in self.vision.values())
-        if budget_cfg["name"] != "fixed" and not honours:
+        if (budget_cfg["name"] != "fixed" or self.budget.anneal_end) and not honours:
             raise UserError(f"budget={budget_cfg['name']} needs a compressor that honours a per-sample k; "
                             f"compressor={compressor_cfg['name']} keeps every patch (use budget=fixed)")
         if cfg.lm.backbone != "none" and getattr(self.budget, "rule", None) == "head":
