@@ -1,7 +1,7 @@
 """Where the sampled points land: distance from the points to the task objects, vs a fixed grid.
 
 For each ``NAME=CHECKPOINT`` it runs an online evaluation (clean, ``--episodes`` seeded
-episodes, resumable) into runs/tracking/NAME and reads the per-episode diagnostics the
+episodes, resumable) into runs/tracking/NAME and reads (from its timing.json) the diagnostics the
 rollouts record for envs that expose object poses (first camera, image widths):
 ``points_to_object`` (mean over valid points of the distance to the nearest task object)
 and ``object_to_points`` (mean over task objects of the distance to the nearest point), for
@@ -29,9 +29,11 @@ def evaluate(name: str, checkpoint: str, episodes: int) -> dict:
                     "--video-episodes", "0", "--out", str(out)], check=True, cwd=ROOT)
     summary = json.loads((out / "summary.json").read_text())
     row = summary["conditions"][0]
+    diagnostics = json.loads((out / "timing.json").read_text())[f"{row['task']}|{row['perturbation']}|{row['severity']}"]
     return {"name": name, "checkpoint": checkpoint, "env": summary["env"], "episodes": row["episodes"],
             "success_rate": row["success_rate"], "tokens_per_image": row["tokens_per_image"],
-            **{key: row[key] for key in ("points_to_object", "grid_points_to_object", "object_to_points", "grid_object_to_points")}}
+            **{key: diagnostics[key] for key in ("points_to_object", "grid_points_to_object", "object_to_points",
+                                                 "grid_object_to_points")}}
 
 
 def main() -> None:

@@ -439,9 +439,9 @@ class RobosuiteEnv(gym.Env):
     def _info(self, success: bool) -> dict[str, Any]:
         return {"success": success, "task": self.task, "instruction": self.instruction, "object_xy": self.object_image_xy()}
 
-    def object_image_xy(self) -> dict[str, np.ndarray]:
-        """Where the task objects' centres appear in each camera image: camera -> float32
-        ``[N, 2]`` (x right, y down) in [0, 1] image units, the compressors' coordinate
+    def object_image_xy(self) -> dict[str, list[list[float]]]:
+        """Where the task objects' centres appear in each camera image: camera -> ``N`` (x, y)
+        pairs (x right, y down; plain floats, so infos stay JSON data) in [0, 1] image units, the compressors' coordinate
         convention (pixel i spans [i, i+1) / size), N = ``len(task_bodies())``. Points behind
         or outside the camera may fall outside [0, 1]. Privileged: for diagnostics only."""
         from robosuite.utils.camera_utils import get_camera_transform_matrix
@@ -451,7 +451,7 @@ class RobosuiteEnv(gym.Env):
         image_xy = {}
         for camera in self.cameras:
             pixels = homogeneous @ get_camera_transform_matrix(self.sim, camera, self.image_size, self.image_size).T
-            image_xy[camera] = (pixels[:, :2] / pixels[:, 2:3] / self.image_size).astype(np.float32)  # principal point at W/2
+            image_xy[camera] = (pixels[:, :2] / pixels[:, 2:3] / self.image_size).tolist()  # principal point at W/2
         return image_xy
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:

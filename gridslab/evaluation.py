@@ -88,7 +88,6 @@ def summarize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             "tokens_max": max((r.get("tokens_max", r["tokens_per_image"]) for r in acted), default=0.0),
             "policy_gflops": round(sum(r.get("policy_gflops", 0.0) for r in acted) / max(len(acted), 1), 6),
             "errors": sum(1 for r in group if r.get("error")),
-            **{key: _mean_of(group, key) for key in TRACKING},
         })
     return rows
 
@@ -99,16 +98,19 @@ TRACKING = ("points_to_object", "object_to_points", "grid_points_to_object", "gr
 def _mean_of(records: list[dict[str, Any]], key: str) -> float | None:
     """Mean of ``key`` over the records that have it (None when none do)."""
     values = [r[key] for r in records if r.get(key) is not None]
-    return round(sum(values) / len(values), 4) if values else None
+    return round(sum(values) / len(values), 3) if values else None
 
 
 def timing(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Mean policy latency per env step (ms) and episode wall time (s), per condition."""
+    """Per condition: mean policy latency per env step (ms), episode wall time (s) and the
+    where-the-points-land distances. These vary between identical runs (the distances by
+    ~1e-4 here), so they go to timing.json, not into the byte-identical summary."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for record in records:
         groups.setdefault(f"{record['task']}|{record['perturbation']}|{record['severity']}", []).append(record)
     return {key: {"policy_ms_per_step": sum(r["policy_ms_per_step"] for r in rs) / len(rs),
-                  "episode_seconds": sum(r["wall_s"] for r in rs) / len(rs)} for key, rs in sorted(groups.items())}
+                  "episode_seconds": sum(r["wall_s"] for r in rs) / len(rs),
+                  **{name: _mean_of(rs, name) for name in TRACKING}} for key, rs in sorted(groups.items())}
 
 
 def _atomic_write(path: Path, text: str) -> None:

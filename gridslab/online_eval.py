@@ -4,7 +4,7 @@ Files in the evaluation directory:
     results.jsonl     one line per finished episode, appended and flushed as it finishes
     settings.json     what the episodes depend on (a resumed run must match it)
     summary.json/csv  success with Wilson 95% CI per condition, drop vs clean (deterministic)
-    timing.json       policy latency per step and episode wall time
+    timing.json       policy latency per step, episode wall time, where the points land
     videos/           MP4s of the first ``video_episodes`` episodes per condition
     tb/               TensorBoard scalars and frame strips
 Re-running the same command resumes: episodes already in ``results.jsonl`` are read back,

@@ -23,9 +23,11 @@ def test_env_passes_gymnasium_checker(task):
         for image in obs["images"].values():
             assert image.shape == (32, 32, 3) and image.dtype == np.uint8
         assert obs["proprio"].shape == (PROPRIO_DIM,) and obs["proprio"].dtype == np.float32
+        objects = info.pop("object_xy")
         assert info == {"success": False, "task": task, "instruction": TASKS[task].instruction}
+        assert set(objects) == set(SMALL_ENV["cameras"]) and all(np.shape(xy)[1] == 2 for xy in objects.values())
         _, _, _, _, info = env.step(env.action_space.sample())
-        assert set(info) == {"success", "task", "instruction"}
+        assert set(info) == {"success", "task", "instruction", "object_xy"}
     finally:
         env.close()
 
@@ -117,6 +119,7 @@ def test_object_image_positions_land_on_the_objects():
     obs, info = env.reset(seed=1)
     for observation, step_info in ((obs, info), env.step(np.zeros(7, np.float32))[::4]):
         for camera, xy in step_info["object_xy"].items():
+            xy = np.asarray(xy)
             assert xy.shape == (2, 2) and ((xy > 0) & (xy < 1)).all()
             red, green = (observation["images"][camera][int(y * 84), int(x * 84)].astype(int) for x, y in xy)
             assert red[0] > max(red[1], red[2]) + 40 and green[1] > max(green[0], green[2]) + 15, (camera, red, green)
