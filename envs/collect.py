@@ -82,8 +82,10 @@ def collect(
     action_noise: float = 0.1,
     seed: int = 0,
     progress: bool = True,
+    label: str | None = None,
 ) -> Path:
-    """Collect ``episodes`` successful demos of ``env_name`` into ``out``; returns ``out``."""
+    """Collect ``episodes`` successful demos of ``env_name`` into ``out``; returns ``out``.
+    ``label`` names the progress bar (default: ``env_name``)."""
     if episodes < 1:
         raise EnvUserError(f"episodes={episodes} must be >= 1")
     if action_noise < 0:
@@ -106,7 +108,7 @@ def collect(
     columns = (TextColumn("[bold]collect[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("expert success {task.fields[rate]}"), TimeRemainingColumn())
     with Progress(*columns, disable=not progress, transient=False) as bar:
-        task = bar.add_task(env_name, total=episodes, completed=min(len(done), episodes), rate="-")
+        task = bar.add_task(label or env_name, total=episodes, completed=min(len(done), episodes), rate="-")
         failures = 0
         try:
             while len(done) < episodes:

@@ -149,10 +149,20 @@ class PickPlaceExpert:
         return action
 
 
+_EXPERT_SPEC_FACTORIES: dict[str, Callable[[], ExpertSpec]] = {}
+
+
+def register_expert(task: str, spec: Callable[[], ExpertSpec]) -> None:
+    """Register the expert geometry of ``task`` (an env's ``task`` name), built on first use."""
+    _EXPERT_SPEC_FACTORIES[task] = spec
+
+
 def make_expert(task: str) -> PickPlaceExpert:
-    """The scripted expert for ``task`` (a key of ``EXPERT_SPECS``)."""
+    """The scripted expert for ``task`` (a key of ``EXPERT_SPECS`` or a registered task)."""
+    if task in _EXPERT_SPEC_FACTORIES:
+        return PickPlaceExpert(_EXPERT_SPEC_FACTORIES[task]())
     if task not in EXPERT_SPECS:
-        raise unknown_name("expert task", task, EXPERT_SPECS)
+        raise unknown_name("expert task", task, [*EXPERT_SPECS, *_EXPERT_SPEC_FACTORIES])
     return PickPlaceExpert(EXPERT_SPECS[task])
 
 

@@ -52,6 +52,7 @@ DISTRACTOR_SHAPES = ("box", "cylinder", "sphere")
 # Unused slots rest on the floor here, beyond the arena's front wall (x = 3 m): no camera sees them.
 DISTRACTOR_PARKING_X_M = 4.0
 DISTRACTOR_PARKING_SPACING_M = 0.2
+INIT_STATE_MODES = ("sampled", "cycle", "fixed", "random")
 PANDA_REACH_M = 0.75  # horizontal reach from the robot base at table height used for placements
 
 # Model fields perturbations may write; ``reset`` restores them (plus the headlight).
@@ -83,6 +84,7 @@ class TaskSpec:
     max_steps: int
     surface_body: str
     surface_materials: tuple[str, ...]
+    scene: Any = None  # an ``envs.tabletop.TabletopTask`` (scene class, layout, initial states)
 
 
 _TABLE = {"surface_body": "table", "surface_materials": ("table_ceramic",)}
@@ -184,6 +186,12 @@ class RobosuiteEnv(gym.Env):
         terminate_on_success: end the episode on the first successful step.
         distractor_slots: spare free-joint bodies built into the scene for the
             ``distractors`` perturbation (``envs.ood``); parked out of view unless placed.
+        init_state: where objects start: "sampled" (robosuite's own placement sampler, or a
+            tabletop task's regions, drawn from the reset seed) or, for tabletop tasks, one of
+            their 50 stored initial states: "fixed" (``init_state_index``), "cycle" (reset
+            seed mod 50) or "random" (drawn from the reset seed). Default: "cycle" for
+            tabletop tasks, "sampled" otherwise.
+        spec: the ``TaskSpec`` itself (tabletop tasks); ``task`` is then only its name.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_FREQ_HZ}
@@ -198,9 +206,17 @@ class RobosuiteEnv(gym.Env):
         terminate_on_success: bool = True,
         render_mode: str | None = "rgb_array",
         distractor_slots: int = 0,
+        init_state: str | None = None,
+        init_state_index: int | None = None,
+        spec: TaskSpec | None = None,
     ):
-        if task not in TASKS:
+        if spec is None and task not in TASKS:
             raise unknown_name("robosuite task", task, TASKS)
+        spec = spec or TASKS[task]
+        modes = INIT_STATE_MODES if spec.scene is not None else ("sampled",)
+        init_state = init_state or ("cycle" if spec.scene is not None else "sampled")
+        if init_state not in modes:
+            raise unknown_name(f"init_state for {task}", init_state, modes)
         cameras = tuple(cameras)
         for camera in cameras:
             if camera not in CAMERAS:
@@ -215,8 +231,10 @@ class RobosuiteEnv(gym.Env):
         low, high = DISTRACTOR_SLOTS_RANGE
         if not isinstance(distractor_slots, (int, np.integer)) or not low <= distractor_slots <= high:
             raise EnvUserError(f"distractor_slots={distractor_slots!r} is out of range; valid: an integer in [{low}, {high}]")
-        self.spec_task = TASKS[task]
+        self.spec_task = spec
         self.task = task
+        self.init_state = init_state
+        self.init_state_index = init_state_index
         self.instruction = self.spec_task.instruction
         self.cameras = cameras
         self.image_size = int(image_size)
@@ -229,10 +247,16 @@ class RobosuiteEnv(gym.Env):
         robosuite = _import_robosuite()
         from robosuite.controllers import load_controller_config
 
-        env_class = robosuite.environments.base.REGISTERED_ENVS[self.spec_task.env_class]
+        if spec.scene is not None:
+            from envs.tabletop import scene_env_class
+
+            env_class, scene_kwargs = scene_env_class(), {"task": spec.scene}
+        else:
+            env_class, scene_kwargs = robosuite.environments.base.REGISTERED_ENVS[spec.env_class], {}
         if self.distractor_slots:
             env_class = _with_distractor_slots(env_class, self.distractor_slots)
         self.sim_env = env_class(
+            **scene_kwargs,
             robots="Panda",
             controller_configs=load_controller_config(default_controller="OSC_POSE"),
             has_renderer=False,
@@ -458,6 +482,11 @@ class RobosuiteEnv(gym.Env):
         super().reset(seed=seed)
         episode_seed = int(self.np_random.integers(2**31 - 1))
         self._restore_compiled_fields()
+        if self.spec_task.scene is not None:
+            from envs.tabletop import choose_layout
+
+            reset_seed = seed if seed is not None else episode_seed
+            self.sim_env.next_layout = choose_layout(self.task, self.init_state, reset_seed, self.init_state_index)
         with _seeded_global_numpy(episode_seed):
             raw = self.sim_env.reset()
         for robot in self.sim_env.robots:

@@ -37,8 +37,8 @@ STD_FLOOR = 1e-2  # keeps near-constant dimensions (e.g. unused rotation) from b
 class DataConfig:
     """Where demos come from and how they are batched.
 
-    paths: HDF5 files ([] = the default file for ``env``, collected if missing, under ``root``);
-    episodes: demos to use (and to collect); collect_noise: std of the expert's executed
+    paths: HDF5 files, one per task ([] = the default files for ``env``, collected if
+    missing, under ``root``); episodes: demos per file to use (and to collect per task); collect_noise: std of the expert's executed
     xyz noise when collecting; val_fraction: share of demos held out for validation;
     batch_size: per device; num_workers: DataLoader workers; shift_pixels: random-shift
     augmentation amplitude in pixels (0 = off).
@@ -54,9 +54,13 @@ class DataConfig:
     shift_pixels: int = 4
 
 
-def default_dataset_path(root: str, env_cfg: Any) -> Path:
-    """``<root>/<env name>_<size>px.hdf5`` for the experiment's env settings."""
-    return Path(root) / f"{env_cfg.name.replace('/', '_')}_{env_cfg.image_size}px.hdf5"
+def default_dataset_paths(root: str, env_cfg: Any) -> list[Path]:
+    """One file per task the experiment's env (or suite) stands for, in task order:
+    ``<root>/<env name>_<size>px.hdf5`` (``robosuite_Lift_84px.hdf5``,
+    ``tabletop_spatial_0_84px.hdf5`` ...)."""
+    from envs.registry import expand
+
+    return [Path(root) / f"{name.replace('/', '_')}_{env_cfg.image_size}px.hdf5" for name in expand(env_cfg.name)]
 
 
 @dataclass
@@ -94,34 +98,38 @@ def _read_proprio(obs: h5py.Group, path: Path) -> np.ndarray:
 
 
 def load_demos(paths: list[Path], cameras: list[str], limit: int) -> list[Demo]:
-    """Read up to ``limit`` demos from ``paths`` into memory; bad files fail with one line."""
+    """Read the first ``limit`` demos of each file in ``paths`` (one file per task) into
+    memory; bad files fail with one line."""
     demos: list[Demo] = []
     for path in paths:
-        if not path.exists():
-            raise UserError(f"missing dataset {path}; collect it with: python -m envs.collect --out {path}")
-        try:
-            with h5py.File(path, "r") as f:
-                if "data" not in f:
-                    raise UserError(f"{path} is not a demonstration file: no 'data' group (keys: {', '.join(f.keys()) or 'none'})")
-                data = f["data"]
-                instruction = _read_instruction(data)
-                keys = demo_keys(data)
-                if not keys:
-                    raise UserError(f"{path} holds no demos (no data/demo_<i> groups)")
-                for key in keys:
-                    if len(demos) >= limit:
-                        break
-                    demo = data[key]
-                    for needed in ("obs", "actions"):
-                        if needed not in demo:
-                            raise UserError(f"{path}:{key} lacks '{needed}'; expected obs/<camera>_rgb, obs/proprio, actions")
-                    obs = demo["obs"]
-                    images = {camera: obs[_image_key(obs, camera, path)][:] for camera in cameras}
-                    demos.append(Demo(images, _read_proprio(obs, path), demo["actions"][:].astype(np.float32), instruction))
-        except OSError as err:
-            raise UserError(f"{path} is not a readable HDF5 file ({str(err).splitlines()[0]})") from None
-        if len(demos) >= limit:
-            break
+        demos += _load_file(path, cameras, limit)
+    return demos
+
+
+def _load_file(path: Path, cameras: list[str], limit: int) -> list[Demo]:
+    """The first ``limit`` demos of one file."""
+    if not path.exists():
+        raise UserError(f"missing dataset {path}; collect it with: python -m envs.collect --out {path}")
+    demos: list[Demo] = []
+    try:
+        with h5py.File(path, "r") as f:
+            if "data" not in f:
+                raise UserError(f"{path} is not a demonstration file: no 'data' group (keys: {', '.join(f.keys()) or 'none'})")
+            data = f["data"]
+            instruction = _read_instruction(data)
+            keys = demo_keys(data)
+            if not keys:
+                raise UserError(f"{path} holds no demos (no data/demo_<i> groups)")
+            for key in keys[:limit]:
+                demo = data[key]
+                for needed in ("obs", "actions"):
+                    if needed not in demo:
+                        raise UserError(f"{path}:{key} lacks '{needed}'; expected obs/<camera>_rgb, obs/proprio, actions")
+                obs = demo["obs"]
+                images = {camera: obs[_image_key(obs, camera, path)][:] for camera in cameras}
+                demos.append(Demo(images, _read_proprio(obs, path), demo["actions"][:].astype(np.float32), instruction))
+    except OSError as err:
+        raise UserError(f"{path} is not a readable HDF5 file ({str(err).splitlines()[0]})") from None
     return demos
 
 
@@ -201,17 +209,22 @@ class DemoDataModule(L.LightningDataModule):
     def paths(self) -> list[Path]:
         if self.cfg.paths:
             return [Path(p) for p in self.cfg.paths]
-        return [default_dataset_path(self.cfg.root, self.env_cfg)]
+        return default_dataset_paths(self.cfg.root, self.env_cfg)
 
     def prepare_data(self) -> None:
-        """Collect the default dataset with the scripted expert if it is missing (rank 0)."""
+        """Collect each task's default dataset with the scripted expert if it is missing (rank 0),
+        in freshly sampled scenes (``init_state="sampled"``), never the evaluation's stored states."""
         if self.cfg.paths:
             return
         from envs.collect import collect
+        from envs.registry import expand
         from gridslab.config import env_kwargs
 
-        collect(self.env_cfg.name, self.cfg.episodes, self.paths[0], env_kwargs(self.env_cfg),
-                action_noise=self.cfg.collect_noise, seed=0)
+        names = expand(self.env_cfg.name)
+        for index, (name, path) in enumerate(zip(names, self.paths)):
+            collect(name, self.cfg.episodes, path, {**env_kwargs(self.env_cfg), "init_state": "sampled"},
+                    action_noise=self.cfg.collect_noise, seed=0,
+                    label=f"{name} ({index + 1}/{len(names)})" if len(names) > 1 else name)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:

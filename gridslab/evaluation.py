@@ -59,37 +59,51 @@ def condition_key(record: dict[str, Any]) -> tuple[str, str, float]:
     return record["task"], record["perturbation"], float(record["severity"])
 
 
+ALL_TASKS = "all tasks"
+
+
 def summarize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per condition, sorted by (task, perturbation with clean first, severity)."""
+    """One row per condition, sorted by (task, perturbation with clean first, severity).
+
+    With several tasks (a suite), each (perturbation, severity) also gets a row for task
+    ``"all tasks"`` pooling every task's episodes (its CI over all of them), listed first.
+    """
+    records = list(records)
     groups: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
     for record in records:
         groups.setdefault(condition_key(record), []).append(record)
+    if len({task for task, _, _ in groups}) > 1:
+        for record in records:
+            groups.setdefault((ALL_TASKS, record["perturbation"], float(record["severity"])), []).append(record)
     clean_rate = {task: sum(r["success"] for r in rs) / len(rs) for (task, pert, _), rs in groups.items() if pert == "clean"}
-    rows = []
-    for (task, perturbation, severity), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] != "clean", kv[0][1], kv[0][2])):
-        n = len(group)
-        acted = [r for r in group if r.get("tokens_per_plan", [r["tokens_per_image"]])]  # episodes with a policy call
-        successes = sum(bool(r["success"]) for r in group)
-        low, high = wilson_interval(successes, n)
-        rate = successes / n
-        rows.append({
-            "task": task,
-            "perturbation": perturbation,
-            "severity": severity,
-            "episodes": n,
-            "successes": successes,
-            "success_rate": round(rate, 4),
-            "ci95_low": round(low, 4),
-            "ci95_high": round(high, 4),
-            "drop_vs_clean": round(clean_rate[task] - rate, 4) if task in clean_rate else None,
-            "mean_steps": round(sum(r["steps"] for r in group) / n, 2),
-            "tokens_per_image": round(sum(r["tokens_per_image"] for r in group) / n, 3),
-            "tokens_min": min((r.get("tokens_min", r["tokens_per_image"]) for r in acted), default=0.0),
-            "tokens_max": max((r.get("tokens_max", r["tokens_per_image"]) for r in acted), default=0.0),
-            "policy_gflops": round(sum(r.get("policy_gflops", 0.0) for r in acted) / max(len(acted), 1), 6),
-            "errors": sum(1 for r in group if r.get("error")),
-        })
-    return rows
+    order = sorted(groups.items(), key=lambda kv: (kv[0][0] != ALL_TASKS, kv[0][0], kv[0][1] != "clean", kv[0][1], kv[0][2]))
+    return [_row(task, perturbation, severity, group, clean_rate.get(task)) for (task, perturbation, severity), group in order]
+
+
+def _row(task: str, perturbation: str, severity: float, group: list[dict[str, Any]], clean_rate: float | None) -> dict[str, Any]:
+    """The summary row of one condition's episodes."""
+    n = len(group)
+    acted = [r for r in group if r.get("tokens_per_plan", [r["tokens_per_image"]])]  # episodes with a policy call
+    successes = sum(bool(r["success"]) for r in group)
+    low, high = wilson_interval(successes, n)
+    rate = successes / n
+    return {
+        "task": task,
+        "perturbation": perturbation,
+        "severity": severity,
+        "episodes": n,
+        "successes": successes,
+        "success_rate": round(rate, 4),
+        "ci95_low": round(low, 4),
+        "ci95_high": round(high, 4),
+        "drop_vs_clean": round(clean_rate - rate, 4) if clean_rate is not None else None,
+        "mean_steps": round(sum(r["steps"] for r in group) / n, 2),
+        "tokens_per_image": round(sum(r["tokens_per_image"] for r in group) / n, 3),
+        "tokens_min": min((r.get("tokens_min", r["tokens_per_image"]) for r in acted), default=0.0),
+        "tokens_max": max((r.get("tokens_max", r["tokens_per_image"]) for r in acted), default=0.0),
+        "policy_gflops": round(sum(r.get("policy_gflops", 0.0) for r in acted) / max(len(acted), 1), 6),
+        "errors": sum(1 for r in group if r.get("error")),
+    }
 
 
 TRACKING = ("points_to_object", "object_to_points", "grid_points_to_object", "grid_object_to_points")

@@ -34,8 +34,10 @@ VIDEO_FPS = 20
 
 
 def conditions_for(cfg: DictConfig) -> list[Condition]:
-    """The "clean" condition plus one per entry of ``cfg.eval.ood`` (names validated)."""
+    """For each task of ``cfg.env.name`` (one env, or every task of a suite): the "clean"
+    condition plus one per entry of ``cfg.eval.ood`` (names validated)."""
     from envs import ood
+    from envs.registry import expand
 
     kwargs = env_kwargs(cfg.env)
     if cfg.eval.max_steps:
@@ -44,8 +46,10 @@ def conditions_for(cfg: DictConfig) -> list[Condition]:
     ood.check_severity(cfg.eval.severity)
     for spec in specs:
         ood.parse(spec)
-    conditions = [Condition(cfg.env.name, kwargs)]
-    conditions += [Condition(cfg.env.name, kwargs, spec, float(cfg.eval.severity)) for spec in specs]
+    conditions = []
+    for name in expand(cfg.env.name):
+        conditions.append(Condition(name, kwargs))
+        conditions += [Condition(name, kwargs, spec, float(cfg.eval.severity)) for spec in specs]
     return conditions
 
 
@@ -128,7 +132,7 @@ def evaluate_policy(policy: Any, cfg: DictConfig, out_dir: Path, checkpoint: str
         raise UserError(f"eval.episodes={eval_cfg.episodes} must be >= 1")
     from envs.registry import make
 
-    probe = make(cfg.env.name, **env_kwargs(cfg.env))  # a bad env setting fails before any file is written
+    probe = make(conditions[0].env_name, **env_kwargs(cfg.env))  # a bad env setting fails before any file is written
     max_steps = eval_cfg.max_steps or probe.unwrapped.max_steps
     probe.close()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -138,7 +142,7 @@ def evaluate_policy(policy: Any, cfg: DictConfig, out_dir: Path, checkpoint: str
                              "k": k})
     seeds = [eval_cfg.seed + i for i in range(eval_cfg.episodes)]
     results_path = out_dir / RESULTS_FILE
-    done = {(r["perturbation"], float(r["severity"]), int(r["seed"])): r for r in read_records(results_path)}
+    done = {(r["env"], r["perturbation"], float(r["severity"]), int(r["seed"])): r for r in read_records(results_path)}
     meta = {"checkpoint": str(checkpoint), "versions": package_versions()}
     writer = ResultsWriter(results_path, {"versions": meta["versions"]})
     tb = SummaryWriter(str(out_dir / "tb"))
@@ -149,10 +153,10 @@ def evaluate_policy(policy: Any, cfg: DictConfig, out_dir: Path, checkpoint: str
     try:
         with Progress(*columns, disable=not progress, console=Console(stderr=True)) as bar:
             for condition in conditions:
-                key = (condition.perturbation, float(condition.severity))
+                key = (condition.env_name, condition.perturbation, float(condition.severity))
                 finished = [done[(*key, s)] for s in seeds if (*key, s) in done]
                 todo = [s for s in seeds if (*key, s) not in done]
-                task = bar.add_task(f"{cfg.env.name} {condition.label}", total=len(seeds), completed=len(finished),
+                task = bar.add_task(f"{condition.env_name} {condition.label}", total=len(seeds), completed=len(finished),
                                     rate=_rate(finished))
 
                 def on_record(record: EpisodeRecord, _finished=finished, _task=task, _key=key) -> None:
@@ -166,7 +170,7 @@ def evaluate_policy(policy: Any, cfg: DictConfig, out_dir: Path, checkpoint: str
                               video_seeds, lambda seed, frames, _c=condition: _save_video(out_dir, _c, seed, frames, tb))
     finally:
         writer.close()
-    records = [done[(c.perturbation, float(c.severity), s)] for c in conditions for s in seeds]
+    records = [done[(c.env_name, c.perturbation, float(c.severity), s)] for c in conditions for s in seeds]
     rows = summarize(records)
     timings = timing(records)
     write_summary(out_dir, rows, {"checkpoint_name": Path(checkpoint).name, "env": cfg.env.name,

@@ -71,6 +71,9 @@ def check_before_data(cfg: DictConfig) -> str | None:
     """Fail on a bad policy/compressor/budget/optimiser setting or resume path before any
     demonstration is collected or file written: the policy is built on the meta device (no
     memory, no compute). Returns the checkpoint to resume from (None for a fresh run)."""
+    from envs.registry import check_ready
+
+    check_ready(cfg.env.name)  # unknown env/suite, or a suite that cannot run here (LIBERO assets)
     resume_from = resolve_resume(cfg)
     scaled_lr(to_plain(cfg.optim), 1)
     check_precision(cfg.trainer)

@@ -1,0 +1,119 @@
+"""Offline tabletop suites: every task builds and its expert succeeds; stored initial states;
+the suite workflow (collect per task -> train one multi-task policy -> evaluate per task)."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+import envs
+from envs import tabletop
+from envs.errors import EnvUserError
+from envs.experts import rollout_expert
+from envs.registry import expand
+from tests.conftest import ROOT, run_python
+from tests.test_training import TINY
+
+ONE_CAMERA = {"cameras": ["agentview"], "image_size": 32}
+
+
+@pytest.mark.parametrize("name", tabletop.task_names())
+def test_task_builds_steps_and_its_expert_succeeds(name):
+    env = envs.make(name, **ONE_CAMERA)
+    try:
+        obs, info = env.reset(seed=3)
+        assert obs["images"]["agentview"].shape == (32, 32, 3) and obs["proprio"].shape == (9,)
+        assert info["instruction"] == tabletop.TASKS[name].instruction and info["task"] == name
+        assert not info["success"] and len(info["object_xy"]["agentview"]) == 2  # target and receptacle
+        success, steps = rollout_expert(env, seed=3)
+        assert success, f"expert failed {name} in {steps} steps"
+        assert steps < env.unwrapped.max_steps
+    finally:
+        env.close()
+
+
+def test_suites_list_ten_tasks_with_distinct_instructions():
+    assert {"tabletop_spatial", "tabletop_object"} <= set(envs.registry.suite_names())
+    for suite in tabletop.SUITES:
+        names = expand(suite)
+        assert names == [f"{suite}/{i}" for i in range(10)]
+        assert len({tabletop.TASKS[n].instruction for n in names}) == 10
+
+
+def test_spatial_tasks_hold_two_identical_blocks_told_apart_by_the_instruction():
+    for name in expand("tabletop_spatial"):
+        task = tabletop.TASKS[name]
+        blocks = [p for p in task.layout if p.kind == "red_block"]
+        assert len(blocks) == 2 and task.target in {b.name for b in blocks}
+        assert task.instruction.startswith("pick up the red block ") and task.instruction.endswith("place it on the plate")
+    # tasks 8 and 9 share one layout up to which block is the target
+    left, right = (tabletop.TASKS[f"tabletop_spatial/{i}"] for i in (8, 9))
+    assert left.placement("block_target").xy == right.placement("block_decoy").xy
+
+
+def test_stored_initial_states_match_their_generator_and_reset_uses_them():
+    for task in tabletop.TASKS.values():
+        stored = tabletop.load_init_states(task.name)
+        assert stored.shape == (tabletop.INIT_STATES_PER_TASK, len(task.layout), 3)
+        np.testing.assert_allclose(stored, tabletop.make_init_states(task))
+    name = "tabletop_spatial/4"
+    env = envs.make(name, init_state="fixed", init_state_index=7, **ONE_CAMERA)
+    try:
+        env.reset(seed=0)
+        task, state = tabletop.TASKS[name], tabletop.load_init_states(name)[7]
+        for placement, (x, y, _) in zip(task.layout, state):
+            body = tabletop.root_body(placement)
+            np.testing.assert_allclose(env.unwrapped.body_position(body)[:2], [x, y], atol=2e-3)
+    finally:
+        env.close()
+
+
+def test_init_state_modes():
+    name = "tabletop_object/2"
+    states = tabletop.load_init_states(name)
+    np.testing.assert_array_equal(tabletop.choose_layout(name, "cycle", 100003, None), states[100003 % 50])
+    np.testing.assert_array_equal(tabletop.choose_layout(name, "fixed", 0, 5), states[5])
+    drawn = tabletop.choose_layout(name, "random", 9, None)
+    assert any(np.array_equal(drawn, s) for s in states)
+    sampled = tabletop.choose_layout(name, "sampled", 9, None)
+    assert not any(np.allclose(sampled, s) for s in states)
+    np.testing.assert_array_equal(sampled, tabletop.choose_layout(name, "sampled", 9, None))
+    with pytest.raises(EnvUserError, match="init_state_index=50 is out of range; valid: 0..49"):
+        tabletop.choose_layout(name, "fixed", 0, 50)
+    with pytest.raises(EnvUserError, match="unknown init_state for Lift 'cycle'; valid: sampled"):
+        envs.make("robosuite/Lift", init_state="cycle", **ONE_CAMERA)
+
+
+def test_missing_initial_states_file_is_one_clear_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(tabletop, "INIT_STATES_DIR", tmp_path)
+    tabletop.load_init_states.cache_clear()
+    try:
+        with pytest.raises(EnvUserError, match=r"missing initial states .*; regenerate with: python -m envs.tabletop"):
+            tabletop.load_init_states("tabletop_spatial/0")
+    finally:
+        tabletop.load_init_states.cache_clear()
+
+
+def test_suite_trains_one_policy_and_evaluates_every_task(tmp_path):
+    """``train.py conf=tabletop_spatial``: collects each task's demos (freshly sampled scenes),
+    trains one instruction-conditioned policy, evaluates it per task with a pooled row."""
+    run = tmp_path / "run"
+    common = [*TINY, "conf=tabletop_spatial", f"output_dir={run}", f"data.root={tmp_path / 'data'}", "data.episodes=1",
+              "data.val_fraction=0", "trainer.max_epochs=1", "env.cameras=[agentview]"]
+    trained = run_python(["train.py", *common], cwd=ROOT)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    files = sorted((tmp_path / "data").glob("tabletop_spatial_*_32px.hdf5"))
+    assert len(files) == 10
+    with h5py.File(files[3], "r") as f:
+        assert f["data"].attrs["instruction"] == tabletop.TASKS["tabletop_spatial/3"].instruction
+        assert json.loads(f["data"].attrs["env_kwargs"])["init_state"] == "sampled"
+    evaluated = run_python(["evaluate.py", f"output_dir={run}", "--episodes", "1", "eval.max_steps=5", "eval.workers=2",
+                            "eval.video_episodes=0"], cwd=ROOT)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    (summary,) = (run / "eval").glob("*/summary.json")
+    rows = json.loads(summary.read_text())["conditions"]
+    assert [r["task"] for r in rows] == ["all tasks", *expand("tabletop_spatial")]
+    assert rows[0]["episodes"] == 10 and all(r["episodes"] == 1 for r in rows[1:])
