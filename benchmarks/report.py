@@ -25,12 +25,12 @@ def eval_table(eval_dir: Path) -> str:
     lines = [f"{summary['env']}, checkpoint `{summary['checkpoint_name']}`, {summary['episodes_per_condition']} episodes per "
              f"condition from seed {summary['first_seed']} (mujoco {versions.get('mujoco')}, robosuite {versions.get('robosuite')}, "
              f"torch {versions.get('torch')}).", "",
-             "| perturbation | severity | success | 95% CI | drop vs clean | mean steps | tokens/image | policy ms/step |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| task | perturbation | severity | success | 95% CI | drop vs clean | mean steps | tokens/image | policy ms/step |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in summary["conditions"]:
-        timing = timings[f"{row['task']}|{row['perturbation']}|{row['severity']}"]
+        timing = timings.get(f"{row['task']}|{row['perturbation']}|{row['severity']}", {"policy_ms_per_step": float("nan")})
         drop = "-" if row["perturbation"] == "clean" else f"{row['drop_vs_clean']:+.0%}"
-        lines.append(f"| {row['perturbation']} | {row['severity']:g} | {row['successes']}/{row['episodes']} ({row['success_rate']:.0%}) | "
+        lines.append(f"| {row['task']} | {row['perturbation']} | {row['severity']:g} | {row['successes']}/{row['episodes']} ({row['success_rate']:.0%}) | "
                      f"[{row['ci95_low']:.0%}, {row['ci95_high']:.0%}] | {drop} | {row['mean_steps']:.0f} | "
                      f"{row['tokens_per_image']:g} | {timing['policy_ms_per_step']:.2f} |")
     return "\n".join(lines) + "\n"

@@ -4,12 +4,20 @@
 your own wrapper; ``envs.names()`` lists what is registered.
 """
 
+import warnings
+
 from envs.errors import EnvUserError
+from envs.libero_env import register_all as _register_libero
 from envs.registry import make, names, register
 from envs.robosuite_env import register_all as _register_robosuite
 from envs.tabletop import register_all as _register_tabletop
 
+# ``python -m envs.libero_env`` / ``-m envs.tabletop`` run modules this package already
+# imported (to register their envs); their CLIs keep no state, so runpy's warning is noise.
+warnings.filterwarnings("ignore", message=r"'envs\.\w+' found in sys.modules", category=RuntimeWarning)
+
 _register_robosuite()
 _register_tabletop()
+_register_libero()
 
 __all__ = ["EnvUserError", "make", "names", "register"]

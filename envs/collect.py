@@ -129,7 +129,8 @@ def collect(
                 bar.update(task, completed=len(done), rate=f"{(attempts - failures) / attempts:.0%}")
         finally:
             env.close()
-    collector = {"episodes": episodes, "action_noise": action_noise, "seed": seed}
+    collector = {"episodes": episodes, "action_noise": action_noise, "seed": seed,
+                 "attempts_this_run": attempts, "expert_failures_this_run": failures}
     _assemble(out, done, env_name, env_kwargs, env.unwrapped.instruction, collector)
     shutil.rmtree(shards)
     return out

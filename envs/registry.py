@@ -60,10 +60,13 @@ def suite_names() -> list[str]:
 
 
 def _suite_of(name: str) -> Suite | None:
-    if name in _SUITES:
-        return _SUITES[name]
-    prefix = name.rsplit("/", 1)[0]
-    return _SUITES.get(prefix) if "/" in name else None
+    """The suite ``name`` is, or holds: ``tabletop_spatial/3`` -> ``tabletop_spatial``,
+    ``libero/libero_spatial/3`` -> ``libero_spatial``."""
+    parts = name.split("/")
+    for candidate in (name, "/".join(parts[:-1]), "/".join(parts[1:-1])):
+        if candidate in _SUITES:
+            return _SUITES[candidate]
+    return None
 
 
 def expand(name: str) -> list[str]:

@@ -69,14 +69,14 @@ KINDS: dict[str, ObjectKind] = {
     "orange_block": ObjectKind("orange block", "Box", size=(0.024, 0.024, 0.024), rgba=(1.0, 0.5, 0.05, 1)),
     "purple_block": ObjectKind("purple block", "Box", size=(0.018, 0.03, 0.022), rgba=(0.55, 0.2, 0.7, 1)),
     "can": ObjectKind("soda can", mesh="CanObject", grasp_z_m=0.01, random_yaw=False),
-    "milk": ObjectKind("milk carton", mesh="MilkObject", grasp_z_m=0.0),
+    "black_cylinder": ObjectKind("black cylinder", "Cylinder", size=(0.026, 0.025), rgba=(0.08, 0.08, 0.08, 1), random_yaw=False),
     "bread": ObjectKind("bread", mesh="BreadObject", grasp_z_m=0.0),
     "bottle": ObjectKind("bottle", mesh="BottleObject", grasp_z_m=0.02, random_yaw=False),
     "plate": ObjectKind("plate", "Cylinder", size=(0.055, 0.006), rgba=(0.92, 0.92, 0.9, 1), random_yaw=False),
     "basket": ObjectKind("basket", random_yaw=False),
 }
 # Body origin to base (metres) of robosuite's mesh objects (their XML bottom sites).
-MESH_BOTTOM_M = {"CanObject": 0.06, "MilkObject": 0.085, "BreadObject": 0.045, "BottleObject": 0.082}
+MESH_BOTTOM_M = {"CanObject": 0.06, "BreadObject": 0.045, "BottleObject": 0.082}
 BASKET_INNER_HALF_M = 0.07
 BASKET_WALL_HALF_HEIGHT_M = 0.03
 BASKET_WALL_HALF_THICKNESS_M = 0.006
@@ -145,7 +145,7 @@ _SPATIAL = (
 )
 
 # libero_object-like: target kind per task; the three objects after it (cyclically) share the scene.
-_OBJECT_TARGETS = ("can", "milk", "white_capsule", "bread", "bottle", "red_block", "blue_cylinder", "yellow_ball", "purple_block",
+_OBJECT_TARGETS = ("can", "black_cylinder", "white_capsule", "bread", "bottle", "red_block", "blue_cylinder", "yellow_ball", "purple_block",
                    "orange_block")
 _OBJECT_SLOTS = ((0.1, -0.04), (-0.08, -0.06), (0.1, -0.2), (-0.07, -0.22))  # target slot rotates with the task id
 _BASKET_XY = (0.0, 0.17)

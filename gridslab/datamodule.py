@@ -15,7 +15,6 @@ by the scripted expert in ``prepare_data`` when it is missing.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,9 +56,14 @@ class DataConfig:
 def default_dataset_paths(root: str, env_cfg: Any) -> list[Path]:
     """One file per task the experiment's env (or suite) stands for, in task order:
     ``<root>/<env name>_<size>px.hdf5`` (``robosuite_Lift_84px.hdf5``,
-    ``tabletop_spatial_0_84px.hdf5`` ...)."""
+    ``tabletop_spatial_0_84px.hdf5`` ...); for a real LIBERO suite, LIBERO's own files
+    ``<root>/libero/<suite>/<task>_demo.hdf5``."""
+    from envs.libero_env import SUITES as LIBERO_SUITES
+    from envs.libero_format import libero_dataset_paths
     from envs.registry import expand
 
+    if env_cfg.name in LIBERO_SUITES:
+        return libero_dataset_paths(env_cfg.name, root)
     return [Path(root) / f"{name.replace('/', '_')}_{env_cfg.image_size}px.hdf5" for name in expand(env_cfg.name)]
 
 
@@ -73,14 +77,6 @@ class Demo:
     instruction: str
 
 
-def _read_instruction(data: h5py.Group) -> str:
-    if "instruction" in data.attrs:
-        return str(data.attrs["instruction"])
-    if "problem_info" in data.attrs:  # real LIBERO files
-        return str(json.loads(data.attrs["problem_info"])["language_instruction"]).strip('"')
-    raise UserError("dataset has no instruction (attrs 'instruction' or 'problem_info')")
-
-
 def _image_key(obs: h5py.Group, camera: str, path: Path) -> str:
     for name in (camera, CAMERA_ALIASES.get(camera, camera)):
         if f"{name}{IMAGE_SUFFIX}" in obs:
@@ -89,12 +85,53 @@ def _image_key(obs: h5py.Group, camera: str, path: Path) -> str:
     raise UserError(f"{path} has no images for camera {camera!r}; cameras in the file: {', '.join(found)}")
 
 
-def _read_proprio(obs: h5py.Group, path: Path) -> np.ndarray:
-    if "proprio" in obs:
+class _OwnLayout:
+    """Files written by ``envs.collect``: ``instruction`` attribute, right-side-up images, ``obs/proprio``."""
+
+    @staticmethod
+    def instruction(data: h5py.Group, path: Path) -> str:
+        return str(data.attrs["instruction"])
+
+    @staticmethod
+    def images(obs: h5py.Group, camera: str, path: Path) -> np.ndarray:
+        return obs[_image_key(obs, camera, path)][:]
+
+    @staticmethod
+    def proprio(obs: h5py.Group, path: Path) -> np.ndarray:
+        if "proprio" not in obs:
+            raise UserError(f"{path} has no obs/proprio")
         return obs["proprio"][:].astype(np.float32)
-    if "ee_states" in obs and "gripper_states" in obs:  # real LIBERO files
-        return np.concatenate([obs["ee_states"][:], obs["gripper_states"][:]], axis=1).astype(np.float32)
-    raise UserError(f"{path} has no proprio (obs/proprio or obs/ee_states + obs/gripper_states)")
+
+
+class _LiberoLayout:
+    """Real LIBERO files (``envs.libero_format``): instruction from the task, images stored
+    upside down, proprio rebuilt from ``ee_states`` + ``gripper_states``."""
+
+    @staticmethod
+    def instruction(data: h5py.Group, path: Path) -> str:
+        from envs.libero_format import libero_instruction
+
+        return libero_instruction(data, path)
+
+    @staticmethod
+    def images(obs: h5py.Group, camera: str, path: Path) -> np.ndarray:
+        from envs.libero_format import libero_images
+
+        return libero_images(obs, camera)
+
+    @staticmethod
+    def proprio(obs: h5py.Group, path: Path) -> np.ndarray:
+        from envs.libero_format import libero_proprio
+
+        return libero_proprio(obs)
+
+
+def _layout(data: h5py.Group, path: Path) -> type:
+    if "instruction" in data.attrs:
+        return _OwnLayout
+    if "problem_info" in data.attrs or path.stem.endswith("_demo"):
+        return _LiberoLayout
+    raise UserError(f"{path} has no instruction (attribute 'instruction', or LIBERO's 'problem_info')")
 
 
 def load_demos(paths: list[Path], cameras: list[str], limit: int) -> list[Demo]:
@@ -116,7 +153,8 @@ def _load_file(path: Path, cameras: list[str], limit: int) -> list[Demo]:
             if "data" not in f:
                 raise UserError(f"{path} is not a demonstration file: no 'data' group (keys: {', '.join(f.keys()) or 'none'})")
             data = f["data"]
-            instruction = _read_instruction(data)
+            layout = _layout(data, path)
+            instruction = layout.instruction(data, path)
             keys = demo_keys(data)
             if not keys:
                 raise UserError(f"{path} holds no demos (no data/demo_<i> groups)")
@@ -126,8 +164,8 @@ def _load_file(path: Path, cameras: list[str], limit: int) -> list[Demo]:
                     if needed not in demo:
                         raise UserError(f"{path}:{key} lacks '{needed}'; expected obs/<camera>_rgb, obs/proprio, actions")
                 obs = demo["obs"]
-                images = {camera: obs[_image_key(obs, camera, path)][:] for camera in cameras}
-                demos.append(Demo(images, _read_proprio(obs, path), demo["actions"][:].astype(np.float32), instruction))
+                images = {camera: layout.images(obs, camera, path) for camera in cameras}
+                demos.append(Demo(images, layout.proprio(obs, path), demo["actions"][:].astype(np.float32), instruction))
     except OSError as err:
         raise UserError(f"{path} is not a readable HDF5 file ({str(err).splitlines()[0]})") from None
     return demos
@@ -215,6 +253,13 @@ class DemoDataModule(L.LightningDataModule):
         """Collect each task's default dataset with the scripted expert if it is missing (rank 0),
         in freshly sampled scenes (``init_state="sampled"``), never the evaluation's stored states."""
         if self.cfg.paths:
+            return
+        from envs.libero_env import SUITES as LIBERO_SUITES
+
+        if self.env_cfg.name in LIBERO_SUITES:  # LIBERO's own demonstrations: nothing to collect
+            from envs.libero_format import check_datasets
+
+            check_datasets(self.env_cfg.name, self.cfg.root)
             return
         from envs.collect import collect
         from envs.registry import expand

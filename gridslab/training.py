@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Ri
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
+from envs.errors import EnvUserError
 from gridslab.callbacks import OnlineEvalCallback
 from gridslab.config import to_plain, to_yaml
 from gridslab.datamodule import DemoDataModule
@@ -71,9 +72,7 @@ def check_before_data(cfg: DictConfig) -> str | None:
     """Fail on a bad policy/compressor/budget/optimiser setting or resume path before any
     demonstration is collected or file written: the policy is built on the meta device (no
     memory, no compute). Returns the checkpoint to resume from (None for a fresh run)."""
-    from envs.registry import check_ready
-
-    check_ready(cfg.env.name)  # unknown env/suite, or a suite that cannot run here (LIBERO assets)
+    check_env(cfg)
     resume_from = resolve_resume(cfg)
     scaled_lr(to_plain(cfg.optim), 1)
     check_precision(cfg.trainer)
@@ -83,6 +82,25 @@ def check_before_data(cfg: DictConfig) -> str | None:
         with torch.device("meta"):
             build_policy(to_plain(cfg), proprio_dim=1, action_dim=1)
     return resume_from
+
+
+def check_env(cfg: DictConfig) -> None:
+    """The env or suite exists and can run here; a real LIBERO suite also needs its assets
+    and (unless ``data.paths`` names files) its datasets. Errors name the offline config to
+    use instead."""
+    from envs.libero_env import SUITES as LIBERO_SUITES
+    from envs.libero_format import OFFLINE_CONFIGS, check_datasets
+    from envs.registry import check_ready
+
+    try:
+        check_ready(cfg.env.name)
+    except EnvUserError as err:
+        if cfg.env.name in LIBERO_SUITES:
+            offline = OFFLINE_CONFIGS.get(cfg.env.name, "tabletop_spatial")
+            raise UserError(f"{err}; or train offline with conf={offline}") from None
+        raise
+    if cfg.env.name in LIBERO_SUITES and not cfg.data.paths:
+        check_datasets(cfg.env.name, cfg.data.root)
 
 
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")  # inputs stay float32: mixed precision autocasts the compute

@@ -31,3 +31,11 @@ if ! "$PYTHON" -c "import gridslab, envs, pytest" 2>/dev/null || [ pyproject.tom
     "$PYTHON" -m pip install -q -e ".[dev]"
     touch .setup-stamp
 fi
+# LIBERO (envs/libero_env.py): libero and bddl without their declared dependencies, which the
+# envs never import (robomimic with torchvision and egl_probe built from source, wandb, hydra,
+# jupytext...); then what their imports do need. LIBERO's 3D assets are not installed.
+if ! "$PYTHON" -c "import importlib.util as u, sys; sys.exit(not all(map(u.find_spec, ('libero', 'bddl', 'easydict', 'future', 'matplotlib'))))"; then
+    echo "[setup] pip install --no-deps libero==0.1.1 bddl==1.0.1; pip install easydict future matplotlib"
+    "$PYTHON" -m pip install -q --no-deps "libero==0.1.1" "bddl==1.0.1"
+    "$PYTHON" -m pip install -q easydict future matplotlib
+fi

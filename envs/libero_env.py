@@ -1,0 +1,519 @@
+"""Real LIBERO suites through the ``libero`` package, as Gymnasium envs.
+
+Env names ``libero/<suite>/<task_id>``; suites (registered under LIBERO's own names)
+``libero_spatial``, ``libero_object``, ``libero_goal``, ``libero_10`` (10 tasks each) and
+``libero_90`` (90). Task ids follow LIBERO's benchmark order (task order 0).
+
+Every LIBERO quirk lives in this file:
+    * ``import libero.libero`` reads ``$LIBERO_CONFIG_PATH/config.yaml`` and prompts on stdin
+      when it is missing: ``_ensure_config`` writes it first (in ``$LIBERO_CONFIG_PATH`` when
+      set, else ``~/.cache/gridslab/libero``), so imports never block.
+    * the package ships the BDDL task files and the fixed initial states (``.pruned_init``)
+      but not the 3D assets (scenes, object meshes), which it would download from the network
+      when missing: ``assets_dir`` finds them first and LIBERO's asset lookup is pointed at
+      them; when absent the env fails with one line saying where it looked. Nothing downloads.
+    * an episode starts as in LIBERO's evaluation: reset, load one of the task's fixed initial
+      states, then ``SETTLE_STEPS`` no-op steps (gripper open) so objects come to rest; the
+      first observation is the one after settling, and settling steps do not count.
+    * fixture placement on reset draws from the global numpy RNG: it is seeded per episode.
+    * the instruction is the benchmark's task language (what LIBERO policies and datasets are
+      conditioned on), not the BDDL file's ``:language`` line, which differs for some tasks.
+
+Observation, action and info follow ``envs.robosuite_env.RobosuiteEnv`` exactly:
+    images:  {camera: uint8 [H, W, 3]}, right side up (robosuite renders bottom-up: flipped)
+    proprio: float32 [9] = end-effector position (3, metres), quaternion (4, x y z w),
+             gripper finger joint positions (2, metres)
+Action: float32 [7] in [-1, 1], OSC_POSE (delta position 3, delta axis-angle 3, gripper
+    -1 open / +1 close), 20 Hz.
+Info: success (LIBERO's own goal predicates), task (the env name), instruction, object_xy
+    (camera -> [N, 2] image positions of the task's objects of interest).
+
+Initial states (``init_state``): "fixed" uses ``init_state_index`` every episode; "cycle" uses
+state ``seed mod N`` for reset seed ``seed`` (consecutive seeds walk through all N; an
+unseeded reset uses a seed drawn from the env's RNG); "random" draws one from the reset seed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import yaml
+
+from envs.errors import EnvUserError, unknown_name
+from envs.robosuite_env import (
+    CONTROL_FREQ_HZ, DEFAULT_CAMERAS, IMAGE_SIZE_RANGE, PROPRIO_DIM, RENDER_QUALITIES, _import_robosuite,
+    _seeded_global_numpy,
+)
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    """A LIBERO suite: how many tasks, and its episode limit in env steps (20 Hz), the
+    limits LIBERO evaluations use (about the longest demonstration plus a margin)."""
+
+    tasks: int
+    max_steps: int
+
+
+SUITES: dict[str, SuiteSpec] = {
+    "libero_spatial": SuiteSpec(10, 220),
+    "libero_object": SuiteSpec(10, 280),
+    "libero_goal": SuiteSpec(10, 300),
+    "libero_10": SuiteSpec(10, 520),
+    "libero_90": SuiteSpec(90, 400),
+}
+CAMERAS = ("agentview", "robot0_eye_in_hand", "frontview", "birdview", "sideview", "galleryview", "robot0_robotview")
+INIT_STATE_MODES = ("cycle", "fixed", "random")
+SETTLE_STEPS = 10
+NOOP_ACTION = np.array([0, 0, 0, 0, 0, 0, -1], dtype=np.float64)  # no motion, gripper open
+
+# What ``import libero.libero`` and building a LIBERO env need (module = pip name).
+REQUIRED_MODULES = ("libero", "bddl", "easydict", "future", "matplotlib", "torch")
+INSTALL_HINT = ("pip install --no-deps libero==0.1.1 bddl==1.0.1 && pip install easydict future matplotlib "
+                "(what scripts/setup.sh does; LIBERO's declared dependencies are not needed)")
+ASSET_SUBDIRS = ("scenes", "textures", "articulated_objects", "stable_scanned_objects", "turbosquid_objects",
+                 "stable_hope_objects")
+ASSETS_ENV_VAR = "LIBERO_ASSETS"
+CONFIG_ENV_VAR = "LIBERO_CONFIG_PATH"
+
+
+def _gridslab_config_dir() -> Path:
+    return Path.home() / ".cache" / "gridslab" / "libero"
+
+
+def _download_cache_dir() -> Path:
+    """Where the ``libero`` package puts the assets it downloads."""
+    return Path.home() / ".cache" / "libero" / "assets"
+
+
+def check_packages() -> None:
+    """Raise ``EnvUserError`` (one line, how to install) if LIBERO's packages are missing."""
+    missing = [module for module in REQUIRED_MODULES if importlib.util.find_spec(module) is None]
+    if missing:
+        raise EnvUserError(f"LIBERO envs need packages that are not installed ({', '.join(missing)}); "
+                           f"install them with: {INSTALL_HINT}")
+
+
+def package_root() -> Path:
+    """The installed ``libero/libero`` folder (BDDL files, initial states), found without importing it."""
+    check_packages()
+    return Path(importlib.util.find_spec("libero").submodule_search_locations[0]) / "libero"
+
+
+def _default_config() -> dict[str, str]:
+    """LIBERO's config entries for the installed package (its own defaults)."""
+    root = package_root()
+    return {"benchmark_root": str(root), "bddl_files": str(root / "bddl_files"),
+            "init_states": str(root / "init_files"), "datasets": str(root.parent / "datasets"),
+            "assets": str(root / "assets")}
+
+
+def _read_config(path: Path) -> dict[str, Any] | None:
+    try:
+        with open(path) as f:
+            config = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def _ensure_config() -> Path:
+    """Make ``$LIBERO_CONFIG_PATH/config.yaml`` exist before ``libero.libero`` is imported.
+
+    A user's ``LIBERO_CONFIG_PATH`` is kept, and its config too when it exists; otherwise the
+    config lives in ``~/.cache/gridslab/libero`` and is rewritten whenever it no longer points
+    at the installed package. Written atomically (parallel env workers). Returns the file.
+    """
+    user_dir = os.environ.get(CONFIG_ENV_VAR)
+    config_dir = Path(user_dir) if user_dir else _gridslab_config_dir()
+    config_file = config_dir / "config.yaml"
+    wanted = _default_config()
+    current = _read_config(config_file)
+    if current is None or (not user_dir and current != wanted):
+        try:
+            config_dir.mkdir(parents=True, exist_ok=True)
+            partial = config_file.with_name(f"config.yaml.{os.getpid()}.tmp")
+            partial.write_text(yaml.safe_dump(wanted))
+            os.replace(partial, config_file)
+        except OSError as err:
+            raise EnvUserError(f"cannot write LIBERO's config {config_file} ({err.strerror}); "
+                               f"set {CONFIG_ENV_VAR} to a writable folder") from None
+    os.environ[CONFIG_ENV_VAR] = str(config_dir)
+    return config_file
+
+
+def _config_files() -> list[Path]:
+    """LIBERO configs that may name an assets folder: the active one, then LIBERO's default."""
+    active = Path(os.environ.get(CONFIG_ENV_VAR) or _gridslab_config_dir()) / "config.yaml"
+    default = Path.home() / ".libero" / "config.yaml"
+    return [active] if active == default else [active, default]
+
+
+def _asset_candidates() -> list[tuple[str, Path | None]]:
+    """(label, folder) for each place LIBERO's assets may be, in lookup order, without repeats."""
+    from_env = os.environ.get(ASSETS_ENV_VAR)
+    candidates: list[tuple[str, Path | None]] = [(f"${ASSETS_ENV_VAR}", Path(from_env) if from_env else None),
+                                                 ("the libero package", package_root() / "assets"),
+                                                 ("LIBERO's download cache", _download_cache_dir())]
+    for config_file in _config_files():
+        config = _read_config(config_file)
+        if config and config.get("assets"):
+            candidates.append((f"the assets path of {config_file}", Path(str(config["assets"]))))
+    unique, seen = [], set()
+    for label, folder in candidates:
+        key = folder.resolve() if folder is not None else None
+        if key is None or key not in seen:
+            unique.append((label, folder))
+            seen.add(key)
+    return unique
+
+
+def assets_dir() -> Path:
+    """LIBERO's 3D assets folder (scenes/, textures/, *_objects/); ``EnvUserError`` when absent.
+
+    Looks in ``$LIBERO_ASSETS``, the ``libero`` package's own ``assets`` folder, LIBERO's
+    download cache ``~/.cache/libero/assets``, then the ``assets`` path of the active LIBERO
+    config and of LIBERO's default ``~/.libero/config.yaml``.
+    """
+    looked = []
+    for label, folder in _asset_candidates():
+        if folder is None:
+            looked.append(f"{label} (unset)")
+            continue
+        lacking = [name for name in ASSET_SUBDIRS if not (folder / name).is_dir()]
+        if not lacking:
+            return folder
+        state = "missing" if not folder.exists() else f"lacks {', '.join(lacking)}"
+        looked.append(f"{label} {folder} ({state})")
+    raise EnvUserError(
+        f"LIBERO's 3D assets (scenes, object meshes) are not on this machine; looked in: {'; '.join(looked)}. "
+        f"Get them: on a networked machine LIBERO downloads them into {_download_cache_dir()} on first use "
+        f"(python -c 'from libero.libero import get_assets_path; get_assets_path()'), or copy a LIBERO assets "
+        f"folder ({', '.join(ASSET_SUBDIRS)}) here and set {ASSETS_ENV_VAR}=/path/to/assets")
+
+
+def check_ready() -> None:
+    """Raise ``EnvUserError`` (one line) unless LIBERO envs can be built here: packages and assets."""
+    check_packages()
+    assets_dir()
+
+
+def _import_libero() -> Any:
+    """``libero.libero``, imported with its config in place (so it never prompts)."""
+    check_packages()
+    _ensure_config()
+    import libero.libero
+
+    return libero.libero
+
+
+@functools.cache
+def _benchmark(suite: str) -> Any:
+    """LIBERO's benchmark object for ``suite`` (task order 0), its chatter silenced."""
+    if suite not in SUITES:
+        raise unknown_name("LIBERO suite", suite, SUITES)
+    _import_libero()
+    with contextlib.redirect_stdout(io.StringIO()):
+        from libero.libero import benchmark
+
+        return benchmark.get_benchmark_dict()[suite]()
+
+
+@dataclass(frozen=True)
+class LiberoTask:
+    """One LIBERO task: env_name ``libero/<suite>/<task_id>``; name: LIBERO's task (and
+    dataset file) name; instruction: its language; init_states: how many fixed initial states."""
+
+    env_name: str
+    suite: str
+    task_id: int
+    name: str
+    instruction: str
+    init_states: int
+
+
+def task_names(suite: str) -> list[str]:
+    """LIBERO's task names of ``suite``, in task-id order (offline, no assets needed)."""
+    return list(_benchmark(suite).get_task_names())
+
+
+def init_states(suite: str, task_id: int) -> np.ndarray:
+    """The task's fixed initial states: float64 ``[N, S]`` flattened MuJoCo states (time, qpos, qvel)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        states = _benchmark(suite).get_task_init_states(task_id)
+    return np.asarray(states, dtype=np.float64)
+
+
+def list_tasks(suite: str) -> list[LiberoTask]:
+    """Every task of ``suite`` with its instruction and number of initial states (offline, no assets)."""
+    bench = _benchmark(suite)
+    return [
+        LiberoTask(f"libero/{suite}/{task_id}", suite, task_id, task.name, task.language, len(init_states(suite, task_id)))
+        for task_id, task in enumerate(bench.tasks)
+    ]
+
+
+def choose_init_state(mode: str, seed: int, count: int, index: int | None = None) -> int:
+    """Which of ``count`` initial states an episode reset with ``seed`` starts from.
+
+    fixed: ``index``; cycle: ``seed mod count`` (consecutive seeds walk through all);
+    random: one drawn from ``seed``.
+    """
+    if mode == "fixed":
+        if index is None or not 0 <= index < count:
+            raise EnvUserError(f"init_state_index={index!r} is out of range; valid: 0..{count - 1}")
+        return int(index)
+    if mode == "cycle":
+        return seed % count
+    if mode == "random":
+        return int(np.random.default_rng([seed, 11]).integers(count))
+    raise unknown_name("init_state", mode, INIT_STATE_MODES)
+
+
+def _disable_costly_render_effects(sim: Any) -> None:
+    """Rebuild the offscreen GL context without multisampling; drop reflections and shadows."""
+    import mujoco
+
+    context = sim._render_context_offscreen
+    model = sim.model._model
+    model.vis.quality.offsamples = 0
+    context.con.free()
+    context.con = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_150)
+    context.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+    context.scn.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+
+
+class LiberoEnv(gym.Env):
+    """One LIBERO task as a Gymnasium env (see the module docstring for the spec).
+
+    Args:
+        suite: a key of ``SUITES``; task_id: the task's index in the suite.
+        cameras: camera names to render (subset of ``CAMERAS``).
+        image_size: square image side in pixels (LIBERO's datasets use 128).
+        render_quality: "fast" (no multisampling, reflections or shadows) or "full".
+        max_steps: episode limit in env steps after settling (default: the suite's).
+        terminate_on_success: end the episode on the first successful step.
+        init_state: "cycle" (default), "fixed" or "random" (module docstring);
+            init_state_index: the state "fixed" uses.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_FREQ_HZ}
+
+    def __init__(
+        self,
+        suite: str = "libero_spatial",
+        task_id: int = 0,
+        cameras: tuple[str, ...] | list[str] = DEFAULT_CAMERAS,
+        image_size: int = 128,
+        render_quality: str = "fast",
+        max_steps: int | None = None,
+        terminate_on_success: bool = True,
+        render_mode: str | None = "rgb_array",
+        init_state: str = "cycle",
+        init_state_index: int | None = None,
+    ):
+        if suite not in SUITES:
+            raise unknown_name("LIBERO suite", suite, SUITES)
+        n_tasks = SUITES[suite].tasks
+        if not isinstance(task_id, (int, np.integer)) or not 0 <= task_id < n_tasks:
+            raise EnvUserError(f"task_id={task_id!r} is out of range; valid: 0..{n_tasks - 1} for {suite}")
+        cameras = tuple(cameras)
+        for camera in cameras:
+            if camera not in CAMERAS:
+                raise unknown_name("camera", camera, CAMERAS)
+        if not cameras:
+            raise EnvUserError(f"cameras is empty; choose from {', '.join(CAMERAS)}")
+        low, high = IMAGE_SIZE_RANGE
+        if not isinstance(image_size, (int, np.integer)) or not low <= image_size <= high:
+            raise EnvUserError(f"image_size={image_size!r} is out of range; valid: an integer in [{low}, {high}] pixels")
+        if render_quality not in RENDER_QUALITIES:
+            raise unknown_name("render_quality", render_quality, RENDER_QUALITIES)
+        if init_state not in INIT_STATE_MODES:
+            raise unknown_name("init_state", init_state, INIT_STATE_MODES)
+        check_ready()
+
+        self.suite = suite
+        self.task_id = int(task_id)
+        self.task = f"libero/{suite}/{task_id}"
+        task = _benchmark(suite).get_task(self.task_id)
+        self.task_name = task.name
+        self.instruction = task.language
+        self.initial_states = init_states(suite, self.task_id)  # float64 [N, S]
+        if init_state == "fixed":
+            choose_init_state(init_state, 0, len(self.initial_states), init_state_index)  # validates the index
+        self.init_state = init_state
+        self.init_state_index = init_state_index
+        self.cameras = cameras
+        self.image_size = int(image_size)
+        self.render_quality = render_quality
+        self.max_steps = int(max_steps or SUITES[suite].max_steps)
+        self.terminate_on_success = terminate_on_success
+        self.render_mode = render_mode
+
+        _import_robosuite()  # chooses the GL backend before LIBERO imports robosuite
+        libero = _import_libero()
+        libero._assets_path_cache = str(assets_dir())  # LIBERO's lookup returns this, never downloads
+        with contextlib.redirect_stdout(io.StringIO()):  # robosuite's import notices
+            from libero.libero.envs import OffScreenRenderEnv
+
+        self.libero_env = OffScreenRenderEnv(
+            bddl_file_name=_benchmark(suite).get_task_bddl_file_path(self.task_id),
+            camera_names=list(cameras),
+            camera_heights=self.image_size,
+            camera_widths=self.image_size,
+            hard_reset=False,  # the init state overwrites the layout; rebuilding the model costs seconds
+            ignore_done=True,
+            control_freq=CONTROL_FREQ_HZ,
+        )
+        self.sim_env = self.libero_env.env
+        if render_quality == "fast":
+            _disable_costly_render_effects(self.sim)
+
+        image_space = gym.spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
+        self.observation_space = gym.spaces.Dict(
+            {
+                "images": gym.spaces.Dict({camera: image_space for camera in cameras}),
+                "proprio": gym.spaces.Box(-np.inf, np.inf, (PROPRIO_DIM,), np.float32),
+            }
+        )
+        low_act, high_act = self.sim_env.action_spec
+        self.action_space = gym.spaces.Box(low_act.astype(np.float32), high_act.astype(np.float32), dtype=np.float32)
+        self.episode_init_state: int | None = None
+        self._steps = 0
+        self._last_obs: dict[str, Any] | None = None
+
+    # --- simulator access (privileged; for diagnostics) ---
+    @property
+    def sim(self) -> Any:
+        """robosuite's MjSim (``.model``, ``.data``, ``.forward()``)."""
+        return self.sim_env.sim
+
+    def task_bodies(self) -> tuple[str, ...]:
+        """LIBERO's objects of interest for this task, in BDDL order: objects, fixtures or
+        regions (e.g. ``wooden_cabinet_1_top_region``)."""
+        return tuple(self.sim_env.obj_of_interest)
+
+    def body_position(self, name: str) -> np.ndarray:
+        """World position ``[3]`` (metres) of LIBERO object, fixture or region ``name``
+        (through LIBERO's own object states: a body's origin, a region's site)."""
+        return np.array(self.sim_env.object_states_dict[name].get_geom_state()["pos"])
+
+    def object_image_xy(self) -> dict[str, list[list[float]]]:
+        """Where the objects of interest appear in each camera image: camera -> ``N`` (x, y)
+        pairs (x right, y down) in [0, 1] image units, N = ``len(task_bodies())``; as
+        ``RobosuiteEnv.object_image_xy``. Privileged: for diagnostics only."""
+        from robosuite.utils.camera_utils import get_camera_transform_matrix
+
+        centres = np.array([self.body_position(name) for name in self.task_bodies()]).reshape(-1, 3)
+        homogeneous = np.concatenate([centres, np.ones((len(centres), 1))], axis=1)
+        image_xy = {}
+        for camera in self.cameras:
+            pixels = homogeneous @ get_camera_transform_matrix(self.sim, camera, self.image_size, self.image_size).T
+            image_xy[camera] = (pixels[:, :2] / pixels[:, 2:3] / self.image_size).tolist()
+        return image_xy
+
+    # --- gymnasium API ---
+    def _observation(self, raw: dict[str, np.ndarray]) -> dict[str, Any]:
+        images = {camera: np.ascontiguousarray(raw[f"{camera}_image"][::-1]) for camera in self.cameras}
+        proprio = np.concatenate([raw["robot0_eef_pos"], raw["robot0_eef_quat"], raw["robot0_gripper_qpos"]])
+        return {"images": images, "proprio": proprio.astype(np.float32)}
+
+    def _info(self, success: bool) -> dict[str, Any]:
+        return {"success": success, "task": self.task, "instruction": self.instruction, "object_xy": self.object_image_xy()}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        super().reset(seed=seed)
+        episode_seed = int(self.np_random.integers(2**31 - 1))
+        self.episode_init_state = choose_init_state(self.init_state, seed if seed is not None else episode_seed,
+                                                    len(self.initial_states), self.init_state_index)
+        with _seeded_global_numpy(episode_seed):
+            self.libero_env.reset()
+        for robot in self.sim_env.robots:
+            # robosuite's soft reset keeps the gripper's integrated command: clear it so
+            # the same seed and actions give the same trajectory.
+            robot.gripper.current_action = np.zeros(robot.gripper.dof)
+        raw = self.libero_env.set_init_state(self.initial_states[self.episode_init_state])
+        for _ in range(SETTLE_STEPS):
+            raw, _, done, _ = self.sim_env.step(NOOP_ACTION)
+        self._steps = 0
+        self._last_obs = self._observation(raw)
+        return self._last_obs, self._info(bool(done))
+
+    def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
+        action = np.clip(np.asarray(action, dtype=np.float64), self.action_space.low, self.action_space.high)
+        raw, reward, done, _ = self.sim_env.step(action)  # LIBERO's done: its goal predicates hold
+        self._steps += 1
+        success = bool(done)
+        self._last_obs = self._observation(raw)
+        terminated = success and self.terminate_on_success
+        truncated = self._steps >= self.max_steps and not terminated
+        return self._last_obs, float(reward), terminated, truncated, self._info(success)
+
+    def render(self) -> np.ndarray | None:
+        """The first camera's latest frame, uint8 ``[H, W, 3]``."""
+        if self._last_obs is None:
+            return None
+        return self._last_obs["images"][self.cameras[0]]
+
+    def close(self) -> None:
+        if getattr(self, "libero_env", None) is not None:
+            self.libero_env.close()
+            self.libero_env = None
+
+
+def suite_tasks(suite: str) -> list[str]:
+    """Env names of ``suite`` in task-id order (no package needed)."""
+    return [f"libero/{suite}/{task_id}" for task_id in range(SUITES[suite].tasks)]
+
+
+def _factory(suite: str, task_id: int):
+    def make_task(**kwargs: Any) -> LiberoEnv:
+        return LiberoEnv(suite=suite, task_id=task_id, **kwargs)
+
+    return make_task
+
+
+def register_all() -> None:
+    """Register ``libero/<suite>/<task_id>`` for every task and each suite by LIBERO's name."""
+    from envs.registry import register, register_suite
+
+    for suite, spec in SUITES.items():
+        for task_id in range(spec.tasks):
+            register(f"libero/{suite}/{task_id}", _factory(suite, task_id))
+        register_suite(suite, functools.partial(suite_tasks, suite), check_ready)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m envs.libero_env [SUITE ...] [--check]``: list tasks, or check readiness."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="LIBERO suites: list their tasks (offline) or check the assets.")
+    parser.add_argument("suites", nargs="*", default=list(SUITES), help=f"suites to list ({', '.join(SUITES)})")
+    parser.add_argument("--check", action="store_true", help="check that LIBERO envs can be built here")
+    args = parser.parse_args(argv)
+    try:
+        if args.check:
+            check_ready()
+            print(f"LIBERO ready: assets in {assets_dir()}")
+            return 0
+        for suite in args.suites:
+            for task in list_tasks(suite):
+                print(f"{task.env_name}\t{task.init_states} init states\t{task.instruction}")
+    except EnvUserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,187 @@
+"""Real LIBERO demonstration files: where they live, their layout, and reading them so
+they match ``envs.libero_env.LiberoEnv`` observations.
+
+Location: ``<root>/libero/<suite>/<task name>_demo.hdf5`` (LIBERO's own file names), one
+file per task, in task-id order (``libero_dataset_paths``).
+
+Layout (LIBERO's ``scripts/create_dataset.py``):
+    /data                              attrs: problem_info (JSON: problem_name, domain_name,
+                                       language_instruction), env_args (JSON), env_name,
+                                       bddl_file_name, macros_image_convention, num_demos, total
+    /data/demo_<i>/obs/agentview_rgb   uint8   [T, H, W, 3]  upside down (see below)
+    /data/demo_<i>/obs/eye_in_hand_rgb uint8   [T, H, W, 3]  upside down
+    /data/demo_<i>/obs/ee_states       float64 [T, 6]  eef position (3, metres) + axis-angle (3, rad)
+    /data/demo_<i>/obs/ee_pos, ee_ori  float64 [T, 3]  the two halves of ee_states
+    /data/demo_<i>/obs/gripper_states  float64 [T, 2]  finger joint positions, metres
+    /data/demo_<i>/obs/joint_states    float64 [T, 7]  arm joint positions, rad
+    /data/demo_<i>/actions             float64 [T, 7]  OSC_POSE actions in [-1, 1]
+    /data/demo_<i>/states              float64 [T, S]  flattened MuJoCo states
+    /data/demo_<i>/robot_states        float64 [T, 9]  gripper (2), eef pos (3), eef quat (4)
+    /data/demo_<i>/rewards, dones      uint8   [T]
+LIBERO stores robosuite's observations as rendered: with robosuite's default
+``macros.IMAGE_CONVENTION = "opengl"`` (recorded in ``macros_image_convention``) rows run
+bottom to top, so images are flipped here to the env's right-side-up images. The
+orientation is axis-angle (robosuite ``quat2axisangle``); ``libero_proprio`` turns it back
+into the env's quaternion, so dataset and env proprio are the same 9-d vector.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from envs.errors import EnvUserError
+
+IMAGE_KEYS = {"agentview": "agentview_rgb", "robot0_eye_in_hand": "eye_in_hand_rgb"}
+OPENGL_CONVENTION = "opengl"  # rows bottom to top: what LIBERO's released files hold
+# Offline configs that stand in for a LIBERO suite when its datasets are not here.
+OFFLINE_CONFIGS = {"libero_spatial": "tabletop_spatial", "libero_object": "tabletop_object"}
+
+
+def task_instruction(task_name: str) -> str:
+    """The benchmark's instruction for a LIBERO task name (what the env reports).
+
+    LIBERO-10/90 names start with their scene (``KITCHEN_SCENE3_turn_on_the_stove``), dropped.
+    """
+    return re.sub(r"^[A-Z_]*SCENE\d+_", "", task_name).replace("_", " ")
+
+
+def libero_instruction(data: h5py.Group, path: Path) -> str:
+    """Instruction of a LIBERO file: from its LIBERO file name ``<task>_demo.hdf5`` (as the env
+    and LIBERO's benchmark do), else ``problem_info``'s ``language_instruction``."""
+    if path.stem.endswith("_demo"):
+        return task_instruction(path.stem[: -len("_demo")])
+    if "problem_info" not in data.attrs:
+        raise EnvUserError(f"{path} has no instruction: not named <task>_demo.hdf5 and no 'problem_info' attribute")
+    return str(json.loads(data.attrs["problem_info"])["language_instruction"]).strip().strip('"')
+
+
+def quat_to_axis_angle(quat: np.ndarray) -> np.ndarray:
+    """Quaternions ``[T, 4]`` (x y z w) -> axis-angle ``[T, 3]`` (rad), as robosuite's
+    ``quat2axisangle`` (angle ``2 acos(w)`` in [0, 2 pi]; zero for the identity)."""
+    quat = np.asarray(quat, dtype=np.float64)
+    w = np.clip(quat[:, 3], -1.0, 1.0)
+    sin_half = np.sqrt(1.0 - w * w)
+    scale = np.divide(2.0 * np.arccos(w), sin_half, out=np.zeros_like(w), where=~np.isclose(sin_half, 0.0))
+    return quat[:, :3] * scale[:, None]
+
+
+def axis_angle_to_quat(axis_angle: np.ndarray) -> np.ndarray:
+    """Axis-angle ``[T, 3]`` (rad) -> unit quaternions ``[T, 4]`` (x y z w); the exact inverse
+    of ``quat_to_axis_angle`` (identity for a zero vector)."""
+    axis_angle = np.asarray(axis_angle, dtype=np.float64)
+    angle = np.linalg.norm(axis_angle, axis=1)
+    axis = np.divide(axis_angle, angle[:, None], out=np.zeros_like(axis_angle), where=angle[:, None] > 0)
+    return np.concatenate([axis * np.sin(angle / 2)[:, None], np.cos(angle / 2)[:, None]], axis=1)
+
+
+def _is_opengl(obs: h5py.Group) -> bool:
+    """Whether the file's images run bottom to top (LIBERO's default when unrecorded)."""
+    convention = obs.file["data"].attrs.get("macros_image_convention", OPENGL_CONVENTION)
+    if isinstance(convention, bytes):
+        convention = convention.decode()
+    return str(convention) == OPENGL_CONVENTION
+
+
+def libero_images(obs: h5py.Group, camera: str) -> np.ndarray:
+    """Camera ``camera``'s frames from a LIBERO ``demo_<i>/obs`` group: uint8 ``[T, H, W, 3]``,
+    right side up. ``camera``: the env's name (agentview, robot0_eye_in_hand) or LIBERO's."""
+    key = IMAGE_KEYS.get(camera, f"{camera}_rgb")
+    if key not in obs:
+        found = sorted(k for k in obs if k.endswith("_rgb"))
+        raise EnvUserError(f"{obs.file.filename}:{obs.name} has no {key!r} for camera {camera!r}; images there: {', '.join(found)}")
+    frames = obs[key][:]
+    return np.ascontiguousarray(frames[:, ::-1] if _is_opengl(obs) else frames).astype(np.uint8)
+
+
+def libero_proprio(obs: h5py.Group) -> np.ndarray:
+    """The env's proprio from a LIBERO ``demo_<i>/obs`` group: float32 ``[T, 9]`` = eef position
+    (3), eef quaternion x y z w (4, from ``ee_states``' axis-angle), gripper positions (2)."""
+    for key in ("ee_states", "gripper_states"):
+        if key not in obs:
+            raise EnvUserError(f"{obs.file.filename}:{obs.name} lacks {key!r}; a LIBERO file has ee_states and gripper_states")
+    ee_states = obs["ee_states"][:]
+    proprio = np.concatenate([ee_states[:, :3], axis_angle_to_quat(ee_states[:, 3:6]), obs["gripper_states"][:]], axis=1)
+    return proprio.astype(np.float32)
+
+
+def write_libero_demo_file(path: Path, demos: list[dict[str, Any]], task_name: str,
+                           problem_name: str = "libero_tabletop_manipulation") -> Path:
+    """Write ``demos`` in LIBERO's exact layout (module docstring); for tests.
+
+    Each demo holds env-convention arrays: ``images`` {camera: uint8 [T, H, W, 3] right side
+    up}, ``proprio`` float32 [T, 9] (the env's vector), ``actions`` [T, 7], ``joint_states``
+    [T, 7] and ``states`` [T, S]. Images are stored upside down and orientation as axis-angle,
+    as LIBERO's files are. ``task_name`` gives the language; name the file ``<task_name>_demo.hdf5``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    instruction = task_instruction(task_name)
+    with h5py.File(path, "w") as f:
+        data = f.create_group("data")
+        bddl_file = f"bddl_files/{task_name}.bddl"
+        data.attrs["env_name"] = problem_name
+        data.attrs["problem_info"] = json.dumps(
+            {"problem_name": problem_name, "domain_name": "robosuite", "language_instruction": instruction})
+        data.attrs["env_args"] = json.dumps({"type": 1, "env_name": problem_name, "problem_name": problem_name,
+                                             "bddl_file": bddl_file, "env_kwargs": {}})
+        data.attrs["bddl_file_name"] = bddl_file
+        data.attrs["macros_image_convention"] = OPENGL_CONVENTION
+        total = 0
+        for index, demo in enumerate(demos):
+            group = data.create_group(f"demo_{index}")
+            obs = group.create_group("obs")
+            for camera, frames in demo["images"].items():
+                obs.create_dataset(IMAGE_KEYS.get(camera, f"{camera}_rgb"), data=np.asarray(frames, np.uint8)[:, ::-1])
+            proprio = np.asarray(demo["proprio"], dtype=np.float64)
+            ee_states = np.concatenate([proprio[:, :3], quat_to_axis_angle(proprio[:, 3:7])], axis=1)
+            obs.create_dataset("ee_states", data=ee_states)
+            obs.create_dataset("ee_pos", data=ee_states[:, :3])
+            obs.create_dataset("ee_ori", data=ee_states[:, 3:])
+            obs.create_dataset("gripper_states", data=proprio[:, 7:9])
+            obs.create_dataset("joint_states", data=np.asarray(demo["joint_states"], dtype=np.float64))
+            steps = len(proprio)
+            group.create_dataset("actions", data=np.asarray(demo["actions"], dtype=np.float64))
+            group.create_dataset("states", data=np.asarray(demo["states"], dtype=np.float64))
+            group.create_dataset("robot_states", data=np.concatenate([proprio[:, 7:9], proprio[:, :7]], axis=1))
+            rewards = np.zeros(steps, dtype=np.uint8)
+            rewards[-1] = 1
+            group.create_dataset("rewards", data=rewards)
+            group.create_dataset("dones", data=rewards.copy())
+            group.attrs["num_samples"] = steps
+            group.attrs["init_state"] = np.asarray(demo["states"], dtype=np.float64)[0]
+            total += steps
+        data.attrs["num_demos"] = len(demos)
+        data.attrs["total"] = total
+    return path
+
+
+def libero_dataset_paths(suite: str, root: str | Path = "data") -> list[Path]:
+    """``<root>/libero/<suite>/<task name>_demo.hdf5`` for every task of ``suite``, in task-id
+    order (needs the ``libero`` package for the task names, not its assets)."""
+    from envs.libero_env import task_names
+
+    return [Path(root) / "libero" / suite / f"{name}_demo.hdf5" for name in task_names(suite)]
+
+
+def check_datasets(suite: str, root: str | Path = "data") -> list[Path]:
+    """The suite's dataset files; ``EnvUserError`` (one line) naming what is missing and the
+    offline config to use instead."""
+    paths = libero_dataset_paths(suite, root)
+    folder = paths[0].parent
+    offline = OFFLINE_CONFIGS.get(suite)
+    instead = (f"or train offline on the stand-in suite with conf={offline}" if offline
+               else "or train offline on a suite that needs no download, e.g. conf=tabletop_spatial")
+    get_them = f"download LIBERO's {suite} datasets (one <task>_demo.hdf5 per task) into {folder}/, {instead}"
+    if not folder.is_dir():
+        raise EnvUserError(f"no LIBERO datasets for {suite}: {folder}/ does not exist; {get_them}")
+    missing = [p.name for p in paths if not p.exists()]
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise EnvUserError(f"{len(missing)} of {len(paths)} LIBERO {suite} dataset files are missing in {folder}/: {shown}; {get_them}")
+    return paths
