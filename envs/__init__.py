@@ -14,7 +14,7 @@ from envs.tabletop import register_all as _register_tabletop
 
 # ``python -m envs.libero_env`` / ``-m envs.tabletop`` run modules this package already
 # imported (to register their envs); their CLIs keep no state, so runpy's warning is noise.
-warnings.filterwarnings("ignore", message=r"'envs\.\w+' found in sys.modules", category=RuntimeWarning)
+warnings.filterwarnings("ignore", message=r"'envs\.(libero_env|tabletop)' found in sys.modules", category=RuntimeWarning)
 
 _register_robosuite()
 _register_tabletop()

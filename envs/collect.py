@@ -27,6 +27,9 @@ from envs.experts import Transition, rollout_expert
 from envs.hdf5_format import demo_keys, write_demo, write_file_attrs
 from envs.registry import make
 
+# Envs with stored initial states (tabletop, LIBERO) draw a fresh scene for each demonstration
+# instead, so no demonstration starts from a state evaluations use; other envs ignore the option.
+SAMPLED_SCENES = {"init_state": "sampled"}
 MAX_ATTEMPTS_PER_DEMO = 3  # give up after this many expert failures per requested demo
 
 
@@ -70,7 +73,7 @@ def collect_one(env: Any, seed: int, action_noise: float) -> dict[str, list[Any]
         steps["rewards"].append(transition.reward)
         steps["dones"].append(transition.done)
 
-    success, _ = rollout_expert(env, seed, action_noise=action_noise, on_step=record)
+    success, _ = rollout_expert(env, seed, action_noise=action_noise, on_step=record, reset_options=SAMPLED_SCENES)
     return steps if success else None
 
 

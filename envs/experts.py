@@ -184,15 +184,19 @@ def rollout_expert(
     seed: int,
     action_noise: float = 0.0,
     on_step: Callable[[Transition], None] | None = None,
+    reset_options: dict[str, Any] | None = None,
 ) -> tuple[bool, int]:
     """Run one seeded episode with the expert; returns (success, steps).
+
+    ``reset_options`` go to ``env.reset`` (the collector asks for ``{"init_state": "sampled"}``:
+    demonstrations in freshly drawn scenes, never an evaluation's stored initial states).
 
     ``action_noise``: std of Gaussian noise added to the executed xyz command (the
     recorded label stays the clean expert action). ``on_step`` sees each ``Transition``.
     """
     expert = make_expert(env.unwrapped.task)
     noise_rng = np.random.default_rng(seed)
-    obs, info = env.reset(seed=seed)
+    obs, info = env.reset(seed=seed, options=reset_options)
     success, steps = False, 0
     while True:
         sim_state = np.array(env.unwrapped.sim.get_state().flatten()) if on_step is not None else None

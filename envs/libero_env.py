@@ -484,12 +484,16 @@ def _factory(suite: str, task_id: int):
 
 def register_all() -> None:
     """Register ``libero/<suite>/<task_id>`` for every task and each suite by LIBERO's name."""
+    from envs.libero_format import OFFLINE_CONFIGS, check_datasets, libero_dataset_paths
     from envs.registry import register, register_suite
 
     for suite, spec in SUITES.items():
         for task_id in range(spec.tasks):
             register(f"libero/{suite}/{task_id}", _factory(suite, task_id))
-        register_suite(suite, functools.partial(suite_tasks, suite), check_ready)
+        register_suite(suite, functools.partial(suite_tasks, suite), check_ready,
+                       datasets=functools.partial(libero_dataset_paths, suite),
+                       check_datasets=functools.partial(check_datasets, suite),
+                       offline=OFFLINE_CONFIGS.get(suite, "tabletop_spatial"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,11 +13,12 @@ readiness check (e.g. LIBERO's assets are present) so a run fails before it star
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import gymnasium as gym
 
-from envs.errors import EnvUserError, unknown_name
+from envs.errors import EnvUserError, nearest
 
 _FACTORIES: dict[str, Callable[..., gym.Env]] = {}
 
@@ -25,10 +26,16 @@ _FACTORIES: dict[str, Callable[..., gym.Env]] = {}
 @dataclass(frozen=True)
 class Suite:
     """tasks() -> env names, in task-id order; ready() raises ``EnvUserError`` naming what is
-    missing (assets, packages) or returns None."""
+    missing (assets, packages) or returns None. A suite whose demonstrations come as files
+    of its own (LIBERO) has ``datasets(root) -> [Path]`` (one per task, task order; the
+    scripted experts cannot collect them) and ``check_datasets(root)`` (``EnvUserError``
+    naming missing files); ``offline``: a config that runs without downloads instead."""
 
     tasks: Callable[[], list[str]]
     ready: Callable[[], None] | None = None
+    datasets: Callable[[str], list[Path]] | None = None
+    check_datasets: Callable[[str], None] | None = None
+    offline: str = ""
 
 
 _SUITES: dict[str, Suite] = {}
@@ -42,11 +49,12 @@ def register(name: str, factory: Callable[..., gym.Env], overwrite: bool = False
 
 
 def register_suite(name: str, tasks: Callable[[], list[str]], ready: Callable[[], None] | None = None,
-                   overwrite: bool = False) -> None:
-    """Register suite ``name``: ``tasks()`` lists its env names (each also ``register``-ed)."""
+                   overwrite: bool = False, **files: Any) -> None:
+    """Register suite ``name``: ``tasks()`` lists its env names (each also ``register``-ed);
+    ``files``: the ``Suite`` fields ``datasets``, ``check_datasets``, ``offline``."""
     if name in _SUITES and not overwrite:
         raise ValueError(f"suite {name!r} is already registered")
-    _SUITES[name] = Suite(tasks, ready)
+    _SUITES[name] = Suite(tasks, ready, **files)
 
 
 def names() -> list[str]:
@@ -69,21 +77,61 @@ def _suite_of(name: str) -> Suite | None:
     return None
 
 
+def _unknown(kind: str, name: str, suites_too: bool) -> EnvUserError:
+    """One line for an unknown name: near matches among every name, and the valid names with
+    each suite's tasks folded into one pattern (``tabletop_spatial/<0-9>``)."""
+    in_suites = {task: suite for suite, spec in _SUITES.items() for task in spec.tasks()}
+    close = nearest(name, [*_FACTORIES, *(_SUITES if suites_too else ())])
+    hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+    patterns = [f"{tasks[0].rsplit('/', 1)[0]}/<0-{len(tasks) - 1}>" for tasks in (spec.tasks() for spec in _SUITES.values()) if tasks]
+    valid = sorted(n for n in _FACTORIES if n not in in_suites) + patterns + (sorted(_SUITES) if suites_too else [])
+    return EnvUserError(f"unknown {kind} {name!r}{hint}; valid: {', '.join(valid)}")
+
+
 def expand(name: str) -> list[str]:
     """Env names that ``name`` stands for: a suite's tasks, or ``[name]`` for one env."""
     if name in _SUITES:
         return list(_SUITES[name].tasks())
     if name not in _FACTORIES:
-        raise unknown_name("env or suite", name, {**_FACTORIES, **_SUITES})
+        raise _unknown("env or suite", name, suites_too=True)
     return [name]
 
 
 def check_ready(name: str) -> None:
-    """Raise ``EnvUserError`` if the suite ``name`` (or the suite of env ``name``) cannot run here."""
+    """Raise ``EnvUserError`` if the suite ``name`` (or the suite of env ``name``) cannot run
+    here, naming the suite's offline alternative when it has one."""
     expand(name)
     suite = _suite_of(name)
-    if suite is not None and suite.ready is not None:
+    if suite is None or suite.ready is None:
+        return
+    try:
         suite.ready()
+    except EnvUserError as err:
+        if suite.offline:
+            raise EnvUserError(f"{err}; or run offline with conf={suite.offline}") from None
+        raise
+
+
+def dataset_paths(name: str, root: str, image_size: int) -> list[Path]:
+    """Default demonstration files of env or suite ``name``, one per task in task order: the
+    suite's own files (``Suite.datasets``), else ``<root>/<env name>_<size>px.hdf5``."""
+    tasks = expand(name)
+    suite = _suite_of(name)
+    if suite is not None and suite.datasets is not None:
+        files = dict(zip(suite.tasks(), suite.datasets(root)))
+        return [files[task] for task in tasks]
+    return [Path(root) / f"{task.replace('/', '_')}_{image_size}px.hdf5" for task in tasks]
+
+
+def check_datasets(name: str, root: str) -> bool:
+    """For a suite with files of its own: raise ``EnvUserError`` naming missing ones and return
+    False (nothing to collect). Otherwise True: the scripted experts collect what is missing."""
+    suite = _suite_of(name)
+    if suite is None or suite.datasets is None:
+        return True
+    if suite.check_datasets is not None:
+        suite.check_datasets(root)
+    return False
 
 
 def make(name: str, **kwargs: Any) -> gym.Env:
@@ -92,5 +140,5 @@ def make(name: str, **kwargs: Any) -> gym.Env:
         if name in _SUITES:
             raise EnvUserError(f"{name!r} is a suite of {len(_SUITES[name].tasks())} tasks; make one of them, "
                                f"e.g. {_SUITES[name].tasks()[0]!r}")
-        raise unknown_name("env", name, _FACTORIES)
+        raise _unknown("env", name, suites_too=False)
     return _FACTORIES[name](**kwargs)

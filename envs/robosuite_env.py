@@ -52,7 +52,6 @@ DISTRACTOR_SHAPES = ("box", "cylinder", "sphere")
 # Unused slots rest on the floor here, beyond the arena's front wall (x = 3 m): no camera sees them.
 DISTRACTOR_PARKING_X_M = 4.0
 DISTRACTOR_PARKING_SPACING_M = 0.2
-INIT_STATE_MODES = ("sampled", "cycle", "fixed", "random")
 PANDA_REACH_M = 0.75  # horizontal reach from the robot base at table height used for placements
 
 # Model fields perturbations may write; ``reset`` restores them (plus the headlight).
@@ -213,10 +212,18 @@ class RobosuiteEnv(gym.Env):
         if spec is None and task not in TASKS:
             raise unknown_name("robosuite task", task, TASKS)
         spec = spec or TASKS[task]
+        from envs.tabletop import INIT_STATE_MODES
+
         modes = INIT_STATE_MODES if spec.scene is not None else ("sampled",)
         init_state = init_state or ("cycle" if spec.scene is not None else "sampled")
         if init_state not in modes:
             raise unknown_name(f"init_state for {task}", init_state, modes)
+        if init_state_index is not None and init_state != "fixed":
+            raise EnvUserError(f"init_state_index={init_state_index} needs init_state='fixed' (got {init_state!r})")
+        if spec.scene is not None:
+            from envs.tabletop import choose_layout
+
+            choose_layout(spec.scene.name, init_state, 0, init_state_index)  # a bad index or missing states file: now
         cameras = tuple(cameras)
         for camera in cameras:
             if camera not in CAMERAS:
@@ -370,11 +377,20 @@ class RobosuiteEnv(gym.Env):
         present = {model.material(i).name for i in range(model.nmat)}
         return {name: model.material(name).id for name in ARENA_MATERIALS if name in present}
 
+    def scene_bodies(self) -> tuple[str, ...]:
+        """Every object body standing on the surface: the task bodies, plus a tabletop scene's
+        other objects (decoys, landmarks), which distractors must not overlap either."""
+        if self.spec_task.scene is None:
+            return self.task_bodies()
+        from envs.tabletop import root_body
+
+        return tuple(root_body(p) for p in self.spec_task.scene.layout)
+
     def task_footprints(self) -> list[tuple[np.ndarray, float]]:
-        """(world xy ``[2]`` metres, radius metres) of each task body's collision geoms, about z."""
+        """(world xy ``[2]`` metres, radius metres) of each scene body's collision geoms, about z."""
         model, data = self.mj_model, self.mj_data
         footprints = []
-        for body in self.task_bodies():
+        for body in self.scene_bodies():
             body_id = model.body(body).id
             geoms = np.flatnonzero((model.geom_bodyid == body_id) & (model.geom_contype > 0))
             aabb = model.geom_aabb[geoms]  # [G, 6]: centre (3), half sizes (3) in the geom frame
@@ -486,7 +502,8 @@ class RobosuiteEnv(gym.Env):
             from envs.tabletop import choose_layout
 
             reset_seed = seed if seed is not None else episode_seed
-            self.sim_env.next_layout = choose_layout(self.task, self.init_state, reset_seed, self.init_state_index)
+            mode = (options or {}).get("init_state", self.init_state)
+            self.sim_env.next_layout = choose_layout(self.spec_task.scene.name, mode, reset_seed, self.init_state_index)
         with _seeded_global_numpy(episode_seed):
             raw = self.sim_env.reset()
         for robot in self.sim_env.robots:

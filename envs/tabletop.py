@@ -30,12 +30,13 @@ from typing import Any
 
 import numpy as np
 
-from envs.errors import EnvUserError
+from envs.errors import EnvUserError, unknown_name
 
 TABLE_TOP_Z_M = 0.8  # robosuite TableArena with table_offset (0, 0, 0.8)
 TABLE_FULL_SIZE_M = (0.8, 0.8, 0.05)
 INIT_STATES_DIR = Path(__file__).parent / "tabletop_init"
 INIT_STATES_PER_TASK = 50
+INIT_STATE_MODES = ("sampled", "cycle", "fixed", "random")
 SUITES = ("tabletop_spatial", "tabletop_object")
 MAX_STEPS = {"tabletop_spatial": 300, "tabletop_object": 300}  # ~3x the expert's longest episode
 DROP_CLEARANCE_M = 0.002  # objects start this far above their resting height
@@ -46,7 +47,7 @@ INIT_SEED_BASE = {"tabletop_spatial": 1_000, "tabletop_object": 2_000}  # seeds 
 class ObjectKind:
     """How to build one kind of object and how the expert handles it.
 
-    primitive: robosuite primitive class name (Box/Cylinder/Ball) or None for a mesh object
+    primitive: robosuite primitive class name (Box/Cylinder/Ball/Capsule) or None for a mesh object
     (``mesh``: robosuite XML object class name). size: primitive size (metres, MuJoCo
     convention). grasp_z_m: grasp point above the body origin; noun: what instructions call it.
     """
@@ -75,8 +76,9 @@ KINDS: dict[str, ObjectKind] = {
     "plate": ObjectKind("plate", "Cylinder", size=(0.055, 0.006), rgba=(0.92, 0.92, 0.9, 1), random_yaw=False),
     "basket": ObjectKind("basket", random_yaw=False),
 }
-# Body origin to base (metres) of robosuite's mesh objects (their XML bottom sites).
-MESH_BOTTOM_M = {"CanObject": 0.06, "BreadObject": 0.045, "BottleObject": 0.082}
+# Body origin to base (metres) of robosuite's mesh objects, from their collision geoms' bounding
+# boxes (``TabletopScene.bottom_m``; a test keeps the two equal); their XML bottom sites are lower.
+MESH_BOTTOM_M = {"CanObject": 0.0404, "BreadObject": 0.0233, "BottleObject": 0.0649}
 BASKET_INNER_HALF_M = 0.07
 BASKET_WALL_HALF_HEIGHT_M = 0.03
 BASKET_WALL_HALF_THICKNESS_M = 0.006
@@ -87,7 +89,8 @@ BASKET_BASE_HALF_HEIGHT_M = 0.005
 class Placement:
     """One object of a layout: ``name`` (unique in the scene), ``kind`` (a key of
     ``KINDS``), region centre ``xy`` and uniform jitter half-width ``jitter`` (metres,
-    table frame); ``on``: name of an object it stands on (its top), or None for the table."""
+    table frame); ``on``: name of an object it stands on (its top), or None for the table; an
+    object on another keeps 0.3 of its jitter around that object's centre, so it stays on top."""
 
     name: str
     kind: str
@@ -286,14 +289,30 @@ def scene_env_class() -> type:
         def _setup_references(self) -> None:
             super()._setup_references()
             self.object_body_ids = {name: self.sim.model.body_name2id(obj.root_body) for name, obj in self.scene_objects.items()}
+            self.bottom_m, self.top_m = self._vertical_extents()
+
+        def _vertical_extents(self) -> tuple[dict[str, float], dict[str, float]]:
+            """Per object, metres from its body origin down to its lowest and up to its highest
+            collision geom point, upright (as compiled), from MuJoCo's geom bounding boxes
+            (robosuite's bottom/top sites of mesh objects are off by up to 2 cm)."""
+            import mujoco
+
+            model, data = self.sim.model._model, self.sim.data._data
+            mujoco.mj_forward(model, data)
+            bottoms, tops = {}, {}
+            for name, body in self.object_body_ids.items():
+                geoms = np.flatnonzero((model.body_rootid[model.geom_bodyid] == body) & (model.geom_contype > 0))
+                rotations = data.geom_xmat[geoms].reshape(-1, 3, 3)
+                centres = data.geom_xpos[geoms] + np.einsum("gij,gj->gi", rotations, model.geom_aabb[geoms, :3])
+                half_z = np.einsum("gj,gj->g", np.abs(rotations[:, 2, :]), model.geom_aabb[geoms, 3:])
+                origin_z = data.xpos[body, 2]
+                bottoms[name] = float(origin_z - (centres[:, 2] - half_z).min())
+                tops[name] = float((centres[:, 2] + half_z).max() - origin_z)
+            return bottoms, tops
 
         def _resting_z(self, name: str, support_top: float) -> float:
             """Body-origin height (metres) at which object ``name`` rests on a surface at ``support_top``."""
-            return support_top - float(self.scene_objects[name].bottom_offset[2]) + DROP_CLEARANCE_M
-
-        def top_z(self, name: str) -> float:
-            """World height (metres) of the top of object ``name`` as it stands now."""
-            return float(self.sim.data.body_xpos[self.object_body_ids[name]][2] + self.scene_objects[name].top_offset[2])
+            return support_top + self.bottom_m[name] + DROP_CLEARANCE_M
 
         def _reset_internal(self) -> None:
             super()._reset_internal()
@@ -302,24 +321,22 @@ def scene_env_class() -> type:
                 support = TABLE_TOP_Z_M if placement.on is None else tops[placement.on]
                 z = self._resting_z(placement.name, support)
                 obj = self.scene_objects[placement.name]
-                tops[placement.name] = z + float(obj.top_offset[2])
+                tops[placement.name] = z + self.top_m[placement.name]
                 quat_wxyz = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
                 self.sim.data.set_joint_qpos(obj.joints[0], np.array([x, y, z, *quat_wxyz]))
 
         def _check_success(self) -> bool:
             task = self.task_spec
-            target = self.scene_objects[task.target]
             pos = np.array(self.sim.data.body_xpos[self.object_body_ids[task.target]])
             receptacle = np.array(self.sim.data.body_xpos[self.object_body_ids[task.receptacle]])
-            bottom = pos[2] + float(target.bottom_offset[2])
-            offset = np.abs(pos[:2] - receptacle[:2])
+            bottom = pos[2] - self.bottom_m[task.target]
             if task.receptacle == "plate":
                 plate_top = receptacle[2] + KINDS["plate"].size[1]
                 placed = np.linalg.norm(pos[:2] - receptacle[:2]) < KINDS["plate"].size[0] and plate_top - 0.01 < bottom < plate_top + 0.02
             else:
                 floor = receptacle[2] - BASKET_WALL_HALF_HEIGHT_M + BASKET_BASE_HALF_HEIGHT_M
-                placed = bool(np.all(offset < BASKET_INNER_HALF_M)) and bottom < floor + BASKET_WALL_HALF_HEIGHT_M
-            held = self._check_grasp(gripper=self.robots[0].gripper, object_geoms=target)
+                placed = bool(np.all(np.abs(pos[:2] - receptacle[:2]) < BASKET_INNER_HALF_M)) and bottom < floor + BASKET_WALL_HALF_HEIGHT_M
+            held = self._check_grasp(gripper=self.robots[0].gripper, object_geoms=self.scene_objects[task.target])
             return bool(placed and not held)
 
     return TabletopScene
@@ -347,6 +364,8 @@ def choose_layout(name: str, mode: str, seed: int, index: int | None) -> np.ndar
     through all N); random: a stored state drawn from ``seed``; sampled: a fresh layout drawn
     from the task's regions with ``seed`` (never one of the stored states' seeds).
     """
+    if mode not in INIT_STATE_MODES:
+        raise unknown_name(f"init_state for {name}", mode, INIT_STATE_MODES)
     if mode == "sampled":
         return draw_layout(TASKS[name], np.random.default_rng([seed, 7]))
     states = load_init_states(name)
@@ -423,7 +442,13 @@ def register_all() -> None:
         register(name, _factory(name))
         register_expert(name, functools.partial(expert_spec, name))
     for suite in SUITES:
-        register_suite(suite, functools.partial(suite_tasks, suite))
+        register_suite(suite, functools.partial(suite_tasks, suite), functools.partial(check_init_states, suite))
+
+
+def check_init_states(suite: str) -> None:
+    """Every task of ``suite`` has its stored initial states (one line naming a missing file)."""
+    for name in suite_tasks(suite):
+        load_init_states(name)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,7 +39,8 @@ DEFAULT_EXPERIMENT = "robosuite_lift"
 class EnvConfig:
     """Which env to collect demos in and evaluate on, and how it renders.
 
-    name: registered env name (``envs.names()``); cameras: rendered cameras;
+    name: registered env name (``envs.names()``) or suite (``envs.registry.suite_names()``:
+    one multi-task policy over its tasks, evaluated per task); cameras: rendered cameras;
     image_size: pixels; render_quality: "fast" | "full" (same for data and evaluation);
     max_steps: episode limit in env steps (0 = the task's own).
     """

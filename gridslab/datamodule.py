@@ -56,15 +56,11 @@ class DataConfig:
 def default_dataset_paths(root: str, env_cfg: Any) -> list[Path]:
     """One file per task the experiment's env (or suite) stands for, in task order:
     ``<root>/<env name>_<size>px.hdf5`` (``robosuite_Lift_84px.hdf5``,
-    ``tabletop_spatial_0_84px.hdf5`` ...); for a real LIBERO suite, LIBERO's own files
-    ``<root>/libero/<suite>/<task>_demo.hdf5``."""
-    from envs.libero_env import SUITES as LIBERO_SUITES
-    from envs.libero_format import libero_dataset_paths
-    from envs.registry import expand
+    ``tabletop_spatial_0_84px.hdf5`` ...), or a suite's own files (LIBERO:
+    ``<root>/libero/<suite>/<task>_demo.hdf5``); see ``envs.registry.dataset_paths``."""
+    from envs.registry import dataset_paths
 
-    if env_cfg.name in LIBERO_SUITES:
-        return libero_dataset_paths(env_cfg.name, root)
-    return [Path(root) / f"{name.replace('/', '_')}_{env_cfg.image_size}px.hdf5" for name in expand(env_cfg.name)]
+    return dataset_paths(env_cfg.name, root, env_cfg.image_size)
 
 
 @dataclass
@@ -146,7 +142,8 @@ def load_demos(paths: list[Path], cameras: list[str], limit: int) -> list[Demo]:
 def _load_file(path: Path, cameras: list[str], limit: int) -> list[Demo]:
     """The first ``limit`` demos of one file."""
     if not path.exists():
-        raise UserError(f"missing dataset {path}; collect it with: python -m envs.collect --out {path}")
+        raise UserError(f"missing dataset {path}; collect one with: python -m envs.collect --env ENV --image-size N --out {path}, "
+                        "or leave data.paths empty to collect the experiment's own")
     demos: list[Demo] = []
     try:
         with h5py.File(path, "r") as f:
@@ -250,24 +247,19 @@ class DemoDataModule(L.LightningDataModule):
         return default_dataset_paths(self.cfg.root, self.env_cfg)
 
     def prepare_data(self) -> None:
-        """Collect each task's default dataset with the scripted expert if it is missing (rank 0),
-        in freshly sampled scenes (``init_state="sampled"``), never the evaluation's stored states."""
+        """Collect each task's default dataset with the scripted expert if it is missing (rank 0)."""
         if self.cfg.paths:
             return
-        from envs.libero_env import SUITES as LIBERO_SUITES
-
-        if self.env_cfg.name in LIBERO_SUITES:  # LIBERO's own demonstrations: nothing to collect
-            from envs.libero_format import check_datasets
-
-            check_datasets(self.env_cfg.name, self.cfg.root)
-            return
         from envs.collect import collect
-        from envs.registry import expand
+        from envs.registry import check_datasets, expand
+
+        if not check_datasets(self.env_cfg.name, self.cfg.root):  # a suite's own files (LIBERO): nothing to collect
+            return
         from gridslab.config import env_kwargs
 
         names = expand(self.env_cfg.name)
         for index, (name, path) in enumerate(zip(names, self.paths)):
-            collect(name, self.cfg.episodes, path, {**env_kwargs(self.env_cfg), "init_state": "sampled"},
+            collect(name, self.cfg.episodes, path, env_kwargs(self.env_cfg),
                     action_noise=self.cfg.collect_noise, seed=0,
                     label=f"{name} ({index + 1}/{len(names)})" if len(names) > 1 else name)
 

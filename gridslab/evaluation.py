@@ -14,6 +14,7 @@ import io
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -62,6 +63,11 @@ def condition_key(record: dict[str, Any]) -> tuple[str, str, float]:
 ALL_TASKS = "all tasks"
 
 
+def task_order(task: str) -> tuple:
+    """Sort key putting ``suite/2`` before ``suite/10`` (numbers compare as numbers)."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", task))
+
+
 def summarize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per condition, sorted by (task, perturbation with clean first, severity).
 
@@ -76,7 +82,7 @@ def summarize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         for record in records:
             groups.setdefault((ALL_TASKS, record["perturbation"], float(record["severity"])), []).append(record)
     clean_rate = {task: sum(r["success"] for r in rs) / len(rs) for (task, pert, _), rs in groups.items() if pert == "clean"}
-    order = sorted(groups.items(), key=lambda kv: (kv[0][0] != ALL_TASKS, kv[0][0], kv[0][1] != "clean", kv[0][1], kv[0][2]))
+    order = sorted(groups.items(), key=lambda kv: (kv[0][0] != ALL_TASKS, task_order(kv[0][0]), kv[0][1] != "clean", kv[0][1], kv[0][2]))
     return [_row(task, perturbation, severity, group, clean_rate.get(task)) for (task, perturbation, severity), group in order]
 
 
@@ -119,9 +125,12 @@ def timing(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Per condition: mean policy latency per env step (ms), episode wall time (s) and the
     where-the-points-land distances. These vary between identical runs (the distances by
     ~1e-4 here), so they go to timing.json, not into the byte-identical summary."""
+    records = list(records)
+    pooled = len({r["task"] for r in records}) > 1
     groups: dict[str, list[dict[str, Any]]] = {}
     for record in records:
-        groups.setdefault(f"{record['task']}|{record['perturbation']}|{record['severity']}", []).append(record)
+        for task in (record["task"], ALL_TASKS) if pooled else (record["task"],):
+            groups.setdefault(f"{task}|{record['perturbation']}|{record['severity']}", []).append(record)
     return {key: {"policy_ms_per_step": sum(r["policy_ms_per_step"] for r in rs) / len(rs),
                   "episode_seconds": sum(r["wall_s"] for r in rs) / len(rs),
                   **{name: _mean_of(rs, name) for name in TRACKING}} for key, rs in sorted(groups.items())}

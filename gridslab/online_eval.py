@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from envs.errors import EnvUserError
 from envs.hdf5_format import package_versions
 from gridslab.config import env_kwargs
 from gridslab.errors import UserError
@@ -51,6 +52,27 @@ def conditions_for(cfg: DictConfig) -> list[Condition]:
         conditions.append(Condition(name, kwargs))
         conditions += [Condition(name, kwargs, spec, float(cfg.eval.severity)) for spec in specs]
     return conditions
+
+
+def probe_conditions(conditions: list[Condition], seed: int) -> int:
+    """Build and reset the first task under every condition, so a bad env setting or a
+    perturbation this env cannot take fails with one line before any file is written (not
+    inside a worker). Returns the task's episode limit (env steps)."""
+    from envs import ood
+
+    first = conditions[0].env_name
+    for condition in (c for c in conditions if c.env_name == first):
+        try:
+            env = ood.make(condition.env_name, condition.perturbation, condition.severity, **condition.env_kwargs)
+            env.reset(seed=seed)
+        except EnvUserError:
+            raise
+        except Exception as err:  # noqa: BLE001 - the env's own failure, reported in one line
+            reason = f"{type(err).__name__}: {err}".splitlines()[0]
+            raise UserError(f"{condition.label} cannot run on {first} ({reason})") from None
+        max_steps = env.unwrapped.max_steps
+        env.close()
+    return int(max_steps)
 
 
 def check_settings(out_dir: Path, settings: dict[str, Any]) -> None:
@@ -111,12 +133,17 @@ def _save_video(out_dir: Path, condition: Condition, seed: int, frames: list[np.
 
     videos = out_dir / "videos"
     videos.mkdir(exist_ok=True)
-    path = videos / f"{condition.label.replace('+', '_')}_seed{seed}.mp4"
+    path = videos / f"{_slug(condition.env_name)}_{condition.label.replace('+', '_')}_seed{seed}.mp4"
     tmp = path.with_name(path.stem + ".tmp.mp4")
     imageio.mimwrite(tmp, frames, fps=VIDEO_FPS, macro_block_size=8)
     os.replace(tmp, path)
     strip = tile([frames[i] for i in np.linspace(0, len(frames) - 1, min(8, len(frames))).astype(int)], columns=8)
-    writer.add_image(f"rollouts/{condition.label}/seed{seed}", strip, 0, dataformats="HWC")
+    writer.add_image(f"rollouts/{_slug(condition.env_name)}/{condition.label}/seed{seed}", strip, 0, dataformats="HWC")
+
+
+def _slug(task: str) -> str:
+    """``tabletop_spatial/3`` -> ``tabletop_spatial_3``; ``all tasks`` -> ``all_tasks`` (file names, TB tags)."""
+    return task.replace("/", "_").replace(" ", "_")
 
 
 def evaluate_policy(policy: Any, cfg: DictConfig, out_dir: Path, checkpoint: str = "", progress: bool = True,
@@ -127,14 +154,11 @@ def evaluate_policy(policy: Any, cfg: DictConfig, out_dir: Path, checkpoint: str
     from torch.utils.tensorboard import SummaryWriter
 
     conditions = conditions_for(cfg)
+    tasks = list(dict.fromkeys(c.env_name for c in conditions))
     eval_cfg = cfg.eval
     if eval_cfg.episodes < 1:
         raise UserError(f"eval.episodes={eval_cfg.episodes} must be >= 1")
-    from envs.registry import make
-
-    probe = make(conditions[0].env_name, **env_kwargs(cfg.env))  # a bad env setting fails before any file is written
-    max_steps = eval_cfg.max_steps or probe.unwrapped.max_steps
-    probe.close()
+    max_steps = eval_cfg.max_steps or probe_conditions(conditions, eval_cfg.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     check_settings(out_dir, {"checkpoint": Path(checkpoint).name, "env": cfg.env.name, "env_kwargs": env_kwargs(cfg.env),
                              "max_steps": max_steps, "replan_every": cfg.policy.replan_every, "chunk": cfg.policy.chunk,
@@ -178,6 +202,8 @@ def evaluate_policy(policy: Any, cfg: DictConfig, out_dir: Path, checkpoint: str
                                   "versions": meta["versions"]}, timings)
     for row in rows:
         label = row["perturbation"] if row["perturbation"] == "clean" else f"{row['perturbation']}@{row['severity']:g}"
+        if len(tasks) > 1:  # a suite: one tag group per task and one for the pooled row
+            label = f"{_slug(row['task'])}/{label}"
         for metric in ("success_rate", "ci95_low", "ci95_high", "mean_steps", "tokens_per_image", "tokens_min", "tokens_max",
                        "policy_gflops"):
             tb.add_scalar(f"eval/{label}/{metric}", row[metric], 0)

@@ -19,7 +19,6 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Ri
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
-from envs.errors import EnvUserError
 from gridslab.callbacks import OnlineEvalCallback
 from gridslab.config import to_plain, to_yaml
 from gridslab.datamodule import DemoDataModule
@@ -85,21 +84,13 @@ def check_before_data(cfg: DictConfig) -> str | None:
 
 
 def check_env(cfg: DictConfig) -> None:
-    """The env or suite exists and can run here; a real LIBERO suite also needs its assets
-    and (unless ``data.paths`` names files) its datasets. Errors name the offline config to
-    use instead."""
-    from envs.libero_env import SUITES as LIBERO_SUITES
-    from envs.libero_format import OFFLINE_CONFIGS, check_datasets
-    from envs.registry import check_ready
+    """The env or suite exists and can run here (e.g. LIBERO's assets), and a suite whose
+    demonstrations are its own files (LIBERO) has them unless ``data.paths`` names others;
+    errors name the suite's offline alternative."""
+    from envs.registry import check_datasets, check_ready
 
-    try:
-        check_ready(cfg.env.name)
-    except EnvUserError as err:
-        if cfg.env.name in LIBERO_SUITES:
-            offline = OFFLINE_CONFIGS.get(cfg.env.name, "tabletop_spatial")
-            raise UserError(f"{err}; or train offline with conf={offline}") from None
-        raise
-    if cfg.env.name in LIBERO_SUITES and not cfg.data.paths:
+    check_ready(cfg.env.name)
+    if not cfg.data.paths:
         check_datasets(cfg.env.name, cfg.data.root)
 
 

@@ -117,3 +117,45 @@ def test_suite_trains_one_policy_and_evaluates_every_task(tmp_path):
     rows = json.loads(summary.read_text())["conditions"]
     assert [r["task"] for r in rows] == ["all tasks", *expand("tabletop_spatial")]
     assert rows[0]["episodes"] == 10 and all(r["episodes"] == 1 for r in rows[1:])
+
+
+def test_objects_start_at_rest_and_the_expert_knows_their_size():
+    """Objects are placed on their measured base (they drop by the 2 mm clearance at most), and
+    the expert's release heights use the same base heights."""
+    for name in ("tabletop_object/0", "tabletop_object/3", "tabletop_object/4", "tabletop_spatial/3"):
+        env = envs.make(name, **ONE_CAMERA)
+        try:
+            env.reset(seed=0)
+            scene = env.unwrapped.sim_env
+            task = tabletop.TASKS[name]
+            start = {p.name: env.unwrapped.body_position(tabletop.root_body(p))[2] for p in task.layout}
+            for _ in range(15):
+                env.step(np.zeros(7, np.float32))
+            for placement in task.layout:
+                fall = start[placement.name] - env.unwrapped.body_position(tabletop.root_body(placement))[2]
+                limit = 2 * tabletop.DROP_CLEARANCE_M + 1e-3 if placement.on else tabletop.DROP_CLEARANCE_M + 1e-3
+                assert -1e-3 < fall < limit, (name, placement.name, fall)
+                kind = tabletop.KINDS[placement.kind]
+                if placement.kind != "basket":
+                    assert abs(tabletop._object_bottom_m(kind) - scene.bottom_m[placement.name]) < 1e-3, placement.kind
+        finally:
+            env.close()
+
+
+def test_distractors_keep_clear_of_every_scene_object():
+    from envs import ood
+
+    env = ood.make("tabletop_spatial/0", "distractors", severity=1.0, **ONE_CAMERA)
+    try:
+        footprints = env.unwrapped.task_footprints()
+        assert len(footprints) == len(tabletop.TASKS["tabletop_spatial/0"].layout)
+        for seed in range(3):
+            env.reset(seed=seed)
+            placed = [env.unwrapped.body_position(f"distractor{i}") for i in range(env.unwrapped.distractor_slots)]
+            placed = [p for p in placed if p[0] < 1.0]  # parked slots stand beyond the arena
+            assert placed
+            for position in placed:
+                for centre, radius in footprints:
+                    assert np.linalg.norm(position[:2] - centre) > radius, (seed, position, centre)
+    finally:
+        env.close()
