@@ -106,7 +106,13 @@ def collect(
     used_seeds = {s for _, _, s in done}
     next_seed = max(used_seeds | {seed - 1}) + 1
     attempts = 0
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     columns = (TextColumn("[bold]collect[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("expert success {task.fields[rate]}"), TimeRemainingColumn())

@@ -44,14 +44,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import yaml
 
 from envs.errors import EnvUserError, unknown_name
-from envs.robosuite_env import (
-    CONTROL_FREQ_HZ, DEFAULT_CAMERAS, IMAGE_SIZE_RANGE, PROPRIO_DIM, RENDER_QUALITIES, _import_robosuite,
-    _seeded_global_numpy,
+from envs.sim_base import (
+    CONTROL_FREQ_HZ,
+    DEFAULT_CAMERAS,
+    SimEnv,
+    import_robosuite,
+    seeded_global_numpy,
 )
 
 
@@ -279,20 +281,7 @@ def choose_init_state(mode: str, seed: int, count: int, index: int | None = None
     raise unknown_name("init_state", mode, INIT_STATE_MODES)
 
 
-def _disable_costly_render_effects(sim: Any) -> None:
-    """Rebuild the offscreen GL context without multisampling; drop reflections and shadows."""
-    import mujoco
-
-    context = sim._render_context_offscreen
-    model = sim.model._model
-    model.vis.quality.offsamples = 0
-    context.con.free()
-    context.con = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_150)
-    context.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
-    context.scn.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
-
-
-class LiberoEnv(gym.Env):
+class LiberoEnv(SimEnv):
     """One LIBERO task as a Gymnasium env (see the module docstring for the spec).
 
     Args:
@@ -305,8 +294,6 @@ class LiberoEnv(gym.Env):
         init_state: "cycle" (default), "fixed" or "random" (module docstring);
             init_state_index: the state "fixed" uses.
     """
-
-    metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_FREQ_HZ}
 
     def __init__(
         self,
@@ -326,17 +313,7 @@ class LiberoEnv(gym.Env):
         n_tasks = SUITES[suite].tasks
         if not isinstance(task_id, (int, np.integer)) or not 0 <= task_id < n_tasks:
             raise EnvUserError(f"task_id={task_id!r} is out of range; valid: 0..{n_tasks - 1} for {suite}")
-        cameras = tuple(cameras)
-        for camera in cameras:
-            if camera not in CAMERAS:
-                raise unknown_name("camera", camera, CAMERAS)
-        if not cameras:
-            raise EnvUserError(f"cameras is empty; choose from {', '.join(CAMERAS)}")
-        low, high = IMAGE_SIZE_RANGE
-        if not isinstance(image_size, (int, np.integer)) or not low <= image_size <= high:
-            raise EnvUserError(f"image_size={image_size!r} is out of range; valid: an integer in [{low}, {high}] pixels")
-        if render_quality not in RENDER_QUALITIES:
-            raise unknown_name("render_quality", render_quality, RENDER_QUALITIES)
+        self._check_view(cameras, image_size, render_quality, CAMERAS)
         if init_state not in INIT_STATE_MODES:
             raise unknown_name("init_state", init_state, INIT_STATE_MODES)
         check_ready()
@@ -352,14 +329,9 @@ class LiberoEnv(gym.Env):
             choose_init_state(init_state, 0, len(self.initial_states), init_state_index)  # validates the index
         self.init_state = init_state
         self.init_state_index = init_state_index
-        self.cameras = cameras
-        self.image_size = int(image_size)
-        self.render_quality = render_quality
-        self.max_steps = int(max_steps or SUITES[suite].max_steps)
-        self.terminate_on_success = terminate_on_success
-        self.render_mode = render_mode
+        self._set_episode_limits(max_steps or SUITES[suite].max_steps, terminate_on_success, render_mode)
 
-        _import_robosuite()  # chooses the GL backend before LIBERO imports robosuite
+        import_robosuite()  # chooses the GL backend before LIBERO imports robosuite
         libero = _import_libero()
         libero._assets_path_cache = str(assets_dir())  # LIBERO's lookup returns this, never downloads
         with contextlib.redirect_stdout(io.StringIO()):  # robosuite's import notices
@@ -367,7 +339,7 @@ class LiberoEnv(gym.Env):
 
         self.libero_env = OffScreenRenderEnv(
             bddl_file_name=_benchmark(suite).get_task_bddl_file_path(self.task_id),
-            camera_names=list(cameras),
+            camera_names=list(self.cameras),
             camera_heights=self.image_size,
             camera_widths=self.image_size,
             hard_reset=False,  # the init state overwrites the layout; rebuilding the model costs seconds
@@ -375,28 +347,10 @@ class LiberoEnv(gym.Env):
             control_freq=CONTROL_FREQ_HZ,
         )
         self.sim_env = self.libero_env.env
-        if render_quality == "fast":
-            _disable_costly_render_effects(self.sim)
-
-        image_space = gym.spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
-        self.observation_space = gym.spaces.Dict(
-            {
-                "images": gym.spaces.Dict({camera: image_space for camera in cameras}),
-                "proprio": gym.spaces.Box(-np.inf, np.inf, (PROPRIO_DIM,), np.float32),
-            }
-        )
-        low_act, high_act = self.sim_env.action_spec
-        self.action_space = gym.spaces.Box(low_act.astype(np.float32), high_act.astype(np.float32), dtype=np.float32)
+        self._build_spaces()
         self.episode_init_state: int | None = None
-        self._steps = 0
-        self._last_obs: dict[str, Any] | None = None
 
     # --- simulator access (privileged; for diagnostics) ---
-    @property
-    def sim(self) -> Any:
-        """robosuite's MjSim (``.model``, ``.data``, ``.forward()``)."""
-        return self.sim_env.sim
-
     def task_bodies(self) -> tuple[str, ...]:
         """LIBERO's objects of interest for this task, in BDDL order: objects, fixtures or
         regions (e.g. ``wooden_cabinet_1_top_region``)."""
@@ -407,35 +361,12 @@ class LiberoEnv(gym.Env):
         (through LIBERO's own object states: a body's origin, a region's site)."""
         return np.array(self.sim_env.object_states_dict[name].get_geom_state()["pos"])
 
-    def object_image_xy(self) -> dict[str, list[list[float]]]:
-        """Where the objects of interest appear in each camera image: camera -> ``N`` (x, y)
-        pairs (x right, y down) in [0, 1] image units, N = ``len(task_bodies())``; as
-        ``RobosuiteEnv.object_image_xy``. Privileged: for diagnostics only."""
-        from robosuite.utils.camera_utils import get_camera_transform_matrix
-
-        centres = np.array([self.body_position(name) for name in self.task_bodies()]).reshape(-1, 3)
-        homogeneous = np.concatenate([centres, np.ones((len(centres), 1))], axis=1)
-        image_xy = {}
-        for camera in self.cameras:
-            pixels = homogeneous @ get_camera_transform_matrix(self.sim, camera, self.image_size, self.image_size).T
-            image_xy[camera] = (pixels[:, :2] / pixels[:, 2:3] / self.image_size).tolist()
-        return image_xy
-
-    # --- gymnasium API ---
-    def _observation(self, raw: dict[str, np.ndarray]) -> dict[str, Any]:
-        images = {camera: np.ascontiguousarray(raw[f"{camera}_image"][::-1]) for camera in self.cameras}
-        proprio = np.concatenate([raw["robot0_eef_pos"], raw["robot0_eef_quat"], raw["robot0_gripper_qpos"]])
-        return {"images": images, "proprio": proprio.astype(np.float32)}
-
-    def _info(self, success: bool) -> dict[str, Any]:
-        return {"success": success, "task": self.task, "instruction": self.instruction, "object_xy": self.object_image_xy()}
-
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         super().reset(seed=seed)
         episode_seed = int(self.np_random.integers(2**31 - 1))
         self.episode_init_state = choose_init_state(self.init_state, seed if seed is not None else episode_seed,
                                                     len(self.initial_states), self.init_state_index)
-        with _seeded_global_numpy(episode_seed):
+        with seeded_global_numpy(episode_seed):
             self.libero_env.reset()
         for robot in self.sim_env.robots:
             # robosuite's soft reset keeps the gripper's integrated command: clear it so
@@ -448,21 +379,8 @@ class LiberoEnv(gym.Env):
         self._last_obs = self._observation(raw)
         return self._last_obs, self._info(bool(done))
 
-    def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
-        action = np.clip(np.asarray(action, dtype=np.float64), self.action_space.low, self.action_space.high)
-        raw, reward, done, _ = self.sim_env.step(action)  # LIBERO's done: its goal predicates hold
-        self._steps += 1
-        success = bool(done)
-        self._last_obs = self._observation(raw)
-        terminated = success and self.terminate_on_success
-        truncated = self._steps >= self.max_steps and not terminated
-        return self._last_obs, float(reward), terminated, truncated, self._info(success)
-
-    def render(self) -> np.ndarray | None:
-        """The first camera's latest frame, uint8 ``[H, W, 3]``."""
-        if self._last_obs is None:
-            return None
-        return self._last_obs["images"][self.cameras[0]]
+    def _success(self, done: bool) -> bool:
+        return done  # LIBERO's done: its goal predicates hold
 
     def close(self) -> None:
         if getattr(self, "libero_env", None) is not None:

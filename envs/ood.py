@@ -470,10 +470,12 @@ class Language(Perturbation):
     def __init__(self, env: gym.Env, severity: float = 0.5, seed: int | None = None):
         super().__init__(env, severity, seed)
         task = getattr(self.scene, "task", None)
-        if task not in PARAPHRASES:
+        paraphrases = PARAPHRASES.get(task) or getattr(self.scene, "paraphrases", ())
+        if not paraphrases:
             known = ", ".join(PARAPHRASES)
-            raise EnvUserError(f"perturbation 'language' has no paraphrases for task {task!r}; valid tasks: {known}")
-        self.paraphrases = PARAPHRASES[task]
+            raise EnvUserError(f"perturbation 'language' has no paraphrases for task {task!r}; valid tasks: {known}, "
+                               "and the tabletop suites")
+        self.paraphrases = paraphrases
         self.instruction: str | None = None  # stays None at severity 0
 
     def _perturb(self, rng: np.random.Generator) -> dict[str, Any]:

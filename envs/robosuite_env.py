@@ -1,45 +1,38 @@
 """Gymnasium env over robosuite 1.4 manipulation tasks (Panda, OSC_POSE).
 
-Every robosuite quirk lives in this file: the image flip (robosuite renders OpenGL
-images bottom-up), controller config, render flags, the global-numpy seeding of
-robosuite's placement samplers, which bodies are the task objects and surfaces, and the
-spare distractor bodies that OOD perturbations (``envs.ood``) place on the table.
+Every robosuite-task quirk lives in this file: controller config, the global-numpy seeding
+of robosuite's placement samplers, which bodies are the task objects and surfaces, and the
+spare distractor bodies that OOD perturbations (``envs.ood``) place on the table; what all
+robosuite-backed envs share (image flip, render flags, the observation spec below) is
+``envs.sim_base``.
 
 Perturbations edit MuJoCo model fields after ``reset``; robosuite keeps its model across
 resets (``hard_reset=False``), so ``reset`` first restores every field in
 ``PERTURBABLE_FIELDS`` (and the headlight) to its compiled value: edits never accumulate.
 
-Observation spec (declared once, here):
-    images:  {camera: uint8 [H, W, 3]}, right side up, one per configured camera
-    proprio: float32 [9] = end-effector position (3, metres, world frame),
-             end-effector quaternion (4, x y z w), gripper finger joint positions (2, metres)
-Action: float32 [7] in [-1, 1]: OSC_POSE delta position (x y z, 1.0 = 5 cm per step),
-    delta axis-angle rotation (3, 1.0 = 0.5 rad per step), gripper (-1 open, +1 close).
-Info: success (bool), task (str), instruction (str), object_xy (camera -> [N, 2] image
-positions of the task objects, for diagnostics).
+Observation, action and info: ``envs.sim_base`` (OSC_POSE scale here: delta position
+1.0 = 5 cm per step, delta rotation 1.0 = 0.5 rad per step).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import logging
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
 from envs.errors import EnvUserError, unknown_name
-from envs.rendering import ensure_gl_backend
+from envs.sim_base import (
+    CONTROL_FREQ_HZ,
+    DEFAULT_CAMERAS,
+    SimEnv,
+    import_robosuite,
+    seeded_global_numpy,
+)
 
 CAMERAS = ("agentview", "robot0_eye_in_hand", "frontview", "birdview", "sideview", "robot0_robotview")
-DEFAULT_CAMERAS = ("agentview", "robot0_eye_in_hand")
-RENDER_QUALITIES = ("fast", "full")
-IMAGE_SIZE_RANGE = (16, 512)
-CONTROL_FREQ_HZ = 20
-PROPRIO_DIM = 9
 
 # Spare free-joint bodies for distractor objects (``distractor_slots``). Each is compiled
 # as a box of the largest half-size a perturbation may draw, so the compiled bounding
@@ -115,15 +108,6 @@ class PlacementRegion:
     reach_radius_m: float
 
 
-def _import_robosuite() -> Any:
-    """Import robosuite after choosing a GL backend, with its import-time chatter silenced."""
-    ensure_gl_backend()
-    logging.getLogger("robosuite_logs").setLevel(logging.ERROR)
-    import robosuite
-
-    return robosuite
-
-
 def _distractor_body(index: int) -> ET.Element:
     """MJCF for spare body ``distractor<index>``: a free joint and one visible, colliding box
     geom (group 1), resting on the floor at its parking spot.
@@ -160,18 +144,7 @@ def _with_distractor_slots(env_class: type, slots: int) -> type:
     return type(env_class)(f"{env_class.__name__}WithDistractorSlots{slots}", (env_class,), {"_load_model": _load_model})
 
 
-@contextlib.contextmanager
-def _seeded_global_numpy(seed: int) -> Iterator[None]:
-    """robosuite samples placements from the global numpy RNG: seed it, then restore it."""
-    saved = np.random.get_state()
-    np.random.seed(seed)
-    try:
-        yield
-    finally:
-        np.random.set_state(saved)
-
-
-class RobosuiteEnv(gym.Env):
+class RobosuiteEnv(SimEnv):
     """One robosuite task as a Gymnasium env (see the module docstring for the spec).
 
     Args:
@@ -192,8 +165,6 @@ class RobosuiteEnv(gym.Env):
             tabletop tasks, "sampled" otherwise.
         spec: the ``TaskSpec`` itself (tabletop tasks); ``task`` is then only its name.
     """
-
-    metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_FREQ_HZ}
 
     def __init__(
         self,
@@ -224,17 +195,7 @@ class RobosuiteEnv(gym.Env):
             from envs.tabletop import choose_layout
 
             choose_layout(spec.scene.name, init_state, 0, init_state_index)  # a bad index or missing states file: now
-        cameras = tuple(cameras)
-        for camera in cameras:
-            if camera not in CAMERAS:
-                raise unknown_name("camera", camera, CAMERAS)
-        if not cameras:
-            raise EnvUserError(f"cameras is empty; choose from {', '.join(CAMERAS)}")
-        low, high = IMAGE_SIZE_RANGE
-        if not isinstance(image_size, (int, np.integer)) or not low <= image_size <= high:
-            raise EnvUserError(f"image_size={image_size!r} is out of range; valid: an integer in [{low}, {high}] pixels")
-        if render_quality not in RENDER_QUALITIES:
-            raise unknown_name("render_quality", render_quality, RENDER_QUALITIES)
+        self._check_view(cameras, image_size, render_quality, CAMERAS)
         low, high = DISTRACTOR_SLOTS_RANGE
         if not isinstance(distractor_slots, (int, np.integer)) or not low <= distractor_slots <= high:
             raise EnvUserError(f"distractor_slots={distractor_slots!r} is out of range; valid: an integer in [{low}, {high}]")
@@ -243,15 +204,10 @@ class RobosuiteEnv(gym.Env):
         self.init_state = init_state
         self.init_state_index = init_state_index
         self.instruction = self.spec_task.instruction
-        self.cameras = cameras
-        self.image_size = int(image_size)
-        self.render_quality = render_quality
-        self.max_steps = int(max_steps or self.spec_task.max_steps)
-        self.terminate_on_success = terminate_on_success
-        self.render_mode = render_mode
+        self._set_episode_limits(max_steps or self.spec_task.max_steps, terminate_on_success, render_mode)
         self.distractor_slots = int(distractor_slots)
 
-        robosuite = _import_robosuite()
+        robosuite = import_robosuite()
         from robosuite.controllers import load_controller_config
 
         if spec.scene is not None:
@@ -270,7 +226,7 @@ class RobosuiteEnv(gym.Env):
             has_offscreen_renderer=True,
             use_camera_obs=True,
             use_object_obs=False,
-            camera_names=list(cameras),
+            camera_names=list(self.cameras),
             camera_heights=self.image_size,
             camera_widths=self.image_size,
             hard_reset=False,
@@ -278,30 +234,18 @@ class RobosuiteEnv(gym.Env):
             control_freq=CONTROL_FREQ_HZ,
             reward_shaping=False,
         )
-        if render_quality == "fast":
-            self._disable_costly_render_effects()
+        self._build_spaces()
         model = self.mj_model
         self._compiled_fields = {field: getattr(model, field).copy() for field in PERTURBABLE_FIELDS}
         self._compiled_headlight = {field: getattr(model.vis.headlight, field).copy() for field in HEADLIGHT_FIELDS}
 
-        image_space = gym.spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
-        self.observation_space = gym.spaces.Dict(
-            {
-                "images": gym.spaces.Dict({camera: image_space for camera in cameras}),
-                "proprio": gym.spaces.Box(-np.inf, np.inf, (PROPRIO_DIM,), np.float32),
-            }
-        )
-        low_act, high_act = self.sim_env.action_spec
-        self.action_space = gym.spaces.Box(low_act.astype(np.float32), high_act.astype(np.float32), dtype=np.float32)
-        self._steps = 0
-        self._last_obs: dict[str, Any] | None = None
+    @property
+    def paraphrases(self) -> tuple[str, ...]:
+        """Rewordings of the instruction, closest first, for the ``language`` perturbation
+        (tabletop tasks; robosuite tasks have theirs in ``envs.ood.PARAPHRASES``)."""
+        return self.spec_task.scene.paraphrases if self.spec_task.scene is not None else ()
 
     # --- simulator access (privileged; for experts, perturbations and diagnostics) ---
-    @property
-    def sim(self) -> Any:
-        """robosuite's MjSim (``.model``, ``.data``, ``.forward()``)."""
-        return self.sim_env.sim
-
     @property
     def mj_model(self) -> Any:
         """The ``mujoco.MjModel`` itself: the fields perturbations write (``PERTURBABLE_FIELDS``)."""
@@ -458,42 +402,7 @@ class RobosuiteEnv(gym.Env):
         for field, value in self._compiled_headlight.items():
             getattr(model.vis.headlight, field)[:] = value
 
-    def _disable_costly_render_effects(self) -> None:
-        """Rebuild the offscreen GL context without multisampling; drop reflections and shadows."""
-        import mujoco
-
-        context = self.sim._render_context_offscreen
-        model = self.sim.model._model
-        model.vis.quality.offsamples = 0
-        context.con.free()
-        context.con = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_150)
-        context.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
-        context.scn.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
-
     # --- gymnasium API ---
-    def _observation(self, raw: dict[str, np.ndarray]) -> dict[str, Any]:
-        images = {camera: np.ascontiguousarray(raw[f"{camera}_image"][::-1]) for camera in self.cameras}
-        proprio = np.concatenate([raw["robot0_eef_pos"], raw["robot0_eef_quat"], raw["robot0_gripper_qpos"]])
-        return {"images": images, "proprio": proprio.astype(np.float32)}
-
-    def _info(self, success: bool) -> dict[str, Any]:
-        return {"success": success, "task": self.task, "instruction": self.instruction, "object_xy": self.object_image_xy()}
-
-    def object_image_xy(self) -> dict[str, list[list[float]]]:
-        """Where the task objects' centres appear in each camera image: camera -> ``N`` (x, y)
-        pairs (x right, y down; plain floats, so infos stay JSON data) in [0, 1] image units, the compressors' coordinate
-        convention (pixel i spans [i, i+1) / size), N = ``len(task_bodies())``. Points behind
-        or outside the camera may fall outside [0, 1]. Privileged: for diagnostics only."""
-        from robosuite.utils.camera_utils import get_camera_transform_matrix
-
-        centres = np.array([self.body_position(body) for body in self.task_bodies()])
-        homogeneous = np.concatenate([centres, np.ones((len(centres), 1))], axis=1)
-        image_xy = {}
-        for camera in self.cameras:
-            pixels = homogeneous @ get_camera_transform_matrix(self.sim, camera, self.image_size, self.image_size).T
-            image_xy[camera] = (pixels[:, :2] / pixels[:, 2:3] / self.image_size).tolist()  # principal point at W/2
-        return image_xy
-
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         super().reset(seed=seed)
         episode_seed = int(self.np_random.integers(2**31 - 1))
@@ -504,7 +413,7 @@ class RobosuiteEnv(gym.Env):
             reset_seed = seed if seed is not None else episode_seed
             mode = (options or {}).get("init_state", self.init_state)
             self.sim_env.next_layout = choose_layout(self.spec_task.scene.name, mode, reset_seed, self.init_state_index)
-        with _seeded_global_numpy(episode_seed):
+        with seeded_global_numpy(episode_seed):
             raw = self.sim_env.reset()
         for robot in self.sim_env.robots:
             # robosuite's soft reset keeps the gripper's integrated command: clear it so
@@ -514,21 +423,8 @@ class RobosuiteEnv(gym.Env):
         self._last_obs = self._observation(raw)
         return self._last_obs, self._info(False)
 
-    def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
-        action = np.clip(np.asarray(action, dtype=np.float64), self.action_space.low, self.action_space.high)
-        raw, reward, _, _ = self.sim_env.step(action)
-        self._steps += 1
-        success = bool(self.sim_env._check_success())
-        self._last_obs = self._observation(raw)
-        terminated = success and self.terminate_on_success
-        truncated = self._steps >= self.max_steps and not terminated
-        return self._last_obs, float(reward), terminated, truncated, self._info(success)
-
-    def render(self) -> np.ndarray | None:
-        """The first camera's latest frame, uint8 ``[H, W, 3]``."""
-        if self._last_obs is None:
-            return None
-        return self._last_obs["images"][self.cameras[0]]
+    def _success(self, done: bool) -> bool:
+        return bool(self.sim_env._check_success())
 
     def close(self) -> None:
         if getattr(self, "sim_env", None) is not None:

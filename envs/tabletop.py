@@ -99,13 +99,27 @@ class Placement:
     on: str | None = None
 
 
+# Paraphrases of "pick up the {subject} and place it {destination}", closest first (the
+# ``language`` perturbation draws from the first ceil(severity * 6)).
+PARAPHRASE_TEMPLATES = (
+    "put the {subject} {destination}",
+    "place the {subject} {destination}",
+    "move the {subject} so that it is {destination}",
+    "grab the {subject} and set it down {destination}",
+    "the {subject} goes {destination}",
+    "take hold of the {subject}, carry it over and leave it {destination}",
+)
+
+
 @dataclass(frozen=True)
 class TabletopTask:
-    """One task: its layout, what to move where, and what to say."""
+    """One task: its layout, what to move where, and what to say ("pick up the {subject} and
+    place it {destination}")."""
 
     suite: str
     task_id: int
-    instruction: str
+    subject: str  # "red block next to the green box", "soda can"
+    destination: str  # "on the plate", "in the basket"
     layout: tuple[Placement, ...]
     target: str  # name of the object to move
     receptacle: str  # name of the plate / basket
@@ -113,6 +127,14 @@ class TabletopTask:
     @property
     def name(self) -> str:
         return f"{self.suite}/{self.task_id}"
+
+    @property
+    def instruction(self) -> str:
+        return f"pick up the {self.subject} and place it {self.destination}"
+
+    @property
+    def paraphrases(self) -> tuple[str, ...]:
+        return tuple(t.format(subject=self.subject, destination=self.destination) for t in PARAPHRASE_TEMPLATES)
 
     def placement(self, name: str) -> Placement:
         return next(p for p in self.layout if p.name == name)
@@ -127,8 +149,7 @@ def _spatial(task_id: int, relation: str, target: tuple, decoy: tuple, plate: tu
         Placement("block_target", "red_block", target, 0.01 if target_on else 0.015, on=target_on),
         Placement("block_decoy", "red_block", decoy),
     )
-    return TabletopTask("tabletop_spatial", task_id, f"pick up the red block {relation} and place it on the plate",
-                        layout, "block_target", "plate")
+    return TabletopTask("tabletop_spatial", task_id, f"red block {relation}", "on the plate", layout, "block_target", "plate")
 
 
 # (relation, target, decoy, plate, green box, blue cylinder) centres in metres; the decoy
@@ -159,8 +180,7 @@ def _object_task(task_id: int) -> TabletopTask:
     slots = [_OBJECT_SLOTS[(task_id + i) % len(_OBJECT_SLOTS)] for i in range(4)]
     layout = (Placement("basket", "basket", _BASKET_XY, 0.01),
               *(Placement(f"obj{i}_{kind}", kind, xy) for i, (kind, xy) in enumerate(zip(kinds, slots))))
-    return TabletopTask("tabletop_object", task_id, f"pick up the {KINDS[kinds[0]].noun} and place it in the basket",
-                        layout, f"obj0_{kinds[0]}", "basket")
+    return TabletopTask("tabletop_object", task_id, KINDS[kinds[0]].noun, "in the basket", layout, f"obj0_{kinds[0]}", "basket")
 
 
 TASKS: dict[str, TabletopTask] = {
@@ -254,9 +274,9 @@ def _basket(name: str) -> Any:
 def scene_env_class() -> type:
     """robosuite env class ``TabletopScene(task=TabletopTask, ...)`` (built on first use, so
     importing this module does not import robosuite)."""
-    from envs.robosuite_env import _import_robosuite
+    from envs.sim_base import import_robosuite
 
-    _import_robosuite()
+    import_robosuite()
     from robosuite.environments.manipulation.manipulation_env import ManipulationEnv
     from robosuite.models.arenas import TableArena
     from robosuite.models.tasks import ManipulationTask

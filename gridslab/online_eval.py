@@ -26,7 +26,14 @@ from envs.hdf5_format import package_versions
 from gridslab.config import env_kwargs
 from gridslab.errors import UserError
 from gridslab.evaluation import render_table, summarize, timing, write_summary
-from gridslab.rollout import Condition, EpisodeRecord, PolicyRunner, default_workers, record_to_json, run_condition
+from gridslab.rollout import (
+    Condition,
+    EpisodeRecord,
+    PolicyRunner,
+    default_workers,
+    record_to_json,
+    run_condition,
+)
 from gridslab.viz import tile
 
 RESULTS_FILE = "results.jsonl"
@@ -150,7 +157,13 @@ def evaluate_policy(policy: Any, cfg: DictConfig, out_dir: Path, checkpoint: str
                     k: int | None = None) -> list[dict[str, Any]]:
     """Run every condition of ``cfg.eval`` for ``policy``; write the files; return summary rows."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
     from torch.utils.tensorboard import SummaryWriter
 
     conditions = conditions_for(cfg)

@@ -9,7 +9,8 @@ from gymnasium.utils.env_checker import check_env
 import envs
 from envs import rendering
 from envs.errors import EnvUserError
-from envs.robosuite_env import PROPRIO_DIM, TASKS
+from envs.robosuite_env import TASKS
+from envs.sim_base import PROPRIO_DIM
 from tests.conftest import SMALL_ENV
 
 

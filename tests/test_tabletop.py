@@ -159,3 +159,16 @@ def test_distractors_keep_clear_of_every_scene_object():
                     assert np.linalg.norm(position[:2] - centre) > radius, (seed, position, centre)
     finally:
         env.close()
+
+
+def test_language_perturbation_rewords_tabletop_instructions():
+    from envs import ood
+
+    task = tabletop.TASKS["tabletop_object/4"]
+    env = ood.make(task.name, "language", severity=1.0, **ONE_CAMERA)
+    try:
+        seen = {env.reset(seed=seed)[1]["instruction"] for seed in range(12)}
+    finally:
+        env.close()
+    assert seen <= set(task.paraphrases) and len(seen) > 2 and task.instruction not in seen
+    assert all(task.subject in text and task.destination in text for text in task.paraphrases)

@@ -1,0 +1,170 @@
+"""What every robosuite-backed env here shares (robosuite tasks, tabletop suites, LIBERO).
+
+The observation contract, the camera/size/quality checks, the fast render settings, the
+projection of task objects into the images, and the step / render loop. A subclass builds
+``sim_env`` (a robosuite environment) after ``_check_view`` and ``_set_episode_limits``,
+calls ``_build_spaces``, and provides ``task_bodies()``, ``body_position(name)`` and
+``_success(done)``.
+
+Observation spec (declared once, here):
+    images:  {camera: uint8 [H, W, 3]}, right side up (robosuite renders bottom-up: flipped)
+    proprio: float32 [9] = end-effector position (3, metres, world frame), end-effector
+             quaternion (4, x y z w), gripper finger joint positions (2, metres)
+Action: float32 [7] in [-1, 1], OSC_POSE: delta position (3), delta axis-angle (3), gripper
+    (-1 open, +1 close), at ``CONTROL_FREQ_HZ``.
+Info: success (bool), task (str), instruction (str), object_xy (camera -> [N, 2] image
+    positions of the task objects, for diagnostics).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any, Iterator
+
+import gymnasium as gym
+import numpy as np
+
+from envs.errors import EnvUserError, unknown_name
+from envs.rendering import ensure_gl_backend
+
+DEFAULT_CAMERAS = ("agentview", "robot0_eye_in_hand")
+RENDER_QUALITIES = ("fast", "full")
+IMAGE_SIZE_RANGE = (16, 512)
+CONTROL_FREQ_HZ = 20
+PROPRIO_DIM = 9
+
+
+def import_robosuite() -> Any:
+    """Import robosuite after choosing a GL backend, with its import-time chatter silenced."""
+    ensure_gl_backend()
+    logging.getLogger("robosuite_logs").setLevel(logging.ERROR)
+    import robosuite
+
+    return robosuite
+
+
+@contextlib.contextmanager
+def seeded_global_numpy(seed: int) -> Iterator[None]:
+    """robosuite samples placements from the global numpy RNG: seed it, then restore it."""
+    saved = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(saved)
+
+
+class SimEnv(gym.Env):
+    """Base of the robosuite-backed Gymnasium envs (see the module docstring)."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_FREQ_HZ}
+    sim_env: Any
+    task: str
+    instruction: str
+
+    def _check_view(self, cameras: Any, image_size: Any, render_quality: str, valid_cameras: tuple[str, ...]) -> None:
+        """Validate and keep ``cameras`` (subset of ``valid_cameras``), ``image_size`` (pixels)
+        and ``render_quality``; a bad value fails with one line naming the valid ones."""
+        cameras = tuple(cameras)
+        for camera in cameras:
+            if camera not in valid_cameras:
+                raise unknown_name("camera", camera, valid_cameras)
+        if not cameras:
+            raise EnvUserError(f"cameras is empty; choose from {', '.join(valid_cameras)}")
+        low, high = IMAGE_SIZE_RANGE
+        if not isinstance(image_size, (int, np.integer)) or not low <= image_size <= high:
+            raise EnvUserError(f"image_size={image_size!r} is out of range; valid: an integer in [{low}, {high}] pixels")
+        if render_quality not in RENDER_QUALITIES:
+            raise unknown_name("render_quality", render_quality, RENDER_QUALITIES)
+        self.cameras, self.image_size, self.render_quality = cameras, int(image_size), render_quality
+
+    def _set_episode_limits(self, max_steps: int, terminate_on_success: bool, render_mode: str | None) -> None:
+        self.max_steps, self.terminate_on_success, self.render_mode = int(max_steps), terminate_on_success, render_mode
+        self._steps = 0
+        self._last_obs: dict[str, Any] | None = None
+
+    def _build_spaces(self) -> None:
+        """Observation and action spaces from the cameras, image size and ``sim_env``'s action spec;
+        with ``render_quality="fast"``, the cheaper render settings."""
+        if self.render_quality == "fast":
+            self._disable_costly_render_effects()
+        image_space = gym.spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
+        self.observation_space = gym.spaces.Dict(
+            {
+                "images": gym.spaces.Dict({camera: image_space for camera in self.cameras}),
+                "proprio": gym.spaces.Box(-np.inf, np.inf, (PROPRIO_DIM,), np.float32),
+            }
+        )
+        low, high = self.sim_env.action_spec
+        self.action_space = gym.spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
+
+    @property
+    def sim(self) -> Any:
+        """robosuite's MjSim (``.model``, ``.data``, ``.forward()``)."""
+        return self.sim_env.sim
+
+    def _disable_costly_render_effects(self) -> None:
+        """Rebuild the offscreen GL context without multisampling; drop reflections and shadows (~3x faster)."""
+        import mujoco
+
+        context = self.sim._render_context_offscreen
+        model = self.sim.model._model
+        model.vis.quality.offsamples = 0
+        context.con.free()
+        context.con = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_150)
+        context.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+        context.scn.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+
+    # --- hooks ---
+    def task_bodies(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def body_position(self, name: str) -> np.ndarray:
+        raise NotImplementedError
+
+    def _success(self, done: bool) -> bool:
+        """Whether the task is solved now; ``done`` is what ``sim_env.step`` returned."""
+        raise NotImplementedError
+
+    # --- observation ---
+    def object_image_xy(self) -> dict[str, list[list[float]]]:
+        """Where the task objects' centres appear in each camera image: camera -> ``N`` (x, y)
+        pairs (x right, y down; plain floats, so infos stay JSON data) in [0, 1] image units, the
+        compressors' coordinate convention (pixel i spans [i, i+1) / size), N =
+        ``len(task_bodies())``. Points behind or outside the camera may fall outside [0, 1].
+        Privileged: for diagnostics only."""
+        from robosuite.utils.camera_utils import get_camera_transform_matrix
+
+        centres = np.array([self.body_position(body) for body in self.task_bodies()]).reshape(-1, 3)
+        homogeneous = np.concatenate([centres, np.ones((len(centres), 1))], axis=1)
+        image_xy = {}
+        for camera in self.cameras:
+            pixels = homogeneous @ get_camera_transform_matrix(self.sim, camera, self.image_size, self.image_size).T
+            image_xy[camera] = (pixels[:, :2] / pixels[:, 2:3] / self.image_size).tolist()  # principal point at W/2
+        return image_xy
+
+    def _observation(self, raw: dict[str, np.ndarray]) -> dict[str, Any]:
+        images = {camera: np.ascontiguousarray(raw[f"{camera}_image"][::-1]) for camera in self.cameras}
+        proprio = np.concatenate([raw["robot0_eef_pos"], raw["robot0_eef_quat"], raw["robot0_gripper_qpos"]])
+        return {"images": images, "proprio": proprio.astype(np.float32)}
+
+    def _info(self, success: bool) -> dict[str, Any]:
+        return {"success": success, "task": self.task, "instruction": self.instruction, "object_xy": self.object_image_xy()}
+
+    # --- gymnasium API ---
+    def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
+        action = np.clip(np.asarray(action, dtype=np.float64), self.action_space.low, self.action_space.high)
+        raw, reward, done, _ = self.sim_env.step(action)
+        self._steps += 1
+        success = self._success(bool(done))
+        self._last_obs = self._observation(raw)
+        terminated = success and self.terminate_on_success
+        truncated = self._steps >= self.max_steps and not terminated
+        return self._last_obs, float(reward), terminated, truncated, self._info(success)
+
+    def render(self) -> np.ndarray | None:
+        """The first camera's latest frame, uint8 ``[H, W, 3]``."""
+        if self._last_obs is None:
+            return None
+        return self._last_obs["images"][self.cameras[0]]
