@@ -93,7 +93,7 @@ def expand(name: str) -> list[str]:
     if name in _SUITES:
         return list(_SUITES[name].tasks())
     if name not in _FACTORIES:
-        raise _unknown("env or suite", name, suites_too=True)
+        raise _unknown("env", name, suites_too=True)
     return [name]
 
 
