@@ -36,6 +36,21 @@ def eval_table(eval_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def provenance() -> str:
+    """Where and with what the tables were produced: date, machine, package versions."""
+    import datetime
+    import os
+    import platform
+
+    from envs.hdf5_format import package_versions
+
+    versions = ", ".join(f"{name} {version}" for name, version in package_versions().items())
+    return (f"Every table in this README is generated from `benchmarks/results/` by `python benchmarks/report.py` "
+            f"(last run {datetime.date.today().isoformat()} on {platform.platform()}, {os.cpu_count()} CPUs, "
+            f"{platform.processor() or platform.machine()}; {versions}). Each dataset and result file records the "
+            "versions it was made with.\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--eval", action="append", default=[], help="NAME=EVAL_DIR")
@@ -43,6 +58,7 @@ def main() -> None:
     for item in args.eval:
         name, eval_dir = item.split("=", 1)
         (RESULTS / f"{name}.md").write_text(eval_table(Path(eval_dir)))
+    (RESULTS / "provenance.md").write_text(provenance())
     readme = ROOT / "README.md"
     text = readme.read_text()
     for table in sorted(RESULTS.glob("*.md")):
