@@ -2,7 +2,8 @@
 
 Both take the per-(task, compressor) entries quality.py aggregates over training seeds:
 
-    {"task": str, "compressor": str, "family": str, "runs": int (0 = not run),
+    {"task": str, "compressor": str, "family": str, "runs": int (0: nothing reported),
+     "note": why nothing is reported ("not run", "refused: ..."; None when runs > 0),
      "tokens_per_image": float, "success": {condition: {"rate", "ci95_low", "ci95_high"}}}
 
 with rates and interval bounds as fractions in [0, 1] (Wilson 95% intervals).
@@ -89,7 +90,7 @@ def plot_tokens(entries: list[dict[str, Any]], tasks: list[str], path: Path) -> 
 
 def plot_ood(entries: list[dict[str, Any]], tasks: list[str], conditions: list[str], path: Path) -> None:
     """Success (%) per compressor as grouped bars, one bar per condition (clean first), one
-    panel per task; compressors without finished runs are labelled "not run"."""
+    panel per task; compressors with nothing reported are labelled "not run" or "refused"."""
     colours = _colours(conditions)
     width = 0.8 / len(conditions)
     fig, axes = plt.subplots(len(tasks), 1, figsize=(2 * PANEL_INCHES[0], PANEL_INCHES[1] * len(tasks)), squeeze=False)
@@ -105,7 +106,7 @@ def plot_ood(entries: list[dict[str, Any]], tasks: list[str], conditions: list[s
                        color=colours[condition], capsize=2, label=None if condition in labelled else condition)
                 labelled.add(condition)
         ax.set_xticks(range(len(row)))
-        ax.set_xticklabels([e["compressor"] + ("" if e["runs"] else "\n(not run)") for e in row])
+        ax.set_xticklabels([e["compressor"] + ("" if e["runs"] else f"\n({e['note'].split(':')[0]})") for e in row])
         ax.set_ylim(0, 105)
         ax.set_ylabel("success (%), 95% CI")
         ax.set_title(task)

@@ -12,11 +12,17 @@ For every task (``--tasks``: conf names), compressor (``--compressors``) and tra
    resumes from its results.jsonl, and a finished evaluation is not started again.
 
 After every run it rewrites, under ``--results-dir``: quality.json (settings, one row per
-run, one entry per task and compressor), quality.md (the table) and the plots
+run, one entry per task and compressor; paths relative to the repository), quality.md (the
+table, with the compressors whose 95% intervals do not overlap the first one's) and the plots
 quality_tokens.png (clean success vs visual tokens per image) and quality_ood.png (clean vs
 each OOD condition), drawn by benchmarks/plots.py. ``--report-only`` rebuilds these from
 the run folders without training or evaluating; runs whose last.ckpt has no evaluation
-yet are marked "not run". Train minutes come from the TensorBoard event wall times
+yet are marked "not run". ``--from-json quality.json`` redraws quality.md and the plots from
+a results file alone (the committed one: no run folders needed). A run whose last.ckpt
+holds fewer epochs than ``--epochs`` is refused, never reported: training that ends short
+stops the script with one line, and the table marks such a run instead of showing its
+figures. "errors" counts episodes ended by an env or worker error (they count as failures;
+"-": not recorded by the evaluation). Train minutes come from the TensorBoard event wall times
 (per events file, so the pause of a resumed run is not counted); eval minutes are the wall
 time of the evaluate.py calls this script made (kept in ``<run>/quality_run.json``).
 
@@ -25,6 +31,7 @@ time of the evaluate.py calls this script made (kept in ``<run>/quality_run.json
     # smoke test (3.6 min here: 15 s training, 3.3 min evaluating 4 episodes that run to the 300-step limit)
     python benchmarks/quality.py --tasks robosuite_lift --compressors grids_k4 --epochs 1 --demos 4 \\
         --episodes 2 --ood lighting --out-dir /tmp/qsmoke --results-dir /tmp/qsmoke/results
+    python benchmarks/quality.py --from-json benchmarks/results/quality.json   # redraw the committed table and plots
 
 Duration on this 2-core CPU, per run of 40 epochs on 100 demos (measured on Lift; the other
 tasks scaled by their demo lengths, expert mean 51 / 117 / 211 steps, and episode limits):
@@ -42,7 +49,6 @@ run above was ~3x slower per step than the figures here).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import platform
@@ -78,6 +84,11 @@ def csv_list(text: str) -> list[str]:
 
 def run_dir(out_dir: Path, task: str, compressor: str, seed: int) -> Path:
     return out_dir / task / f"{compressor}_seed{seed}"
+
+
+def relative(path: Path) -> str:
+    """``path`` relative to the repository (``../`` when outside it): result files never hold absolute paths."""
+    return os.path.relpath(Path(path).resolve(), ROOT)
 
 
 def machine() -> str:
@@ -124,6 +135,11 @@ def train(run: Path, task: str, compressor: str, seed: int, epochs: int, demos: 
     record = read_record(run)
     record["train_process_seconds"] = record.get("train_process_seconds", 0.0) + time.time() - started
     write_record(run, record)
+    trained = checkpoint_state(run)
+    if trained is None or trained[0] < epochs:
+        held = 0 if trained is None else trained[0]
+        sys.exit(f"{relative(run)}: last.ckpt holds {held} of the {epochs} epochs asked after training; "
+                 "not evaluated or reported (re-run to resume it, or delete the folder)")
 
 
 def read_record(run: Path) -> dict[str, Any]:
@@ -189,7 +205,7 @@ def run_row(out_dir: Path, task: str, compressor: str, seed: int, ood: list[str]
     """One run's figures; ``status`` "done" once its last.ckpt has been evaluated."""
     run = run_dir(out_dir, task, compressor, seed)
     row: dict[str, Any] = {"task": task, "compressor": compressor, "seed": seed, "overrides": " ".join(COMPRESSORS[compressor]),
-                           "run_dir": str(run), "status": "not run"}
+                           "run_dir": relative(run), "status": "not run"}
     state = checkpoint_state(run)
     if state is None:
         return row
@@ -208,12 +224,13 @@ def run_row(out_dir: Path, task: str, compressor: str, seed: int, ood: list[str]
     eval_seconds = record.get("eval_seconds", {}).get(summary_path.parent.name)
     row.update({
         "status": "done", "env": summary["env"], "epochs": epochs_trained, "demos": config["data"]["episodes"],
-        "episodes": summary["episodes_per_condition"], "eval_dir": str(summary_path.parent),
+        "episodes": summary["episodes_per_condition"], "eval_dir": relative(summary_path.parent),
         "train_minutes": train_minutes(run), "eval_minutes": None if eval_seconds is None else eval_seconds / 60,
         "tokens_per_image": clean["tokens_per_image"], "tokens_min": clean.get("tokens_min"), "tokens_max": clean.get("tokens_max"),
         "policy_gflops": clean.get("policy_gflops"), "versions": summary["versions"], "machine": record.get("machine"),
         "success": {name: {key: by_condition[name][key] for key in
-                           ("severity", "successes", "episodes", "success_rate", "ci95_low", "ci95_high")}
+                           ("severity", "successes", "episodes", "success_rate", "ci95_low", "ci95_high", "errors")
+                           if key in by_condition[name]}
                     for name in ["clean", *ood] if name in by_condition},
     })
     return row
@@ -224,15 +241,37 @@ def mean(values: list[float | None]) -> float | None:
     return sum(present) / len(present) if present else None
 
 
+def refuse_short(row: dict[str, Any], epochs: int) -> dict[str, Any]:
+    """``row``, or, when its last.ckpt holds fewer than ``epochs`` epochs, a "refused" row
+    without its figures (said in one line on stderr): a short run is never reported."""
+    if row["status"] != "done" or row["epochs"] >= epochs:
+        return row
+    reason = f"last.ckpt holds {row['epochs']} of {epochs} epochs"
+    print(f"refused: {row['run_dir']}: {reason}, not reported (train it to the end: run this script without --report-only)",
+          file=sys.stderr)
+    kept = {key: row[key] for key in ("task", "compressor", "seed", "overrides", "run_dir")}
+    return {**kept, "status": "refused", "epochs": row["epochs"], "reason": reason}
+
+
+def total_errors(rows: list[dict[str, Any]]) -> int | None:
+    """Episodes ended by an env or worker error over ``rows``' conditions; None when a
+    condition does not record it (an evaluation older than the errors count)."""
+    counts = [stats.get("errors") for row in rows for stats in row["success"].values()]
+    return None if None in counts else sum(counts)
+
+
 def aggregate(rows: list[dict[str, Any]], conditions: list[str]) -> dict[str, Any]:
     """One (task, compressor) over its finished seeds: mean figures; success pooled over
-    seeds (Wilson 95% CI of all episodes; the summary's own CI for one seed) and per seed."""
+    seeds (Wilson 95% CI of all episodes; the summary's own CI for one seed) and per seed.
+    ``note``: why nothing is reported when no seed finished ("not run" or a refusal)."""
     done = [r for r in rows if r["status"] == "done"]
+    refused = [r["reason"] for r in rows if r["status"] == "refused"]
     entry: dict[str, Any] = {"task": rows[0]["task"], "compressor": rows[0]["compressor"],
                              "family": rows[0]["compressor"].split("_")[0], "seeds": len(rows), "runs": len(done),
+                             "note": None if done else (f"refused: {refused[0]}" if refused else "not run"),
                              **{key: mean([r[key] for r in done]) for key in
                                 ("tokens_per_image", "policy_gflops", "train_minutes", "eval_minutes")},
-                             "success": {}}
+                             "errors": total_errors(done), "success": {}}
     for condition in conditions:
         stats = [r["success"][condition] for r in done if condition in r["success"]]
         if not stats:
@@ -261,11 +300,33 @@ def distinct(values: list[Any]) -> str:
     return ", ".join(str(v) for v in dict.fromkeys(values)) or "-"
 
 
+def separations(entries: list[dict[str, Any]], conditions: list[str]) -> list[str]:
+    """Per task, one sentence naming the compressors whose 95% interval lies wholly below or
+    above that of the task's first reported compressor, per condition."""
+    sentences = []
+    for task in dict.fromkeys(e["task"] for e in entries):
+        reported = [e for e in entries if e["task"] == task and e["runs"]]
+        if len(reported) < 2:
+            continue
+        reference, others = reported[0], reported[1:]
+        parts = []
+        for condition in conditions:
+            ref = reference["success"].get(condition)
+            if ref is None:
+                continue
+            apart = [f"{e['compressor']} {'below' if s['ci95_high'] < ref['ci95_low'] else 'above'}" for e in others
+                     if (s := e["success"].get(condition)) and (s["ci95_high"] < ref["ci95_low"] or s["ci95_low"] > ref["ci95_high"])]
+            parts.append(f"{condition}: {', '.join(apart) or 'none'}")
+        sentences.append(f"{task}: 95% intervals apart from {reference['compressor']}'s ({'; '.join(parts)}).")
+    return sentences
+
+
 def markdown(rows: list[dict[str, Any]], entries: list[dict[str, Any]], ood: list[str], max_steps: int) -> str:
+    """quality.md: one paragraph of provenance, the table, and which intervals do not overlap."""
     done = [r for r in rows if r["status"] == "done"]
     versions = [r["versions"] for r in done] or [package_versions()]
     severities = [r["success"][c]["severity"] for r in done for c in ood if c in r["success"]]
-    header = (f"{datetime.date.today().isoformat()}, {distinct([r['machine'] or machine() for r in done] or [machine()])}; "
+    header = (f"{distinct([r['machine'] or machine() for r in done] or [machine()])}; "
               + "; ".join(f"{p} {distinct([v.get(p) for v in versions])}" for p in ("torch", "mujoco", "robosuite"))
               + f". {distinct([r['epochs'] for r in done])} epochs on {distinct([r['demos'] for r in done])} demos per run, "
               f"{distinct([r['episodes'] for r in done])} online episodes per condition"
@@ -273,35 +334,53 @@ def markdown(rows: list[dict[str, Any]], entries: list[dict[str, Any]], ood: lis
               + (f", episodes capped at {max_steps} steps" if max_steps else "") + ", "
               f"last.ckpt (EMA weights). Per run: train {number(mean([r['train_minutes'] for r in done]), '.1f')} min, "
               f"eval {number(mean([r['eval_minutes'] for r in done]), '.1f')} min on average (columns: mean over seeds). "
-              "Success: successes/episodes = rate [Wilson 95% CI]; over several seeds, episodes pooled and the per-seed range.")
+              "Success: successes/episodes = rate [Wilson 95% CI]; over several seeds, episodes pooled and the per-seed range. "
+              "Errors: episodes ended by an env or worker error, counted as failures (\"-\": not recorded).")
     columns = ["task", "compressor", "seeds", "visual tokens/image", "GFLOPs/call", "train min", "eval min",
-               *(f"success {c}" for c in ["clean", *ood])]
+               *(f"success {c}" for c in ["clean", *ood]), "errors"]
     lines = [header, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for e in entries:
         if not e["runs"]:
-            lines.append(f"| {e['task']} | {e['compressor']} | 0/{e['seeds']} | " + " | ".join(["not run"] * (len(columns) - 3)) + " |")
+            lines.append(f"| {e['task']} | {e['compressor']} | 0/{e['seeds']} | {e['note']} | " + " | ".join(["-"] * (len(columns) - 4)) + " |")
             continue
         cells = [e["task"], e["compressor"], f"{e['runs']}/{e['seeds']}", number(e["tokens_per_image"], "g"),
                  number(e["policy_gflops"], ".3f"), number(e["train_minutes"], ".1f"), number(e["eval_minutes"], ".1f"),
-                 *(success_cell(e["success"].get(c)) for c in ["clean", *ood])]
+                 *(success_cell(e["success"].get(c)) for c in ["clean", *ood]), number(e["errors"], "d")]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    separated = separations(entries, ["clean", *ood])
+    return "\n".join(lines + ([""] + separated if separated else [])) + "\n"
+
+
+def render(rows: list[dict[str, Any]], settings: dict[str, Any], results_dir: Path) -> tuple[str, dict[str, Any]]:
+    """Refuse short runs, aggregate, write quality.md and the two plots; returns the md and
+    ``{"runs": rows after refusal, "table": entries}``."""
+    rows = [refuse_short(row, settings["epochs"]) for row in rows]
+    conditions = ["clean", *settings["ood"]]
+    entries = [aggregate([r for r in rows if (r["task"], r["compressor"]) == (task, compressor)], conditions)
+               for task in settings["tasks"] for compressor in settings["compressors"]]
+    results_dir.mkdir(parents=True, exist_ok=True)
+    table = markdown(rows, entries, settings["ood"], settings["max_steps"])
+    (results_dir / "quality.md").write_text(table)
+    plot_tokens(entries, settings["tasks"], results_dir / "quality_tokens.png")
+    plot_ood(entries, settings["tasks"], conditions, results_dir / "quality_ood.png")
+    return table, {"runs": rows, "table": entries}
 
 
 def write_outputs(args: argparse.Namespace, plan: list[tuple[str, str, int]]) -> str:
     """Read every planned run back and write quality.{json,md} and the two plots; returns the md."""
-    rows = [run_row(args.out_dir, *item, args.ood) for item in plan]
-    conditions = ["clean", *args.ood]
-    entries = [aggregate([r for r in rows if (r["task"], r["compressor"]) == (task, compressor)], conditions)
-               for task in args.tasks for compressor in args.compressors]
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    settings = {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()}
-    (args.results_dir / "quality.json").write_text(json.dumps({"settings": settings, "runs": rows, "table": entries}, indent=2) + "\n")
-    table = markdown(rows, entries, args.ood, args.max_steps)
-    (args.results_dir / "quality.md").write_text(table)
-    plot_tokens(entries, args.tasks, args.results_dir / "quality_tokens.png")
-    plot_ood(entries, args.tasks, conditions, args.results_dir / "quality_ood.png")
+    settings = {key: (relative(value) if isinstance(value, Path) else value) for key, value in vars(args).items()
+                if key != "from_json"}
+    table, results = render([run_row(args.out_dir, *item, args.ood) for item in plan], settings, args.results_dir)
+    (args.results_dir / "quality.json").write_text(json.dumps({"settings": settings, **results}, indent=2) + "\n")
     return table
+
+
+def from_json(path: Path, results_dir: Path) -> str:
+    """Redraw quality.md and the plots from ``path`` (a quality.json) into ``results_dir``; the json is left as it is."""
+    if not path.is_file():
+        sys.exit(f"--from-json {path}: no such file; valid: a quality.json written by this script")
+    results = json.loads(path.read_text())
+    return render(results["runs"], results["settings"], results_dir)[0]
 
 
 def main() -> None:
@@ -319,7 +398,11 @@ def main() -> None:
     parser.add_argument("--out-dir", type=Path, default=ROOT / "runs" / "quality")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument("--report-only", action="store_true", help="rebuild tables and plots from the run folders")
+    parser.add_argument("--from-json", type=Path, help="redraw quality.md and the plots from this quality.json only")
     args = parser.parse_args()
+    if args.from_json:
+        print(from_json(args.from_json, args.results_dir))
+        return
     unknown = [c for c in args.compressors if c not in COMPRESSORS]
     if unknown:
         parser.error(f"unknown compressor {', '.join(unknown)}; valid: {', '.join(COMPRESSORS)}")

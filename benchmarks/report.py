@@ -3,8 +3,11 @@
 
     python benchmarks/report.py [--eval NAME=EVAL_DIR ...]
 
-``--eval`` first turns an evaluation's summary.json/timing.json into
-benchmarks/results/NAME.md (success with 95% CI, drop vs clean, latency).
+``--eval`` first stores an evaluation's summary.json and timing.json as
+benchmarks/results/NAME.eval.json (the committed source). Every run renders each
+``*.eval.json`` into NAME.md with today's table code (success with 95% CI, drop vs clean,
+latency, errors), so an evaluation table is never older than the code that draws it.
+A README marker without a results file, or a results table without a marker, is reported.
 """
 
 from __future__ import annotations
@@ -12,28 +15,35 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # gridslab from this checkout, installed or not
+
+from gridslab.evaluation import markdown_table
+
 RESULTS = Path(__file__).parent / "results"
+EVAL_SUFFIX = ".eval.json"
 
 
-def eval_table(eval_dir: Path) -> str:
-    summary = json.loads((eval_dir / "summary.json").read_text())
-    timings = json.loads((eval_dir / "timing.json").read_text())
+def store_eval(name: str, eval_dir: Path) -> Path:
+    """benchmarks/results/NAME.eval.json: ``eval_dir``'s summary.json and timing.json in one file."""
+    source = {"summary": json.loads((eval_dir / "summary.json").read_text()),
+              "timing": json.loads((eval_dir / "timing.json").read_text())}
+    path = RESULTS / f"{name}{EVAL_SUFFIX}"
+    path.write_text(json.dumps(source, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def eval_table(source: dict) -> str:
+    """A stored evaluation as markdown: one line of provenance, then ``markdown_table``."""
+    summary = source["summary"]
     versions = summary["versions"]
-    lines = [f"{summary['env']}, checkpoint `{summary['checkpoint_name']}`, {summary['episodes_per_condition']} episodes per "
-             f"condition from seed {summary['first_seed']} (mujoco {versions.get('mujoco')}, robosuite {versions.get('robosuite')}, "
-             f"torch {versions.get('torch')}).", "",
-             "| task | perturbation | severity | success | 95% CI | drop vs clean | mean steps | tokens/image | policy ms/step |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for row in summary["conditions"]:
-        timing = timings.get(f"{row['task']}|{row['perturbation']}|{row['severity']}", {"policy_ms_per_step": float("nan")})
-        drop = "-" if row["perturbation"] == "clean" else f"{row['drop_vs_clean']:+.0%}"
-        lines.append(f"| {row['task']} | {row['perturbation']} | {row['severity']:g} | {row['successes']}/{row['episodes']} ({row['success_rate']:.0%}) | "
-                     f"[{row['ci95_low']:.0%}, {row['ci95_high']:.0%}] | {drop} | {row['mean_steps']:.0f} | "
-                     f"{row['tokens_per_image']:g} | {timing['policy_ms_per_step']:.2f} |")
-    return "\n".join(lines) + "\n"
+    header = (f"{summary['env']}, checkpoint `{summary['checkpoint_name']}`, {summary['episodes_per_condition']} episodes per "
+              f"condition from seed {summary['first_seed']} (mujoco {versions.get('mujoco')}, robosuite {versions.get('robosuite')}, "
+              f"torch {versions.get('torch')}); errors: episodes ended by an env or worker error (counted as failures).")
+    return header + "\n\n" + markdown_table(summary["conditions"], source["timing"])
 
 
 def provenance() -> str:
@@ -51,23 +61,37 @@ def provenance() -> str:
             "versions it was made with.\n")
 
 
+def fill_readme(text: str) -> str:
+    """``text`` with every ``results:NAME`` block replaced by benchmarks/results/NAME.md."""
+    names = set(re.findall(r"<!-- results:([\w.-]+) -->", text))
+    for table in sorted(RESULTS.glob("*.md")):
+        name, body = table.stem, table.read_text().strip()
+        pattern = re.compile(rf"(<!-- results:{re.escape(name)} -->\n).*?(<!-- /results:{re.escape(name)} -->)", re.DOTALL)
+        if name in names:
+            text = pattern.sub(lambda m, body=body: m.group(1) + body + "\n" + m.group(2), text)
+            print(f"README: {name} <- {table.relative_to(ROOT)}")
+        else:
+            print(f"README: no marker for {table.relative_to(ROOT)}")
+    for name in sorted(names - {p.stem for p in RESULTS.glob("*.md")}):
+        print(f"README: marker results:{name} has no benchmarks/results/{name}.md")
+    return text
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--eval", action="append", default=[], help="NAME=EVAL_DIR")
     args = parser.parse_args()
     for item in args.eval:
-        name, eval_dir = item.split("=", 1)
-        (RESULTS / f"{name}.md").write_text(eval_table(Path(eval_dir)))
+        name, _, eval_dir = item.partition("=")
+        if not name or not (Path(eval_dir) / "summary.json").is_file():
+            parser.error(f"--eval {item!r}: expected NAME=EVAL_DIR of an evaluation (a folder holding summary.json)")
+        store_eval(name, Path(eval_dir))
+    for source in sorted(RESULTS.glob(f"*{EVAL_SUFFIX}")):
+        name = source.name[: -len(EVAL_SUFFIX)]
+        (RESULTS / f"{name}.md").write_text(eval_table(json.loads(source.read_text())))
     (RESULTS / "provenance.md").write_text(provenance())
     readme = ROOT / "README.md"
-    text = readme.read_text()
-    for table in sorted(RESULTS.glob("*.md")):
-        name = table.stem
-        pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
-        if pattern.search(text):
-            text = pattern.sub(lambda m: m.group(1) + table.read_text().strip() + "\n" + m.group(2), text)
-            print(f"README: {name} <- {table.relative_to(ROOT)}")
-    readme.write_text(text)
+    readme.write_text(fill_readme(readme.read_text()))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,12 @@
-"""Collect scripted-expert demonstrations into one HDF5 file (see ``hdf5_format``).
+"""Collect scripted-expert demonstrations into one HDF5 file per task (see ``hdf5_format``).
 
-    python -m envs.collect --env robosuite/Lift --episodes 100 --out data/robosuite_Lift.hdf5
+    python -m envs.collect --env robosuite/Stack     # -> data/robosuite_Stack_84px.hdf5
+    python -m envs.collect --env tabletop_spatial --episodes 20 --image-size 128   # one file per task
+
+Without ``--out`` each task's demos go to the file training reads for it
+(``envs.registry.dataset_paths``: ``data/<env>_<size>px.hdf5``); the defaults (cameras, image
+size, render quality, episodes, noise) are training's (``gridslab.config`` ``EnvConfig`` /
+``conf/data/default.yaml``), so ``train.py conf=robosuite_stack`` finds this file.
 
 Crash-safe and resumable: each successful episode is written to its own shard
 (``<out>.parts/demo_<seed>.hdf5``, written to a temp name then renamed), and the final
@@ -25,12 +31,13 @@ import h5py
 from envs.errors import EnvUserError
 from envs.experts import Transition, rollout_expert
 from envs.hdf5_format import demo_keys, write_demo, write_file_attrs
-from envs.registry import make
+from envs.registry import check_datasets, dataset_paths, expand, make
 
 # Envs with stored initial states (tabletop, LIBERO) draw a fresh scene for each demonstration
 # instead, so no demonstration starts from a state evaluations use; other envs ignore the option.
 SAMPLED_SCENES = {"init_state": "sampled"}
 MAX_ATTEMPTS_PER_DEMO = 3  # give up after this many expert failures per requested demo
+DATA_ROOT = "data"  # where training looks for demonstrations by default (``data.root``)
 
 
 def _shard_dir(out: Path) -> Path:
@@ -160,31 +167,55 @@ def _assemble(out: Path, demos: list[tuple[Path, str, int]], env_name: str, env_
     os.replace(tmp, out)
 
 
-def main(argv: list[str] | None = None) -> int:
+def targets(env: str, out: Path | None, image_size: int, root: str = DATA_ROOT) -> list[tuple[str, Path]]:
+    """(env name, output file) for each task ``env`` (an env or a suite) stands for: ``out`` for
+    one env, else the file training reads for that task at ``image_size`` px."""
+    names = expand(env)
+    if out is not None:
+        if len(names) > 1:
+            raise EnvUserError(f"--out names one file but {env!r} is a suite of {len(names)} tasks; leave --out out")
+        return [(names[0], out)]
+    if not check_datasets(env, root):
+        raise EnvUserError(f"{env!r} ships its own demonstration files; the scripted experts do not collect them")
+    return list(zip(names, dataset_paths(env, root, image_size)))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's arguments; every default is the one training uses."""
     parser = argparse.ArgumentParser(description="Collect scripted-expert demonstrations into LIBERO-format HDF5.")
-    parser.add_argument("--env", default="robosuite/Lift", help="registered env name (see envs.names())")
-    parser.add_argument("--episodes", type=int, default=100, help="successful demonstrations to keep")
-    parser.add_argument("--out", type=Path, default=None, help="output file (default data/<env>.hdf5)")
+    parser.add_argument("--env", default="robosuite/Lift", help="registered env or suite name (see envs.names())")
+    parser.add_argument("--episodes", type=int, default=100, help="successful demonstrations to keep per task")
+    parser.add_argument("--out", type=Path, default=None, help="output file (default: the one training reads, data/<env>_<size>px.hdf5)")
     parser.add_argument("--cameras", default="agentview,robot0_eye_in_hand", help="comma-separated camera names")
-    parser.add_argument("--image-size", type=int, default=128, help="image side in pixels")
+    parser.add_argument("--image-size", type=int, default=84, help="image side in pixels")
     parser.add_argument("--render-quality", default="fast", help="fast or full")
     parser.add_argument("--noise", type=float, default=0.1, help="std of noise on executed xyz actions")
     parser.add_argument("--seed", type=int, default=0, help="first episode seed")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    args = parser.parse_args(argv)
-    out = args.out or Path("data") / f"{args.env.replace('/', '_')}.hdf5"
+    return parser
+
+
+def _summary(path: Path) -> str:
+    """One JSON line describing the demonstration file ``path``."""
+    with h5py.File(path, "r") as f:
+        data = f["data"]
+        return json.dumps({"file": str(path), "demos": len(demo_keys(data)), "samples": int(data.attrs["total"]),
+                           "megabytes": round(path.stat().st_size / 2**20, 1)})
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     env_kwargs = {"cameras": args.cameras.split(","), "image_size": args.image_size, "render_quality": args.render_quality}
     try:
-        path = collect(args.env, args.episodes, out, env_kwargs, args.noise, args.seed)
+        paths = [collect(name, args.episodes, out, env_kwargs, args.noise, args.seed)
+                 for name, out in targets(args.env, args.out, args.image_size)]
     except EnvUserError as err:
         if args.debug:
             raise
         print(f"error: {err}", file=sys.stderr)
         return 2
-    with h5py.File(path, "r") as f:
-        data = f["data"]
-        print(json.dumps({"file": str(path), "demos": len(demo_keys(data)), "samples": int(data.attrs["total"]),
-                          "megabytes": round(path.stat().st_size / 2**20, 1)}))
+    for path in paths:
+        print(_summary(path))
     return 0
 
 

@@ -22,6 +22,11 @@ POSITION_GAIN = 10.0  # action units per metre of position error (0.1 m error ->
 YAW_GAIN = 2.0  # action units per radian of gripper yaw error (1.0 = 0.5 rad per step)
 REACHED_M = 0.012  # distance counted as "at the waypoint"
 PHASE_TIMEOUT_STEPS = 60  # a phase that has not converged by then moves on
+ELONGATED_RATIO = 1.3  # footprint long/short side ratio from which the fingers close across the short side
+# The Panda hand's collision box around the grip site (measured in robosuite): it reaches this far
+# along the finger axis and across it, and its underside is this far above the grip site.
+HAND_HALF_LENGTH_M, HAND_HALF_WIDTH_M, HAND_BOTTOM_ABOVE_GRIP_M = 0.105, 0.032, 0.026
+WRIST_MARGIN_RAD = 1.0  # wrist turn kept in reserve at the grasp: carrying turned it up to ~0.6 rad more
 
 
 @dataclass(frozen=True)
@@ -70,31 +75,56 @@ class PickPlaceExpert:
         self.grasp_axis: np.ndarray | None = None
 
     def _choose_grasp_axis(self, state: dict[str, Any]) -> np.ndarray:
-        """Finger axis ``[2]`` along one of the pick object's faces.
+        """Finger axis ``[2]`` along one of the pick object's faces (the pick body's x or y).
 
-        Of the two face-aligned axes, take the one most perpendicular to the direction
-        of the place object (so an open finger never sweeps into it), or for lift-only
-        tasks the one closest to the current axis (least rotation).
+        An elongated footprint (``ELONGATED_RATIO``): the short one, so the fingers close
+        across the object. Otherwise the one whose hand (long along the finger axis) clears
+        the other objects at the grasp (``_hand_clearance``), or if both do, the one closest
+        to the current axis (least rotation).
         """
         yaw = state["pick_yaw"]
         candidates = [np.array([np.cos(yaw + a), np.sin(yaw + a)]) for a in (0.0, np.pi / 2)]
-        if state["place_pos"] is not None and self.spec.place_offset is not None:
-            towards = state["place_pos"][:2] - state["pick_pos"][:2]
-            towards = towards / max(float(np.linalg.norm(towards)), 1e-6)
-            return min(candidates, key=lambda axis: abs(float(axis @ towards)))
+        half = state["pick_half_extents"]
+        if max(half) > ELONGATED_RATIO * min(half):
+            return candidates[int(np.argmin(half))]
+        clearances = [self._hand_clearance(axis, state) for axis in candidates]
+        if min(clearances) < 0:
+            return candidates[int(np.argmax(clearances))]
         return max(candidates, key=lambda axis: abs(float(axis @ state["eef_finger_axis"])))
 
+    def _hand_clearance(self, axis: np.ndarray, state: dict[str, Any]) -> float:
+        """Smallest gap (metres; negative: overlap) in xy between the hand at the grasp with its
+        fingers along ``axis`` [2] and the footprint of any other object tall enough to reach it."""
+        grasp = state["pick_pos"] + np.array(self.spec.grasp_offset)
+        obstacles = state["obstacles"]
+        tall = obstacles[obstacles[:, 3] > grasp[2] + HAND_BOTTOM_ABOVE_GRIP_M]
+        if not len(tall):
+            return float("inf")
+        offsets = tall[:, :2] - grasp[:2]
+        across = np.array([-axis[1], axis[0]])
+        gaps = np.maximum(np.abs(offsets @ axis) - HAND_HALF_LENGTH_M, np.abs(offsets @ across) - HAND_HALF_WIDTH_M) - tall[:, 2]
+        return float(gaps.min())
+
     def _yaw_command(self, state: dict[str, Any]) -> float:
-        """Rotation command about world z turning the fingers onto the grasp axis."""
+        """Rotation command about world z turning the fingers onto the (signed) grasp axis."""
         if not self.spec.align_yaw or self.phase not in ("approach", "descend"):
             return 0.0
         if self.grasp_axis is None:
-            self.grasp_axis = self._choose_grasp_axis(state)
-        current = state["eef_finger_axis"]
-        cross = current[0] * self.grasp_axis[1] - current[1] * self.grasp_axis[0]
-        error = np.arctan2(cross, float(current @ self.grasp_axis))
-        error = (error + np.pi / 2) % np.pi - np.pi / 2  # the finger axis is symmetric under pi
-        return float(np.clip(YAW_GAIN * error, -1.0, 1.0))
+            self.grasp_axis = self._signed_grasp_axis(state)
+        return float(np.clip(YAW_GAIN * _turn(state["eef_finger_axis"], self.grasp_axis), -1.0, 1.0))
+
+    def _signed_grasp_axis(self, state: dict[str, Any]) -> np.ndarray:
+        """The grasp axis ``[2]``, signed once for the episode: the fingers are symmetric, so
+        turning them onto the axis or its opposite both align them; take the shorter turn if it
+        leaves the wrist ``WRIST_MARGIN_RAD`` from its joint limits (``eef_yaw_range``), so it
+        can still follow the arm while carrying, else the turn leaving more room."""
+        axis = self._choose_grasp_axis(state)
+        if abs(_turn(state["eef_finger_axis"], axis)) > np.pi / 2:
+            axis = -axis  # the shorter turn first
+        short = _turn(state["eef_finger_axis"], axis)
+        low, high = state["eef_yaw_range"]
+        room_short, room_long = (min(turn - low, high - turn) for turn in (short, short - np.copysign(np.pi, short)))
+        return axis if room_short >= WRIST_MARGIN_RAD or room_short >= room_long else -axis
 
     def _advance(self, phase: str) -> None:
         self.phase, self.phase_steps = phase, 0
@@ -147,6 +177,13 @@ class PickPlaceExpert:
         action[5] = yaw_command
         action[6] = gripper
         return action
+
+
+def _turn(current: np.ndarray, target: np.ndarray) -> float:
+    """Signed angle (rad, in (-pi, pi], counter-clockwise positive) from xy direction
+    ``current`` [2] to ``target`` [2]."""
+    cross = current[0] * target[1] - current[1] * target[0]
+    return float(np.arctan2(cross, float(current @ target)))
 
 
 _EXPERT_SPEC_FACTORIES: dict[str, Callable[[], ExpertSpec]] = {}

@@ -265,18 +265,46 @@ class RobosuiteEnv(SimEnv):
         rotation = self.sim.data.body_xmat[self.sim.model.body_name2id(body)].reshape(3, 3)
         return float(np.arctan2(rotation[1, 0], rotation[0, 0]))
 
+    def _collision_geoms(self, body: str) -> np.ndarray:
+        """Ids ``[G]`` of the colliding geoms attached to body ``body``."""
+        model = self.mj_model
+        return np.flatnonzero((model.geom_bodyid == model.body(body).id) & (model.geom_contype > 0))
+
+    def body_half_extents(self, body: str) -> np.ndarray:
+        """Half sizes ``[2]`` (metres) of body ``body``'s collision footprint along the body's own
+        x and y axes (from MuJoCo's geom bounding boxes), e.g. (0.018, 0.03) for a 36 x 60 mm block."""
+        model, data = self.mj_model, self.mj_data
+        body_id = model.body(body).id
+        geoms = self._collision_geoms(body)
+        to_body = data.xmat[body_id].reshape(3, 3).T
+        rotations = np.einsum("ij,gjk->gik", to_body, data.geom_xmat[geoms].reshape(-1, 3, 3))  # geom -> body frame
+        centres = (data.geom_xpos[geoms] - data.xpos[body_id]) @ to_body.T + np.einsum("gij,gj->gi", rotations, model.geom_aabb[geoms, :3])
+        halves = np.einsum("gij,gj->gi", np.abs(rotations), model.geom_aabb[geoms, 3:])
+        return ((centres + halves).max(axis=0) - (centres - halves).min(axis=0))[:2] / 2
+
     def _finger_axis(self, robot: Any) -> np.ndarray:
-        """Unit ``[2]`` world-xy direction of the gripper's finger-opening axis (site y axis)."""
+        """Unit ``[2]`` world-xy direction the gripper's fingers open along: the grip site's x axis
+        (the Panda's finger pads move along it; its y axis runs along the pads' faces)."""
         rotation = self.sim.data.site_xmat[robot.eef_site_id].reshape(3, 3)
-        axis = rotation[:2, 1]
+        axis = rotation[:2, 0]
         return axis / max(float(np.linalg.norm(axis)), 1e-6)
+
+    def _wrist_yaw_range(self, robot: Any) -> np.ndarray:
+        """(most negative, most positive) rotation ``[2]`` (rad) of the gripper about world z that
+        the arm's last joint still allows before its limits, from here (the joint axis points
+        about straight down while the gripper does, so its turns are world-z turns of opposite sign)."""
+        joint = self.mj_model.joint(robot.robot_joints[-1])
+        position = float(self.mj_data.qpos[joint.qposadr[0]])
+        return np.sort((joint.range - position) * float(self.mj_data.xaxis[joint.id, 2]))
 
     def privileged_state(self) -> dict[str, Any]:
         """Ground-truth state for scripted experts: positions in metres, world frame.
 
         Keys: eef_pos [3], eef_finger_axis [2] (unit xy direction the fingers open
-        along), gripper_qpos [2], pick_pos [3], pick_yaw (rad, about world z),
-        place_pos [3] or None, success (bool).
+        along), eef_yaw_range [2] (``_wrist_yaw_range``), gripper_qpos [2], pick_pos [3],
+        pick_yaw (rad, about world z),
+        pick_half_extents [2] (footprint along the pick body's x and y axes),
+        obstacles [N, 4] (``scene_obstacles``), place_pos [3] or None, success (bool).
         """
         robot = self.sim_env.robots[0]
         place_pos = None
@@ -288,9 +316,12 @@ class RobosuiteEnv(SimEnv):
         return {
             "eef_pos": np.array(self.sim.data.site_xpos[robot.eef_site_id]),
             "eef_finger_axis": self._finger_axis(robot),
+            "eef_yaw_range": self._wrist_yaw_range(robot),
             "gripper_qpos": np.array(self.sim.data.qpos[robot._ref_gripper_joint_pos_indexes]),
             "pick_pos": self.body_position(self.spec_task.pick_body),
             "pick_yaw": self.body_yaw(self.spec_task.pick_body),
+            "pick_half_extents": self.body_half_extents(self.spec_task.pick_body),
+            "obstacles": self.scene_obstacles(),
             "place_pos": place_pos,
             "success": bool(self.sim_env._check_success()),
         }
@@ -335,12 +366,26 @@ class RobosuiteEnv(SimEnv):
         model, data = self.mj_model, self.mj_data
         footprints = []
         for body in self.scene_bodies():
-            body_id = model.body(body).id
-            geoms = np.flatnonzero((model.geom_bodyid == body_id) & (model.geom_contype > 0))
+            geoms = self._collision_geoms(body)
             aabb = model.geom_aabb[geoms]  # [G, 6]: centre (3), half sizes (3) in the geom frame
             radius = np.linalg.norm(model.geom_pos[geoms, :2] + aabb[:, :2], axis=1) + np.linalg.norm(aabb[:, 3:5], axis=1)
-            footprints.append((np.array(data.xpos[body_id, :2]), float(radius.max())))
+            footprints.append((np.array(data.xpos[model.body(body).id, :2]), float(radius.max())))
         return footprints
+
+    def scene_obstacles(self) -> np.ndarray:
+        """``[N, 4]`` (x, y, radius, top z; metres, world) of every scene body but the pick object:
+        its footprint circle (``task_footprints``) and the height of its highest collision point."""
+        model, data = self.mj_model, self.mj_data
+        rows = []
+        for body, (xy, radius) in zip(self.scene_bodies(), self.task_footprints()):
+            if body == self.spec_task.pick_body:
+                continue
+            geoms = self._collision_geoms(body)
+            rotations = data.geom_xmat[geoms].reshape(-1, 3, 3)
+            centres_z = data.geom_xpos[geoms, 2] + np.einsum("gj,gj->g", rotations[:, 2, :], model.geom_aabb[geoms, :3])
+            tops = centres_z + np.einsum("gj,gj->g", np.abs(rotations[:, 2, :]), model.geom_aabb[geoms, 3:])
+            rows.append([*xy, radius, float(tops.max())])
+        return np.array(rows, dtype=np.float64).reshape(-1, 4)
 
     def placement_region(self) -> PlacementRegion:
         """The surface distractors may stand on: top face of ``surface_body``'s largest collision box."""

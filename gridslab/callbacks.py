@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import lightning as L
@@ -24,6 +25,7 @@ class OnlineEvalCallback(L.Callback):
             return
         cfg = OmegaConf.merge(self.cfg, {"eval": {"episodes": self.cfg.eval.callback_episodes, "ood": "", "video_episodes": 0}})
         out_dir = Path(self.cfg.output_dir) / "eval" / f"online_epoch{epoch:03d}"
+        shutil.rmtree(out_dir, ignore_errors=True)  # a folder left by an earlier run holds other weights' episodes
         policy = module.eval_policy
         was_training = policy.training
         rows = evaluate_policy(policy, cfg, out_dir, checkpoint=f"epoch{epoch}", progress=False)

@@ -6,8 +6,8 @@ plain data (the resolved config, dims, instructions), so loading one runs no cod
 
 from __future__ import annotations
 
+import hashlib
 import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +20,37 @@ from gridslab.module import build_policy
 from gridslab.policy.vla import VLA
 
 
+def reason(err: BaseException) -> str:
+    """``Type: first line of the message`` (160 characters at most), or ``Type`` when the
+    message is empty (an empty file's ``EOFError`` has none)."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0][:160]}" if lines else type(err).__name__
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint dict; missing, corrupt or foreign files fail with one line."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"checkpoint {path} is a directory; pass --ckpt PATH of a .ckpt file")
     if not path.is_file():
         raise UserError(f"missing checkpoint {path}; train first (python train.py) or pass --ckpt PATH")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path} is not a readable checkpoint (empty file)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as err:
-        raise UserError(f"{path} is not a readable checkpoint ({str(err).splitlines()[0][:160]})") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "config" not in checkpoint.get("hyper_parameters", {}):
+    except pickle.UnpicklingError:  # torch's own text here advises an unsafe load: not repeated
+        raise UserError(f"{path} is not a readable checkpoint (UnpicklingError: not a torch file of tensors and plain data)") from None
+    except Exception as err:  # noqa: BLE001 - any other unreadable file (bad zip, truncated, I/O) is one line
+        raise UserError(f"{path} is not a readable checkpoint ({reason(err)})") from None
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("hyper_parameters"), dict) \
+            or "config" not in checkpoint["hyper_parameters"]:
         raise UserError(f"{path} is not a gridslab checkpoint (no state_dict / hyper_parameters.config)")
+    state_dict = checkpoint.get("state_dict")
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise UserError(f"{path} is not a gridslab checkpoint (state_dict is not a dict of tensors)")
+    missing = [key for key in ("proprio_dim", "action_dim") if key not in checkpoint["hyper_parameters"]]
+    if missing:
+        raise UserError(f"{path} is not a gridslab checkpoint (hyper_parameters lack {', '.join(missing)})")
     return checkpoint
 
 
@@ -38,6 +58,18 @@ def policy_state(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     """The evaluation weights: the EMA copy when the run kept one, else the trained policy."""
     prefix = "ema.module." if any(k.startswith("ema.module.") for k in state_dict) else "policy."
     return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+
+
+def weights_fingerprint(module: torch.nn.Module) -> str:
+    """sha256 (hex) of ``module``'s state_dict: every tensor's name, dtype, shape and bytes in
+    sorted name order. Equal for the same weights however they were loaded (live policy or
+    checkpoint), different as soon as one parameter or buffer differs."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def load_policy(path: str | Path, overrides: list[str] | None = None) -> tuple[VLA, DictConfig, dict[str, Any]]:
@@ -50,6 +82,6 @@ def load_policy(path: str | Path, overrides: list[str] | None = None) -> tuple[V
         policy.load_state_dict(policy_state(checkpoint["state_dict"]))
     except RuntimeError as err:
         detail = next((line.strip() for line in str(err).splitlines() if "size mismatch" in line or "Missing key" in line
-                       or "Unexpected key" in line), str(err).splitlines()[0])
+                       or "Unexpected key" in line), reason(err))
         raise UserError(f"checkpoint {path} does not fit the configured policy (another policy shape?): {detail[:200]}") from None
     return policy.eval(), cfg, hparams

@@ -28,7 +28,7 @@ from gridslab.datamodule import DataConfig
 from gridslab.errors import UserError, nearest, unknown
 from gridslab.evaluation import EvalConfig
 from gridslab.module import OptimConfig, TrainerConfig
-from gridslab.policy.config import PolicyConfig
+from gridslab.policy.config import PolicyConfig, as_policy_config
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = ("policy", "compressor", "budget", "data", "trainer", "optim", "eval")
@@ -169,9 +169,10 @@ def _explain(err: OmegaConfBaseException, cfg: DictConfig | None) -> UserError:
 
 def _validate_registered(cfg: DictConfig) -> None:
     """Validate the compressor and budget nodes against their registered schemas; an
-    adaptive budget's ``k_max`` becomes ``compressor.k`` (the slots it chooses among)."""
+    adaptive budget's ``k_max`` becomes ``compressor.k`` (the slots it chooses among), which
+    must fit the policy's patch grid (``gridslab.compress.check_k``)."""
     from gridslab.budget import BUDGETS
-    from gridslab.compress import COMPRESSORS
+    from gridslab.compress import COMPRESSORS, check_k
 
     for key, registry in (("compressor", COMPRESSORS), ("budget", BUDGETS)):
         node = OmegaConf.create(OmegaConf.to_container(cfg[key]))
@@ -184,6 +185,9 @@ def _validate_registered(cfg: DictConfig) -> None:
                             "compressor=identity keeps every patch (use budget=fixed)")
         with _unlocked(cfg):
             cfg.compressor.k = int(cfg.budget.k_max)
+    side = as_policy_config(cfg.policy).vision.patch_grid_side()
+    if side is not None:  # a k the patch grid cannot give fails here, before anything is built or loaded
+        check_k(cfg.compressor, side, side)
 
 
 class _unlocked:

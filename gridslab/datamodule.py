@@ -1,12 +1,13 @@
 """LightningDataModule over LIBERO/robomimic-format HDF5 demonstrations.
 
-Samples are one time step ``t`` of one demo:
+Samples are one time step ``t`` of one demo, raw as the env gives them:
     images:           {camera: uint8 [H, W, 3]}
-    proprio:          float32 [D]        raw units (the policy normalises)
-    instruction_ids:  long [T], instruction_mask: bool [T]
-    actions:          float32 [H, A]     normalised chunk a[t : t+H] (padded with the last action)
-    action_mask:      bool [H]           False on padding past the episode end
+    proprio:          float32 [D]        env units
     instruction:      str
+    actions:          float32 [H, A]     env units, chunk a[t : t+H] (padded with the last action)
+    action_mask:      bool [H]           False on padding past the episode end
+The policy's processor (``gridslab.policy.processor``) turns a collated batch into the
+policy's tensors (tokens, normalisation), exactly as it does for rollout observations.
 Normalisation statistics (mean/std of actions and proprio over the training demos) are
 computed once in ``setup`` and handed to the policy, which stores them in its checkpoint.
 Demos are split into train/val by demo, never by step. The default dataset is collected
@@ -27,7 +28,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from envs.hdf5_format import CAMERA_ALIASES, IMAGE_SUFFIX, demo_keys
 from gridslab.errors import UserError
-from gridslab.policy.language import tokenize
 
 STD_FLOOR = 1e-2  # keeps near-constant dimensions (e.g. unused rotation) from blowing up
 
@@ -179,17 +179,12 @@ def normalization_stats(demos: list[Demo]) -> dict[str, np.ndarray]:
 
 
 class ChunkDataset(Dataset):
-    """Every (demo, t) with the action chunk ``a[t : t+chunk]`` (see module docstring)."""
+    """Every (demo, t) with the raw action chunk ``a[t : t+chunk]`` (see module docstring)."""
 
-    def __init__(self, demos: list[Demo], chunk: int, stats: dict[str, np.ndarray], max_text_tokens: int):
+    def __init__(self, demos: list[Demo], chunk: int):
         self.demos = demos
         self.chunk = chunk
         self.index = [(d, t) for d, demo in enumerate(demos) for t in range(len(demo.actions))]
-        self.action_mean = stats["action_mean"].astype(np.float32)
-        self.action_std = stats["action_std"].astype(np.float32)
-        instructions = sorted({d.instruction for d in demos})
-        ids, mask = tokenize(instructions, max_text_tokens)
-        self.tokens = {text: (ids[i], mask[i]) for i, text in enumerate(instructions)}
 
     def __len__(self) -> int:
         return len(self.index)
@@ -199,15 +194,11 @@ class ChunkDataset(Dataset):
         demo = self.demos[d]
         steps = len(demo.actions)
         window = np.minimum(np.arange(t, t + self.chunk), steps - 1)
-        actions = (demo.actions[window] - self.action_mean) / self.action_std
-        ids, mask = self.tokens[demo.instruction]
         return {
             "images": {camera: torch.from_numpy(frames[t]) for camera, frames in demo.images.items()},
             "proprio": torch.from_numpy(demo.proprio[t]),
-            "instruction_ids": ids,
-            "instruction_mask": mask,
             "instruction": demo.instruction,
-            "actions": torch.from_numpy(actions.astype(np.float32)),
+            "actions": torch.from_numpy(demo.actions[window]),
             "action_mask": torch.from_numpy(np.arange(t, t + self.chunk) < steps),
         }
 
@@ -229,12 +220,11 @@ def random_shift(images: torch.Tensor, pixels: int, generator: torch.Generator |
 class DemoDataModule(L.LightningDataModule):
     """Demos -> train/val loaders of ``ChunkDataset`` samples, with stats for the policy."""
 
-    def __init__(self, data: DataConfig, env: Any, chunk: int, max_text_tokens: int, seed: int = 0):
+    def __init__(self, data: DataConfig, env: Any, chunk: int, seed: int = 0):
         super().__init__()
         self.cfg = data
         self.env_cfg = env
         self.chunk = chunk
-        self.max_text_tokens = max_text_tokens
         self.seed = seed
         self.stats: dict[str, np.ndarray] | None = None
         self.train_set: ChunkDataset | None = None
@@ -275,8 +265,8 @@ class DemoDataModule(L.LightningDataModule):
         val = [demos[i] for i in order[:n_val]]
         train = [demos[i] for i in order[n_val:]]
         self.stats = normalization_stats(train)
-        self.train_set = ChunkDataset(train, self.chunk, self.stats, self.max_text_tokens)
-        self.val_set = ChunkDataset(val or train, self.chunk, self.stats, self.max_text_tokens)
+        self.train_set = ChunkDataset(train, self.chunk)
+        self.val_set = ChunkDataset(val or train, self.chunk)
 
     @property
     def proprio_dim(self) -> int:
@@ -291,9 +281,15 @@ class DemoDataModule(L.LightningDataModule):
         return sorted({d.instruction for d in self.train_set.demos})
 
     def _loader(self, dataset: ChunkDataset, shuffle: bool) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(dataset, batch_size=self.cfg.batch_size, shuffle=shuffle, drop_last=shuffle and len(dataset) > self.cfg.batch_size,
-                          num_workers=self.cfg.num_workers, persistent_workers=self.cfg.num_workers > 0, generator=generator)
+        """Training (``shuffle``): ``gridslab.sampling``'s sampler (order from seed and epoch only,
+        one shard per DDP rank, resumes mid-epoch); validation: in order. The generator only
+        seeds the workers, so making an iterator never draws from the global RNG."""
+        from gridslab.sampling import training_sampler
+
+        sampler = training_sampler(dataset, self.cfg.batch_size, self.seed, self.trainer) if shuffle else None
+        return DataLoader(dataset, batch_size=self.cfg.batch_size, sampler=sampler, drop_last=shuffle and len(dataset) > self.cfg.batch_size,
+                          num_workers=self.cfg.num_workers, persistent_workers=self.cfg.num_workers > 0,
+                          generator=torch.Generator().manual_seed(self.seed))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

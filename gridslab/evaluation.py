@@ -154,19 +154,42 @@ def write_summary(out_dir: Path, rows: list[dict[str, Any]], meta: dict[str, Any
     _atomic_write(out_dir / "timing.json", json.dumps(timings, indent=2, sort_keys=True) + "\n")
 
 
+def _latency(row: dict[str, Any], timings: dict[str, Any]) -> float:
+    """Mean policy ms per env step of ``row``'s condition (NaN when ``timings`` lacks it)."""
+    return timings.get(f"{row['task']}|{row['perturbation']}|{row['severity']}", {}).get("policy_ms_per_step", float("nan"))
+
+
+def _drop(row: dict[str, Any]) -> str:
+    return "-" if row["drop_vs_clean"] is None or row["perturbation"] == "clean" else f"{row['drop_vs_clean']:+.0%}"
+
+
+MARKDOWN_COLUMNS = ("task", "perturbation", "severity", "success", "95% CI", "drop vs clean", "mean steps", "tokens/image",
+                    "policy ms/step", "errors")
+
+
+def markdown_table(rows: list[dict[str, Any]], timings: dict[str, Any]) -> str:
+    """The summary rows as a markdown table (``MARKDOWN_COLUMNS``); "errors" counts the
+    episodes that ended in an env or worker error (counted as failures in "success")."""
+    lines = ["| " + " | ".join(MARKDOWN_COLUMNS) + " |", "|" + "---|" * len(MARKDOWN_COLUMNS)]
+    for row in rows:
+        lines.append(f"| {row['task']} | {row['perturbation']} | {row['severity']:g} | {row['successes']}/{row['episodes']} "
+                     f"({row['success_rate']:.0%}) | [{row['ci95_low']:.0%}, {row['ci95_high']:.0%}] | {_drop(row)} | "
+                     f"{row['mean_steps']:.0f} | {row['tokens_per_image']:g} | {_latency(row, timings):.2f} | {row['errors']} |")
+    return "\n".join(lines) + "\n"
+
+
 def render_table(rows: list[dict[str, Any]], timings: dict[str, Any], title: str) -> Any:
-    """A rich Table: success with 95% CI, drop vs clean, length, latency, tokens."""
+    """A rich Table: success with 95% CI, drop vs clean, length, latency, tokens, errors (episodes
+    that ended in an env or worker error)."""
     from rich.table import Table
 
     table = Table(title=title)
     for column in ("task", "perturbation", "sev.", "success (95% CI)", "drop vs clean", "mean steps", "policy ms/step", "tokens/image (min-max)", "GFLOPs/call", "errors"):
         table.add_column(column, justify="left" if column in ("task", "perturbation") else "right")
     for row in rows:
-        latency = timings.get(f"{row['task']}|{row['perturbation']}|{row['severity']}", {}).get("policy_ms_per_step", float("nan"))
-        drop = "-" if row["drop_vs_clean"] is None or row["perturbation"] == "clean" else f"{row['drop_vs_clean']:+.0%}"
         table.add_row(row["task"], row["perturbation"], f"{row['severity']:g}",
                       f"{row['successes']}/{row['episodes']} = {row['success_rate']:.0%} [{row['ci95_low']:.0%}, {row['ci95_high']:.0%}]",
-                      drop, f"{row['mean_steps']:.0f}", f"{latency:.1f}",
+                      _drop(row), f"{row['mean_steps']:.0f}", f"{_latency(row, timings):.1f}",
                       f"{row['tokens_per_image']:g} ({row['tokens_min']:g}-{row['tokens_max']:g})", f"{row['policy_gflops']:.3f}",
                       str(row["errors"]))
     return table

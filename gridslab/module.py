@@ -157,7 +157,9 @@ class VLAModule(L.LightningModule):
             gflops = sum(gflops_at(self.gflops_table, float(k)) for k in per_sample.tolist()) / size
             self.log(f"{stage}/gflops_per_sample", gflops, on_step=train, on_epoch=not train, batch_size=size, sync_dist=not train)
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def training_step(self, raw: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """One step on a collated raw batch (``gridslab.datamodule``), processed by the policy."""
+        batch = self.policy.processor.training_batch(raw)
         loss, outputs = self.policy.loss(batch)
         batch_size = batch["proprio"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
@@ -173,15 +175,16 @@ class VLAModule(L.LightningModule):
         if self.ema is not None:
             self.ema.update(self.policy)
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        loss, outputs = self.eval_policy.loss(batch)
+    def validation_step(self, raw: dict[str, Any], batch_idx: int) -> None:
+        policy = self.eval_policy
+        batch = policy.processor.training_batch(raw)
+        loss, outputs = policy.loss(batch)
         batch_size = batch["proprio"].shape[0]
         self.log("val/loss", loss, prog_bar=True, batch_size=batch_size, sync_dist=True)
         self._log_tokens(outputs, "val")
         valid = batch["action_mask"]
-        predicted = self.eval_policy.denormalize_actions(outputs["actions"])[valid]
-        target = self.eval_policy.denormalize_actions(batch["actions"])[valid]
-        self.val_l1.update(predicted, target)
+        predicted = policy.processor.env_actions(outputs["actions"])[valid]
+        self.val_l1.update(predicted, raw["actions"].float()[valid])
         if batch_idx == 0:
             self._log_coordinate_images(batch, outputs, "val")
 

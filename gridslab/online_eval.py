@@ -2,19 +2,22 @@
 
 Files in the evaluation directory:
     results.jsonl     one line per finished episode, appended and flushed as it finishes
-    settings.json     what the episodes depend on (a resumed run must match it)
+    settings.json     what the episodes depend on, the evaluated weights' sha256 included (a
+                      resumed run must match it, so re-trained weights never read back old episodes)
     summary.json/csv  success with Wilson 95% CI per condition, drop vs clean (deterministic)
     timing.json       policy latency per step, episode wall time, where the points land
     videos/           MP4s of the first ``video_episodes`` episodes per condition
     tb/               TensorBoard scalars and frame strips
 Re-running the same command resumes: episodes already in ``results.jsonl`` are read back,
-not re-run.
+not re-run, and an episode is never written twice. A video that cannot be saved is skipped
+with one warning; its episode's record stands.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from envs.errors import EnvUserError
 from envs.hdf5_format import package_versions
+from gridslab.checkpoint import reason, weights_fingerprint
 from gridslab.config import env_kwargs
 from gridslab.errors import UserError
 from gridslab.evaluation import render_table, summarize, timing, write_summary
@@ -75,8 +79,7 @@ def probe_conditions(conditions: list[Condition], seed: int) -> int:
         except EnvUserError:
             raise
         except Exception as err:  # noqa: BLE001 - the env's own failure, reported in one line
-            reason = f"{type(err).__name__}: {err}".splitlines()[0]
-            raise UserError(f"{condition.label} cannot run on {first} ({reason})") from None
+            raise UserError(f"{condition.label} cannot run on {first} ({reason(err)})") from None
         max_steps = env.unwrapped.max_steps
         env.close()
     return int(max_steps)
@@ -89,9 +92,9 @@ def check_settings(out_dir: Path, settings: dict[str, Any]) -> None:
     """
     path = out_dir / SETTINGS_FILE
     if path.exists():
-        recorded = json.loads(path.read_text())
-        if recorded != json.loads(json.dumps(settings)):
-            changed = sorted(k for k in set(recorded) | set(settings) if recorded.get(k) != json.loads(json.dumps(settings)).get(k))
+        recorded, wanted = json.loads(path.read_text()), json.loads(json.dumps(settings))
+        if recorded != wanted:
+            changed = sorted(k for k in set(recorded) | set(wanted) if recorded.get(k) != wanted.get(k))
             raise UserError(f"{out_dir} holds episodes made with other settings ({', '.join(changed)}); "
                             f"pass --out DIR for a new evaluation or delete that folder")
         return
@@ -113,39 +116,94 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+RecordKey = tuple[str, str, float, int]
+
+
+def record_key(record: dict[str, Any] | EpisodeRecord) -> RecordKey:
+    """(env, perturbation, severity, seed): what identifies one episode of an evaluation."""
+    line = record if isinstance(record, dict) else record_to_json(record)
+    return line["env"], line["perturbation"], float(line["severity"]), int(line["seed"])
+
+
 class ResultsWriter:
-    """Appends one JSON line per episode and flushes it to disk at once."""
+    """Appends one JSON line per episode and flushes it to disk at once; one line per
+    ``record_key`` at most (``records``: every episode in the file, the first line of a key wins).
+
+    A failed write (full disk, ...) stops the evaluation with a ``UserError``: as an ``OSError``
+    it would read as a crashed worker in ``run_condition`` and re-run the episode."""
 
     def __init__(self, path: Path, meta: dict[str, Any]):
         self.path = path
         self.meta = meta
+        self.records: dict[RecordKey, dict[str, Any]] = {}
+        for line in read_records(path):
+            self.records.setdefault(record_key(line), line)
         existing = path.read_bytes() if path.exists() else b""
         self.handle = open(path, "a")
         if existing and not existing.endswith(b"\n"):
             self.handle.write("\n")
 
-    def write(self, record: EpisodeRecord) -> dict[str, Any]:
+    def write(self, record: EpisodeRecord) -> bool:
+        """Append ``record`` unless its episode is already in the file; True when appended."""
+        key = record_key(record)
+        if key in self.records:
+            return False
         line = {**record_to_json(record), **self.meta}
-        self.handle.write(json.dumps(line, sort_keys=True) + "\n")
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-        return line
+        try:
+            self.handle.write(json.dumps(line, sort_keys=True) + "\n")
+            self.handle.flush()
+            os.fsync(self.handle.fileno())
+        except OSError as err:
+            raise UserError(f"cannot write {self.path} ({reason(err)}); finished episodes are kept, re-run to resume") from None
+        self.records[key] = line
+        return True
 
     def close(self) -> None:
-        self.handle.close()
+        try:
+            self.handle.close()
+        except OSError:  # the failed write already raised; a line it cut short is dropped on resume
+            pass
+
+
+def video_path(out_dir: Path, condition: Condition, seed: int) -> Path:
+    return out_dir / "videos" / f"{_slug(condition.env_name)}_{condition.label.replace('+', '_')}_seed{seed}.mp4"
 
 
 def _save_video(out_dir: Path, condition: Condition, seed: int, frames: list[np.ndarray], writer: Any) -> None:
+    """MP4 of ``frames`` (first camera, ``VIDEO_FPS``) written atomically, and an 8-frame strip to TensorBoard."""
     import imageio.v2 as imageio
 
-    videos = out_dir / "videos"
-    videos.mkdir(exist_ok=True)
-    path = videos / f"{_slug(condition.env_name)}_{condition.label.replace('+', '_')}_seed{seed}.mp4"
+    path = video_path(out_dir, condition, seed)
+    path.parent.mkdir(exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.mp4")
-    imageio.mimwrite(tmp, frames, fps=VIDEO_FPS, macro_block_size=8)
-    os.replace(tmp, path)
+    try:
+        imageio.mimwrite(tmp, frames, fps=VIDEO_FPS, macro_block_size=8)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     strip = tile([frames[i] for i in np.linspace(0, len(frames) - 1, min(8, len(frames))).astype(int)], columns=8)
     writer.add_image(f"rollouts/{_slug(condition.env_name)}/{condition.label}/seed{seed}", strip, 0, dataformats="HWC")
+
+
+class VideoSaver:
+    """``on_video`` for ``run_condition``: saves each video, and turns a failure (full disk,
+    missing codec, ...) into one warning per evaluation instead of an exception. The episode's
+    record is already written when its video is saved, and an exception reaching the rollout
+    loop (an ``OSError`` reads as a crashed worker) would re-run it."""
+
+    def __init__(self, out_dir: Path, writer: Any):
+        self.out_dir = out_dir
+        self.writer = writer
+        self.warned = False
+
+    def __call__(self, condition: Condition, seed: int, frames: list[np.ndarray]) -> None:
+        try:
+            _save_video(self.out_dir, condition, seed, frames, self.writer)
+        except Exception as err:  # noqa: BLE001 - any video failure leaves the results intact
+            if not self.warned:
+                print(f"warning: video {video_path(self.out_dir, condition, seed)} not saved ({reason(err)}); "
+                      "episodes are recorded, later videos may be missing", file=sys.stderr)
+                self.warned = True
 
 
 def _slug(task: str) -> str:
@@ -155,7 +213,11 @@ def _slug(task: str) -> str:
 
 def evaluate_policy(policy: Any, cfg: DictConfig, out_dir: Path, checkpoint: str = "", progress: bool = True,
                     k: int | None = None) -> list[dict[str, Any]]:
-    """Run every condition of ``cfg.eval`` for ``policy``; write the files; return summary rows."""
+    """Run every condition of ``cfg.eval`` for ``policy``; write the files; return summary rows.
+
+    ``out_dir`` is tied to ``policy``'s weights (``weights_fingerprint``) and the settings
+    episodes depend on: re-running with the same ones resumes, other ones are refused.
+    ``checkpoint`` only names the weights in the summary and the printed table."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -173,16 +235,17 @@ def evaluate_policy(policy: Any, cfg: DictConfig, out_dir: Path, checkpoint: str
         raise UserError(f"eval.episodes={eval_cfg.episodes} must be >= 1")
     max_steps = eval_cfg.max_steps or probe_conditions(conditions, eval_cfg.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
-    check_settings(out_dir, {"checkpoint": Path(checkpoint).name, "env": cfg.env.name, "env_kwargs": env_kwargs(cfg.env),
+    weights = weights_fingerprint(policy)
+    check_settings(out_dir, {"weights": weights, "env": cfg.env.name, "env_kwargs": env_kwargs(cfg.env),
                              "max_steps": max_steps, "replan_every": cfg.policy.replan_every, "chunk": cfg.policy.chunk,
                              "compressor": OmegaConf.to_container(cfg.compressor), "budget": OmegaConf.to_container(cfg.budget),
                              "k": k})
     seeds = [eval_cfg.seed + i for i in range(eval_cfg.episodes)]
-    results_path = out_dir / RESULTS_FILE
-    done = {(r["env"], r["perturbation"], float(r["severity"]), int(r["seed"])): r for r in read_records(results_path)}
-    meta = {"checkpoint": str(checkpoint), "versions": package_versions()}
-    writer = ResultsWriter(results_path, {"versions": meta["versions"]})
+    versions = package_versions()
+    writer = ResultsWriter(out_dir / RESULTS_FILE, {"versions": versions})
+    done = writer.records
     tb = SummaryWriter(str(out_dir / "tb"))
+    save_video = VideoSaver(out_dir, tb)
     runner = PolicyRunner(policy, k=k)
     workers = eval_cfg.workers or default_workers()
     columns = (TextColumn("[bold]eval[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -196,23 +259,22 @@ def evaluate_policy(policy: Any, cfg: DictConfig, out_dir: Path, checkpoint: str
                 task = bar.add_task(f"{condition.env_name} {condition.label}", total=len(seeds), completed=len(finished),
                                     rate=_rate(finished))
 
-                def on_record(record: EpisodeRecord, _finished=finished, _task=task, _key=key) -> None:
-                    line = writer.write(record)
-                    done[(*_key, record.seed)] = line
-                    _finished.append(line)
-                    bar.update(_task, completed=len(_finished), rate=_rate(_finished))
+                def on_record(record: EpisodeRecord, _finished=finished, _task=task) -> None:
+                    if writer.write(record):
+                        _finished.append(done[record_key(record)])
+                        bar.update(_task, completed=len(_finished), rate=_rate(_finished))
 
                 video_seeds = set(seeds[: eval_cfg.video_episodes]) & set(todo)
                 run_condition(runner, condition, todo, max_steps, cfg.policy.replan_every or cfg.policy.chunk, workers, on_record,
-                              video_seeds, lambda seed, frames, _c=condition: _save_video(out_dir, _c, seed, frames, tb))
+                              video_seeds, lambda seed, frames, _c=condition: save_video(_c, seed, frames))
     finally:
         writer.close()
     records = [done[(c.env_name, c.perturbation, float(c.severity), s)] for c in conditions for s in seeds]
     rows = summarize(records)
     timings = timing(records)
-    write_summary(out_dir, rows, {"checkpoint_name": Path(checkpoint).name, "env": cfg.env.name,
+    write_summary(out_dir, rows, {"checkpoint_name": Path(checkpoint).name, "weights_sha256": weights, "env": cfg.env.name,
                                   "episodes_per_condition": eval_cfg.episodes, "first_seed": eval_cfg.seed,
-                                  "versions": meta["versions"]}, timings)
+                                  "versions": versions}, timings)
     for row in rows:
         label = row["perturbation"] if row["perturbation"] == "clean" else f"{row['perturbation']}@{row['severity']:g}"
         if len(tasks) > 1:  # a suite: one tag group per task and one for the pooled row

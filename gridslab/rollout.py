@@ -29,6 +29,7 @@ from gridslab.flops import flops_by_tokens, gflops_at
 from gridslab.viz import draw_points
 
 CRASHES_BEFORE_ERROR = 2
+NOISE_SEED_STRIDE = 1_000_003  # policy calls per episode stay far below this
 WORKER_CONTEXT = "forkserver"
 
 
@@ -132,35 +133,37 @@ def make_safe_env(condition: Condition) -> gym.Env:
     return SafeEnv(functools.partial(build_env, condition))
 
 
+def noise_seed(episode_seed: int, call: int) -> int:
+    """Seed of a compressor's random draw at policy call ``call`` of the episode with
+    ``episode_seed``: fresh at every call, the same on every re-run."""
+    return episode_seed * NOISE_SEED_STRIDE + call
+
+
 class PolicyRunner:
     """Batches env observations into the policy and returns action chunks in env units.
 
     ``act`` returns actions ``[N, H, A]``, sampled coordinates per camera ``[N, K, 2]`` with
     masks ``[N, K]``, visual tokens per image ``[N]`` (valid slots, averaged over cameras;
     chosen by the policy's budget unless ``k`` fixes it) and GFLOPs per sample ``[N]`` at
-    those token counts (``gridslab.flops.flops_by_tokens``).
+    those token counts (``gridslab.flops.flops_by_tokens``). Observations become the policy
+    batch through the policy's own processor, as in training.
     """
 
     def __init__(self, policy: torch.nn.Module, k: int | None = None):
         self.policy = policy.eval()
         self.k = k
-        self.device = next(policy.parameters()).device
         self.gflops_table = flops_by_tokens(policy)
 
     @torch.no_grad()
-    def act(self, images: dict[str, np.ndarray], proprio: np.ndarray, instructions: list[str]) -> dict[str, Any]:
-        ids, mask = self.policy.language.tokenize(instructions)
-        batch = {
-            "images": {camera: torch.from_numpy(np.ascontiguousarray(frames)).to(self.device) for camera, frames in images.items()},
-            "proprio": torch.from_numpy(np.asarray(proprio, dtype=np.float32)).to(self.device),
-            "instruction_ids": ids.to(self.device),
-            "instruction_mask": mask.to(self.device),
-            "instruction": list(instructions),
-        }
-        if self.k is not None:
-            batch["k"] = torch.full((len(instructions),), self.k, dtype=torch.long, device=self.device)
+    def act(self, images: dict[str, np.ndarray], proprio: np.ndarray, instructions: list[str],
+            noise_seeds: list[int] | None = None) -> dict[str, Any]:
+        """images: {camera: uint8 [N, H, W, 3]}; proprio: [N, P] env units; noise_seeds: N
+        seeds of the compressor's random draw (``noise_seed``)."""
+        k = None if self.k is None else torch.full((len(instructions),), self.k, dtype=torch.long)
+        seeds = None if noise_seeds is None else torch.tensor(noise_seeds, dtype=torch.long)
+        batch = self.policy.processor.observation_batch(images, proprio, instructions, k=k, noise_seed=seeds)
         outputs = self.policy(batch)
-        actions = self.policy.denormalize_actions(outputs["actions"]).float().cpu().numpy()
+        actions = self.policy.processor.env_actions(outputs["actions"]).float().cpu().numpy()
         coords = {c: t.coords.float().cpu().numpy() for c, t in outputs["tokens"].items()}
         masks = {c: t.mask.cpu().numpy() for c, t in outputs["tokens"].items()}
         tokens = self.policy.tokens_per_sample(outputs).cpu().numpy()
@@ -229,6 +232,9 @@ def run_condition(
                     on_record(_record(episode, condition))
                 else:
                     pending.appendleft(episode.seed)
+        except BaseException:  # an error of the caller's (e.g. writing a record): stop the workers, pass it on
+            vector.close(terminate=True)
+            raise
 
 
 def point_object_distances(points: np.ndarray, objects: np.ndarray) -> tuple[float, float]:
@@ -313,7 +319,8 @@ def _run_on_vector(vector, runner, condition, pending, slots, max_steps, replan_
         if need_plan:
             started = time.perf_counter()
             plan = runner.act({c: frames[need_plan] for c, frames in obs["images"].items()}, obs["proprio"][need_plan],
-                              [slots[i].instruction for i in need_plan])
+                              [slots[i].instruction for i in need_plan],
+                              [noise_seed(slots[i].seed, len(slots[i].tokens)) for i in need_plan])
             share = (time.perf_counter() - started) / len(need_plan)
             for row, i in enumerate(need_plan):
                 episode = slots[i]

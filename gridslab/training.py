@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -111,8 +112,20 @@ def check_precision(trainer: DictConfig) -> None:
         raise UserError(f"trainer.precision={trainer.precision} needs a CUDA GPU; on CPU use bf16-mixed or 32-true")
 
 
+def _checkpoint_callbacks(output_dir: Path) -> tuple[ModelCheckpoint, ModelCheckpoint]:
+    """(best, last): the lowest-val/loss checkpoint, and ``last.ckpt`` rewritten at every epoch end.
+
+    Not ``save_last=True``: since Lightning 2.6 that writes ``last.ckpt`` only when a top-k
+    checkpoint is saved at the same step, so with ``save_top_k=1`` an epoch whose val/loss
+    did not improve left ``last.ckpt`` an epoch (or more) behind the run."""
+    best = ModelCheckpoint(dirpath=checkpoint_dir(output_dir), filename="best-epoch{epoch:03d}-step{step}",
+                           monitor="val/loss", mode="min", save_top_k=1, auto_insert_metric_name=False)
+    last = ModelCheckpoint(dirpath=checkpoint_dir(output_dir), filename="last", save_top_k=1, enable_version_counter=False)
+    return best, last
+
+
 def build_datamodule(cfg: DictConfig) -> DemoDataModule:
-    return DemoDataModule(cfg.data, cfg.env, cfg.policy.chunk, cfg.policy.language.max_len, seed=cfg.seed)
+    return DemoDataModule(cfg.data, cfg.env, cfg.policy.chunk, seed=cfg.seed)
 
 
 def fit(cfg: DictConfig, extra_callbacks: list[L.Callback] | None = None) -> dict[str, Any]:
@@ -131,9 +144,8 @@ def fit(cfg: DictConfig, extra_callbacks: list[L.Callback] | None = None) -> dic
     if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0:
         (output_dir / "config.yaml").write_text(to_yaml(cfg))
 
-    checkpoints = ModelCheckpoint(dirpath=checkpoint_dir(output_dir), filename="best-epoch{epoch:03d}-step{step}",
-                                  monitor="val/loss", mode="min", save_top_k=1, save_last=True, auto_insert_metric_name=False)
-    callbacks: list[L.Callback] = [checkpoints, LearningRateMonitor(logging_interval="step")]
+    best, last = _checkpoint_callbacks(output_dir)
+    callbacks: list[L.Callback] = [best, last, LearningRateMonitor(logging_interval="step")]
     if cfg.trainer.progress_bar:
         callbacks.append(RichProgressBar())
     if cfg.eval.every_n_epochs > 0:
@@ -160,7 +172,9 @@ def fit(cfg: DictConfig, extra_callbacks: list[L.Callback] | None = None) -> dic
         enable_progress_bar=trainer_cfg.progress_bar,
         enable_model_summary=trainer_cfg.progress_bar,
     )
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    with warnings.catch_warnings():  # our sampler does resume mid-epoch (gridslab.sampling)
+        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     metrics = {key: float(value) for key, value in trainer.callback_metrics.items() if value.numel() == 1}
-    return {"best_checkpoint": checkpoints.best_model_path, "last_checkpoint": checkpoints.last_model_path,
+    return {"best_checkpoint": best.best_model_path, "last_checkpoint": last.best_model_path,
             "output_dir": str(output_dir), "metrics": metrics, "global_step": trainer.global_step}

@@ -53,6 +53,23 @@ CATALOGUE = [
     ("missing checkpoint", EVALUATE, ["--ckpt", "{missing_ckpt}"], {}, "missing checkpoint"),
     ("corrupt checkpoint", EVALUATE, ["--ckpt", "{corrupt_ckpt}"], {}, "is not a readable checkpoint"),
     ("foreign checkpoint", EVALUATE, ["--ckpt", "{foreign_ckpt}"], {}, "is not a gridslab checkpoint"),
+    ("empty checkpoint", EVALUATE, ["--ckpt", "{empty_ckpt}"], {}, "{empty_ckpt} is not a readable checkpoint (empty file)"),
+    ("truncated checkpoint", EVALUATE, ["--ckpt", "{truncated_ckpt}"], {},
+     "{truncated_ckpt} is not a readable checkpoint (RuntimeError: PytorchStreamReader failed"),
+    ("text file as checkpoint", EVALUATE, ["--ckpt", "{text_ckpt}"], {}, "{text_ckpt} is not a readable checkpoint ("),
+    ("plain pickle as checkpoint", EVALUATE, ["--ckpt", "{pickle_ckpt}"], {},
+     "{pickle_ckpt} is not a readable checkpoint (UnpicklingError: not a torch file of tensors and plain data)"),
+    ("torch file holding a list", EVALUATE, ["--ckpt", "{list_ckpt}"], {},
+     "{list_ckpt} is not a gridslab checkpoint (no state_dict / hyper_parameters.config)"),
+    ("state_dict that is not a dict", EVALUATE, ["--ckpt", "{listed_state_ckpt}"], {},
+     "{listed_state_ckpt} is not a gridslab checkpoint (state_dict is not a dict of tensors)"),
+    ("checkpoint without dims", EVALUATE, ["--ckpt", "{dimless_ckpt}"], {},
+     "{dimless_ckpt} is not a gridslab checkpoint (hyper_parameters lack proprio_dim, action_dim)"),
+    ("checkpoint with wrong-shaped weights", EVALUATE, ["--ckpt", "{reshaped_ckpt}"], {},
+     "checkpoint {reshaped_ckpt} does not fit the configured policy (another policy shape?): size mismatch for {broken_weight}"),
+    ("checkpoint missing weights", EVALUATE, ["--ckpt", "{pruned_ckpt}"], {},
+     "checkpoint {pruned_ckpt} does not fit the configured policy (another policy shape?): Missing key(s)"),
+    ("directory as checkpoint", EVALUATE, ["--ckpt", "{ckpt_dir}"], {}, "checkpoint {ckpt_dir} is a directory"),
     ("checkpoint of another policy shape", EVALUATE, ["--ckpt", "{ckpt}", "policy.backbone.dim=64"], {},
      "does not fit the configured policy (another policy shape?)"),
     ("unknown --ood name", EVALUATE, ["--ckpt", "{ckpt}", "--ood", "lighting,fog"], {}, "unknown perturbation 'fog'"),
@@ -85,16 +102,48 @@ def files(tmp_path_factory, lift_demos) -> dict[str, str]:
     with h5py.File(root / "foreign.hdf5", "w") as foreign:
         foreign.create_dataset("images", data=np.zeros((2, 4)))
     (root / "corrupt.ckpt").write_bytes(os.urandom(4096))
+    import pickle
+
     import torch
 
     torch.save({"weights": torch.zeros(3)}, root / "foreign.ckpt")
+    broken_weight = checkpoint_files(root, Path(ckpt))
+    (root / "text.ckpt").write_text("not a checkpoint\n")
+    (root / "pickle.ckpt").write_bytes(pickle.dumps({"state_dict": {}}, protocol=4))
+    torch.save([1, 2, 3], root / "list.ckpt")
+    (root / "checkpoints").mkdir()
     tiny_base = " ".join([*TINY, f"output_dir={tmp_path_factory.mktemp('bad_runs') / 'run'}", "data.episodes=3"])
     return {"root": str(root), "ckpt": str(ckpt), "demos": str(demos), "tiny_base": tiny_base,
             "tiny": f"{tiny_base} data.paths=[{demos}]", "missing_h5": str(root / "nowhere.hdf5"),
             "empty_h5": str(root / "empty.hdf5"), "truncated_h5": str(root / "truncated.hdf5"),
             "foreign_h5": str(root / "foreign.hdf5"), "missing_ckpt": str(root / "nowhere.ckpt"),
             "corrupt_ckpt": str(root / "corrupt.ckpt"), "foreign_ckpt": str(root / "foreign.ckpt"),
+            **{f"{name}_ckpt": str(root / f"{name}.ckpt") for name in BROKEN_CHECKPOINTS},
+            "ckpt_dir": str(root / "checkpoints"), "broken_weight": broken_weight,
             "new_h5": str(root / "new.hdf5"), "missing_dir": str(root / "no_model_here")}
+
+
+BROKEN_CHECKPOINTS = ("empty", "truncated", "text", "pickle", "list", "listed_state", "dimless", "reshaped", "pruned")
+
+
+def checkpoint_files(root: Path, ckpt: Path) -> str:
+    """Broken variants of the real checkpoint ``ckpt`` in ``root`` (the ones not written inline);
+    returns the policy weight the reshaped and pruned ones break (e.g. ``head.proj.weight``)."""
+    import torch
+
+    (root / "empty.ckpt").write_bytes(b"")
+    data = ckpt.read_bytes()
+    (root / "truncated.ckpt").write_bytes(data[: len(data) // 2])
+    real = torch.load(ckpt, map_location="cpu", weights_only=True)
+    torch.save({**real, "state_dict": list(real["state_dict"].values())}, root / "listed_state.ckpt")
+    hparams = {k: v for k, v in real["hyper_parameters"].items() if k not in ("proprio_dim", "action_dim")}
+    torch.save({**real, "hyper_parameters": hparams}, root / "dimless.ckpt")
+    broken = next(k for k in real["state_dict"] if k.startswith("policy.") and k.endswith(".weight"))[len("policy."):]
+    hit = ("policy." + broken, "ema.module." + broken)  # both copies: evaluation reads the EMA one when there is one
+    reshaped = {k: torch.zeros(3, 3) if k in hit else v for k, v in real["state_dict"].items()}
+    torch.save({**real, "state_dict": reshaped}, root / "reshaped.ckpt")
+    torch.save({**real, "state_dict": {k: v for k, v in real["state_dict"].items() if k not in hit}}, root / "pruned.ckpt")
+    return broken
 
 
 def _fill(text: str, files: dict[str, str]) -> str:

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gridslab.compress import COMPRESSORS, build_compressor
+from gridslab.compress import COMPRESSORS, build_compressor, check_k
 from gridslab.compress.base import CompressContext, patch_centres
 from gridslab.compress.grids import GridS, sample_at, uniform_grid
 from gridslab.errors import UserError
@@ -93,19 +93,57 @@ def test_pool_is_adaptive_average_pooling_on_the_most_square_grid():
     assert torch.allclose(out.coords[0], torch.tensor([[x, y] for y in ys for x in xs]))
 
 
-def test_random_is_fresh_in_training_and_seeded_in_eval():
-    compressor = build_compressor({"name": "random", "k": 3, "seed": 7}, DIM)
-    feats = feature_map(batch=4, height=5, width=5)
-    compressor.eval()
-    first, second = compressor(feats, CompressContext()), compressor(feats, CompressContext())
-    assert torch.equal(first.coords, second.coords)
+def random_picks(compressor, feats: torch.Tensor, seeds: list[int] | None = None, camera: int = 0) -> torch.Tensor:
+    """``[B, K, 2]`` centres the random compressor picks, with per-sample ``noise_seed``s."""
+    noise_seed = None if seeds is None else torch.tensor(seeds)
+    return compressor(feats, CompressContext(noise_seed=noise_seed, camera_index=camera)).coords
+
+
+def test_random_eval_draw_follows_the_noise_seed_and_the_camera():
+    """The old eval draw re-seeded one generator with ``seed`` on every call: every call,
+    every sample and both cameras read the same patches. Each assertion below fails on it."""
+    compressor = build_compressor({"name": "random", "k": 3, "seed": 7}, DIM).eval()
+    feats = feature_map(batch=2, height=5, width=5)
+    first = random_picks(compressor, feats, [11, 12])
+    assert torch.equal(first, random_picks(compressor, feats, [11, 12]))  # repeatable
+    assert not torch.equal(first[0], random_picks(compressor, feats, [13, 12])[0])  # next call: fresh
+    assert torch.equal(first[1], random_picks(compressor, feats, [13, 12])[1])  # per sample
+    assert not torch.equal(first[0], first[1])  # samples of one call differ
+    assert not torch.equal(first, random_picks(compressor, feats, [11, 12], camera=1))  # cameras differ
     other_seed = build_compressor({"name": "random", "k": 3, "seed": 8}, DIM).eval()
-    assert not torch.equal(first.coords, other_seed(feats, CompressContext()).coords)
-    for sample_coords in first.coords:  # distinct patches
+    assert not torch.equal(first, random_picks(other_seed, feats, [11, 12]))
+    alone = random_picks(compressor, feats[1:], [12])  # independent of the batch it is in
+    assert torch.equal(alone[0], first[1])
+    for sample_coords in first:  # distinct patches
         assert len({tuple(xy) for xy in sample_coords.tolist()}) == 3
-    compressor.train()
-    draws = [compressor(feats, CompressContext()).coords for _ in range(5)]
-    assert any(not torch.equal(draws[0], later) for later in draws[1:])
+
+
+def test_random_draws_from_the_global_rng_in_training_and_without_a_noise_seed():
+    compressor = build_compressor({"name": "random", "k": 3}, DIM)
+    feats = feature_map(batch=4, height=5, width=5)
+    for mode in (compressor.train, compressor.eval):
+        mode()
+        torch.manual_seed(0)
+        draws = [random_picks(compressor, feats) for _ in range(5)]
+        assert any(not torch.equal(draws[0], later) for later in draws[1:])
+        torch.manual_seed(0)
+        assert torch.equal(random_picks(compressor, feats), draws[0])
+    compressor.train()  # training ignores the noise seed
+    assert not torch.equal(random_picks(compressor, feats, [1, 2, 3, 4]), random_picks(compressor, feats, [1, 2, 3, 4]))
+
+
+@pytest.mark.parametrize("name", ["grids", "pool", "topk", "tokenlearner", "identity"])
+def test_other_compressors_are_deterministic_and_the_same_in_train_and_eval(name):
+    """No hidden RNG or state: the same input gives the same tokens in every call, mode,
+    camera and noise seed."""
+    compressor = build_compressor({"name": name, "k": 4}, DIM)
+    feats, ctx = feature_map(), text_context()
+    reference = compressor(feats, ctx)
+    for mode in (compressor.train, compressor.eval):
+        mode()
+        for camera, seeds in ((0, None), (1, torch.tensor([5, 6, 7]))):
+            out = compressor(feats, CompressContext(ctx.text, ctx.text_mask, noise_seed=seeds, camera_index=camera))
+            assert torch.equal(out.tokens, reference.tokens) and torch.equal(out.coords, reference.coords)
 
 
 def test_topk_picks_the_patch_most_similar_to_the_text():
@@ -219,11 +257,42 @@ def test_gradient_reaches_the_coordinate_mlp_through_the_tokens(init):
         assert grids.coord_mlp[0].weight.grad.abs().sum() > 0
 
 
-def test_gradient_reaches_coords_through_sampling_alone():
-    feats = feature_map(batch=1)
-    coords = torch.tensor([[[0.3, 0.6], [0.7, 0.2]]], requires_grad=True)
-    sample_at(feats, coords).sum().backward()
+CONVENTIONS = [(False, "border"), (False, "zeros"), (True, "border"), (True, "zeros"), (True, "clamp")]
+
+
+@pytest.mark.parametrize("align_corners,padding", CONVENTIONS)
+def test_read_gradient_wrt_coords_is_the_ramp_slope(align_corners, padding):
+    """On F[h, w] = a w + b h the read is a x + b y, so d read / d c = (a, b) times W (or
+    W - 1 corner-aligned), exactly; a read with no gradient to its coords fails here."""
+    height, width = 4, 5
+    slopes = torch.randn(2, DIM, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    rows, cols = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    ramp = (cols[..., None] * slopes[0] + rows[..., None] * slopes[1]).unsqueeze(0)  # [1, H, W, C]
+    coords = torch.tensor([[[0.31, 0.62], [0.73, 0.27], [0.45, 0.55]]], dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(1, 3, DIM, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    (sample_at(ramp, coords, align_corners, padding) * weights).sum().backward()
+    scale = torch.tensor([width - 1, height - 1] if align_corners else [width, height], dtype=torch.float64)
+    expected = (weights @ slopes.T) * scale  # [1, K, 2]: sum_c weight_c * slope_c * scale
+    assert coords.grad.abs().min() > 0
+    assert torch.allclose(coords.grad, expected, atol=1e-10)
+
+
+@pytest.mark.parametrize("align_corners,padding", CONVENTIONS)
+def test_read_gradient_wrt_coords_matches_finite_differences(align_corners, padding):
+    feats = feature_map(batch=2, height=3, width=4).double()
+    coords = torch.rand(2, 5, 2, generator=torch.Generator().manual_seed(5), dtype=torch.float64) * 0.8 + 0.1
+    coords.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda c: sample_at(feats, c, align_corners, padding), (coords,))
+    sample_at(feats, coords, align_corners, padding).sum().backward()
     assert coords.grad.abs().sum() > 0
+
+
+def test_gradient_reaches_the_coordinate_mlp_through_the_read_alone():
+    grids = build_compressor({"name": "grids", "k": 4, "embed_coords": False}, DIM)
+    assert grids.coord_embed is None
+    out = grids(feature_map(), CompressContext())
+    (out.tokens * torch.randn_like(out.tokens)).sum().backward()
+    assert grids.coord_mlp[0].weight.grad.abs().sum() > 0
 
 
 def test_conditioning_starts_as_identity_and_follows_the_text():
@@ -270,7 +339,9 @@ def test_k_below_one(k):
     assert str(k) in one_line_error(excinfo)
 
 
-@pytest.mark.parametrize("options", [{"init": "grid"}, {"margin": 0.5}, {"margin": 0.3, "init": "uniform"}])
+@pytest.mark.parametrize("options", [{"init": "grid"}, {"margin": 0.5}, {"margin": 0.3, "init": "uniform"},
+                                     {"activation": "tanh"}, {"padding": "reflect"},
+                                     {"padding": "clamp", "align_corners": False}])
 def test_bad_grids_options(options):
     with pytest.raises(UserError) as excinfo:
         build_compressor({"name": "grids", "k": 4, **options}, DIM)
@@ -293,3 +364,36 @@ def test_pool_grid_must_fit_the_map():
     with pytest.raises(UserError) as excinfo:
         build_compressor({"name": "pool", "k": 7}, DIM)(feature_map(height=3, width=3), CompressContext())
     assert "1x7" in one_line_error(excinfo)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_check_k_refuses_more_tokens_than_patches_without_building(name, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("check_k built a module")
+
+    monkeypatch.setattr(COMPRESSORS.entry(name).factory, "__init__", refuse)
+    check_k({"name": name, "k": 16}, 4, 4)
+    check_k({"name": name, "k": 12}, 3, 4)
+    with pytest.raises(UserError) as excinfo:
+        check_k({"name": name, "k": 100000}, 16, 16)
+    message = one_line_error(excinfo)
+    assert all(part in message for part in (f"'{name}'", "k=100000", "16x16", "1 <= k <= 256"))
+
+
+def test_check_k_validates_the_config_and_the_pool_grid():
+    with pytest.raises(UserError) as excinfo:
+        check_k({"name": "grids", "k": 0}, 4, 4)
+    assert "got 0" in one_line_error(excinfo)
+    with pytest.raises(UserError) as excinfo:
+        check_k({"name": "grids", "k": 4, "margn": 0.1}, 4, 4)
+    assert "margn" in one_line_error(excinfo)
+    with pytest.raises(UserError) as excinfo:
+        check_k({"name": "pool", "k": 7}, 3, 3)
+    assert "1x7" in one_line_error(excinfo)
+    check_k({"name": "pool", "k": 8}, 2, 4)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_max_k_is_the_patch_count(name):
+    cls = COMPRESSORS.entry(name).factory
+    assert cls.max_k(7, 7) == 49

@@ -125,3 +125,60 @@ def test_object_image_positions_land_on_the_objects():
             red, green = (observation["images"][camera][int(y * 84), int(x * 84)].astype(int) for x, y in xy)
             assert red[0] > max(red[1], red[2]) + 40 and green[1] > max(green[0], green[2]) + 15, (camera, red, green)
     env.close()
+
+
+def finger_pad_direction(env) -> np.ndarray:
+    """Unit world-xy direction ``[2]`` from the right finger pad to the left one (measured, not derived)."""
+    model, data = env.unwrapped.mj_model, env.unwrapped.mj_data
+    left, right = (data.geom_xpos[model.geom(f"gripper0_finger{i}_pad_collision").id][:2] for i in (1, 2))
+    return (left - right) / np.linalg.norm(left - right)
+
+
+@pytest.mark.parametrize("name", ["robosuite/Lift", "tabletop_object/8"])
+def test_finger_axis_is_the_direction_between_the_finger_pads(name):
+    """At several gripper yaws (OSC rotation about z), open and closed."""
+    env = envs.make(name, cameras=["agentview"], image_size=16)
+    try:
+        env.reset(seed=0)
+        for yaw_command, gripper in ((0.0, -1.0), (0.4, -1.0), (0.4, 1.0), (-0.6, -1.0)):
+            for _ in range(8):
+                env.step(np.array([0, 0, 0, 0, 0, yaw_command, gripper], np.float32))
+            axis = env.unwrapped.privileged_state()["eef_finger_axis"]
+            assert abs(float(axis @ finger_pad_direction(env))) > 0.999, (yaw_command, gripper, axis)
+    finally:
+        env.close()
+
+
+def test_body_half_extents_are_the_footprint_in_the_body_frame():
+    """The purple block is a 36 x 60 mm box whatever its yaw; the bread mesh's geom is turned 90 degrees in its body."""
+    for name, expected in (("tabletop_object/8", (0.018, 0.03)), ("tabletop_object/3", (0.024, 0.02))):
+        env = envs.make(name, cameras=["agentview"], image_size=16)
+        try:
+            for seed in (0, 1):
+                env.reset(seed=seed, options={"init_state": "sampled"})
+                state = env.unwrapped.privileged_state()
+                np.testing.assert_allclose(state["pick_half_extents"], expected, atol=1e-4)
+        finally:
+            env.close()
+
+
+def test_scene_obstacles_are_the_other_objects_with_their_tops():
+    """tabletop_spatial/0: plate, green box, blue cylinder and the decoy block, not the target;
+    Lift has none."""
+    from envs.tabletop import KINDS, TABLE_TOP_Z_M
+
+    env = envs.make("tabletop_spatial/0", cameras=["agentview"], image_size=16)
+    try:
+        env.reset(seed=0)
+        obstacles = env.unwrapped.privileged_state()["obstacles"]
+        assert obstacles.shape == (4, 4)
+        plate = obstacles[np.argmax(obstacles[:, 2])]  # the widest footprint
+        assert plate[3] == pytest.approx(TABLE_TOP_Z_M + 2 * KINDS["plate"].size[1], abs=3e-3)
+    finally:
+        env.close()
+    env = envs.make("robosuite/Lift", cameras=["agentview"], image_size=16)
+    try:
+        env.reset(seed=0)
+        assert env.unwrapped.privileged_state()["obstacles"].shape == (0, 4)
+    finally:
+        env.close()

@@ -45,3 +45,96 @@ def test_summary_files_are_byte_identical_for_the_same_records(tmp_path):
     assert (first / "summary.json").read_bytes() == (second / "summary.json").read_bytes()
     assert (first / "summary.csv").read_bytes() == (second / "summary.csv").read_bytes()
     assert json.loads((first / "summary.json").read_text())["conditions"][0]["successes"] == 8
+
+
+def _load_benchmark(name: str):
+    """benchmarks/<name>.py as a module (benchmarks/ is scripts, not a package)."""
+    import importlib.util
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # their sibling imports (quality.py -> plots.py)
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_errors_column_in_every_table(tmp_path):
+    from rich.console import Console
+
+    from gridslab.evaluation import markdown_table, render_table
+
+    records = [_record("clean", s, True, severity=0.0) for s in range(3)]
+    records += [{**_record("lighting", s, False), "error": "RuntimeError: boom" if s else ""} for s in range(3)]
+    rows, timings = summarize(records), timing(records)
+    assert [r["errors"] for r in rows] == [0, 2]
+    write_summary(tmp_path, rows, {"env": "robosuite/Lift"}, timings)
+    assert [r["errors"] for r in json.loads((tmp_path / "summary.json").read_text())["conditions"]] == [0, 2]
+    csv_lines = (tmp_path / "summary.csv").read_text().splitlines()
+    assert csv_lines[0].endswith(",errors") and csv_lines[2].endswith(",2")
+    console = Console(width=250, record=True)
+    console.print(render_table(rows, timings, "t"))
+    rich_lines = console.export_text().splitlines()
+    assert "errors" in next(line for line in rich_lines if "perturbation" in line)
+    assert next(line for line in rich_lines if "lighting" in line).rstrip(" │|").endswith("2")
+    markdown = markdown_table(rows, timings).splitlines()
+    assert markdown[0].endswith("| errors |") and markdown[3].endswith("| 2 |")
+    report = _load_benchmark("report")
+    readme_table = report.eval_table({"summary": {"env": "robosuite/Lift", "checkpoint_name": "last.ckpt", "versions": {},
+                                                  "episodes_per_condition": 3, "first_seed": 0, "conditions": rows},
+                                      "timing": timings})
+    assert readme_table.splitlines()[-1].endswith("| 2 |") and "| errors |" in readme_table
+
+
+def _quality_row(compressor: str, epochs: int, errors: int | None) -> dict:
+    stats = {"severity": 0.0, "successes": 9, "episodes": 10, "success_rate": 0.9, "ci95_low": 0.6, "ci95_high": 0.98}
+    return {"task": "robosuite_lift", "compressor": compressor, "seed": 0, "overrides": "", "status": "done",
+            "run_dir": f"runs/quality/robosuite_lift/{compressor}_seed0", "env": "robosuite/Lift", "epochs": epochs,
+            "demos": 100, "episodes": 10, "train_minutes": 1.0, "eval_minutes": 1.0, "tokens_per_image": 4.0,
+            "policy_gflops": 0.09, "versions": {}, "machine": "test",
+            "success": {"clean": {**stats, **({} if errors is None else {"errors": errors})}}}
+
+
+def test_quality_refuses_a_run_short_of_its_epochs_and_counts_errors(tmp_path, capsys):
+    quality = _load_benchmark("quality")
+    settings = {"tasks": ["robosuite_lift"], "compressors": ["grids_k4", "random_k4", "pool_k4"], "ood": [], "max_steps": 0,
+                "epochs": 15}
+    rows = [_quality_row("grids_k4", 15, 1), _quality_row("random_k4", 14, 0), _quality_row("pool_k4", 15, None)]
+    table, results = quality.render(rows, settings, tmp_path)
+    lines = {line.split(" | ")[1]: line for line in table.splitlines() if line.startswith("| robosuite_lift")}
+    assert "refused: last.ckpt holds 14 of 15 epochs" in lines["random_k4"] and "9/10" not in lines["random_k4"]
+    assert lines["grids_k4"].endswith("| 1 |") and lines["pool_k4"].endswith("| - |")  # "-": not recorded
+    assert "15 epochs on" in table and "14" not in table.split("\n")[0]
+    assert [r["status"] for r in results["runs"]] == ["done", "refused", "done"]
+    refused = [line for line in capsys.readouterr().err.splitlines() if line.startswith("refused:")]
+    assert refused == [("refused: runs/quality/robosuite_lift/random_k4_seed0: last.ckpt holds 14 of 15 epochs, not reported "
+                        "(train it to the end: run this script without --report-only)")]
+
+
+def test_quality_stops_when_training_ends_short(tmp_path, monkeypatch):
+    quality = _load_benchmark("quality")
+    states = iter([None, (14, {})])  # no checkpoint before training, 14 epochs after it
+    monkeypatch.setattr(quality, "checkpoint_state", lambda run: next(states))
+    monkeypatch.setattr(quality.subprocess, "run", lambda *args, **kwargs: None)
+    with pytest.raises(SystemExit, match="last.ckpt holds 14 of the 15 epochs asked after training"):
+        quality.train(tmp_path, "robosuite_lift", "random_k4", 0, 15, 100)
+
+
+def test_result_files_hold_no_absolute_paths():
+    from conftest import ROOT
+
+    quality = _load_benchmark("quality")
+    assert quality.relative(ROOT / "runs" / "quality") == "runs/quality"
+
+    def strings(value):
+        if isinstance(value, dict):
+            return [s for v in value.values() for s in strings(v)]
+        if isinstance(value, list):
+            return [s for v in value for s in strings(v)]
+        return [value] if isinstance(value, str) else []
+
+    for path in sorted((ROOT / "benchmarks" / "results").glob("*.json")):
+        absolute = [s for s in strings(json.loads(path.read_text())) if s.startswith("/") or str(ROOT) in s]
+        assert not absolute, (path.name, absolute[:3])

@@ -282,7 +282,7 @@ def test_libero_suite_datasets_load_through_the_datamodule(tmp_path):
     data = OmegaConf.create({"root": str(tmp_path), "paths": [], "episodes": 1, "collect_noise": 0.1, "val_fraction": 0.0,
                              "batch_size": 4, "num_workers": 0, "shift_pixels": 0})
     env = OmegaConf.create({"name": "libero_spatial", "cameras": ["agentview", "robot0_eye_in_hand"], "image_size": 16})
-    module = DemoDataModule(data, env, chunk=2, max_text_tokens=24)
+    module = DemoDataModule(data, env, chunk=2)
     assert module.paths == paths
     module.prepare_data()  # nothing to collect: the files are there
     module.setup("fit")

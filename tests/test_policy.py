@@ -152,7 +152,7 @@ def test_predict_returns_env_units():
     stats = {"action_mean": np.full(ACTION_DIM, 100.0), "action_std": np.full(ACTION_DIM, 0.01),
              "proprio_mean": np.zeros(PROPRIO_DIM), "proprio_std": np.ones(PROPRIO_DIM)}
     policy.set_normalization(stats)
-    assert torch.equal(policy.state_dict()["action_mean"], torch.full((ACTION_DIM,), 100.0))
+    assert torch.equal(policy.state_dict()["processor.action_mean"], torch.full((ACTION_DIM,), 100.0))
     batch = make_batch(policy, batch=2)
     observations = {"images": {c: v.numpy() for c, v in batch["images"].items()},
                     "proprio": batch["proprio"].numpy().astype(np.float32)}

@@ -1,19 +1,21 @@
-"""Real DDP (2 CPU processes, gloo) and SIGKILL-then-resume of train.py."""
+"""Real DDP (2 CPU processes, gloo), and SIGKILL at a known step then resume: the same final weights."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import lightning as L
+import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
+from gridslab.config import load_config
+from gridslab.sampling import EpochSampler
 from gridslab.training import fit
-from tests.conftest import ROOT
+from tests.conftest import run_python
 from tests.test_training import TINY, tiny_config
 
 
@@ -49,34 +51,97 @@ def test_ddp_two_cpu_processes(tmp_path, lift_demos):
     assert {p.name for p in (run_dir / "checkpoints").iterdir()} >= {"last.ckpt"}
 
 
-def _train_cmd(run_dir: Path, lift_demos: Path, *extra: str) -> list[str]:
-    return [sys.executable, str(ROOT / "train.py"), *TINY, f"output_dir={run_dir}", f"data.paths=[{lift_demos}]",
-            "data.episodes=3", "data.batch_size=4", "trainer.max_epochs=5", "trainer.threads=1", *extra]
+EPOCHS = 2  # of the kill tests' runs
 
 
-def test_sigkill_then_resume_reaches_the_same_step(tmp_path, lift_demos):
+def _config(run_dir: Path, demos: Path, *extra: str):
+    return load_config([*TINY, f"output_dir={run_dir}", f"data.paths=[{demos}]", "data.episodes=3", "data.batch_size=8",
+                        f"trainer.max_epochs={EPOCHS}", "trainer.threads=1", *extra])
+
+
+class SigkillAt(L.Callback):
+    """SIGKILLs its own process (no cleanup) as the batch after optimiser step ``step`` starts,
+    i.e. once every checkpoint of step ``step`` is written."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def train_until_killed(run_dir: str, demos: str, step: int, *extra: str) -> None:
+    """Subprocess entry point: fit the kill tests' config, checkpoint at ``step`` into ``run_dir/steps``, die."""
+    at_step = ModelCheckpoint(dirpath=Path(run_dir, "steps"), filename="step{step}", every_n_train_steps=step,
+                              save_top_k=-1, auto_insert_metric_name=False)
+    fit(_config(Path(run_dir), Path(demos), *extra), extra_callbacks=[at_step, SigkillAt(step)])
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, lift_demos):
+    """The kill tests' run, never interrupted: (its last.ckpt, optimiser steps per epoch)."""
+    result = fit(_config(tmp_path_factory.mktemp("uninterrupted") / "run", lift_demos))
+    return torch.load(result["last_checkpoint"], map_location="cpu", weights_only=True), result["global_step"] // EPOCHS
+
+
+# (kill after optimiser step f(steps per epoch), resume from, extra overrides of the killed and resumed runs)
+KILLS = {
+    "mid-epoch, 1 worker": (lambda n: n + n // 2, "step", ["data.num_workers=1"]),
+    "after an epoch's last batch": (lambda n: n, "step", []),
+    "after the epoch's checkpoint": (lambda n: n + 2, "auto", []),
+}
+
+
+@pytest.mark.parametrize("kill", sorted(KILLS))
+def test_sigkill_then_resume_ends_with_the_uninterrupted_weights(tmp_path, lift_demos, uninterrupted, kill):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    reference, steps_per_epoch = uninterrupted
+    kill_step, resume_from, extra = KILLS[kill]
+    step = kill_step(steps_per_epoch)
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen(_train_cmd(run_dir, lift_demos), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    last = run_dir / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 300
-    while time.time() < deadline and not last.exists() and proc.poll() is None:
-        time.sleep(0.2)
-    time.sleep(1.5)  # into the next epoch
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert last.exists(), proc.stderr.read().decode()[-2000:]
-    killed_at = torch.load(last, map_location="cpu", weights_only=True)
-    assert killed_at["epoch"] < 4  # 0-based: the epoch whose end the checkpoint saved
-    resumed = subprocess.run(_train_cmd(run_dir, lift_demos, "resume=auto"), cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    final = torch.load(last, map_location="cpu", weights_only=True)
-    steps_per_epoch = killed_at["global_step"] // (killed_at["epoch"] + 1)
-    assert final["epoch"] == 4 and final["global_step"] == 5 * steps_per_epoch
-    assert "rng_state" in final and "optimizer_states" in final and final["lr_schedulers"]
+    entry = f"train_until_killed({str(run_dir)!r}, {str(lift_demos)!r}, {step}, *{extra!r})"
+    killed = run_python(["-c", f"from tests.test_scale import train_until_killed; {entry}"], tmp_path)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    checkpoint = run_dir / "steps" / f"step{step}.ckpt" if resume_from == "step" else run_dir / "checkpoints" / "last.ckpt"
+    assert torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"] == (step if resume_from == "step" else steps_per_epoch)
+    resumed = fit(_config(run_dir, lift_demos, f"resume={checkpoint if resume_from == 'step' else 'auto'}", *extra))
+    final = torch.load(resumed["last_checkpoint"], map_location="cpu", weights_only=True)
+    assert (final["epoch"], final["global_step"]) == (EPOCHS - 1, EPOCHS * steps_per_epoch)
+    assert final["state_dict"].keys() == reference["state_dict"].keys()
+    differ = [key for key, value in reference["state_dict"].items() if not torch.equal(value, final["state_dict"][key])]
+    assert not differ, f"{len(differ)} tensors differ from the uninterrupted run, e.g. {differ[:3]}"
+    assert final["lr_schedulers"] == reference["lr_schedulers"]
     events = EventAccumulator(str(run_dir / "tb"))
     events.Reload()
     steps = [event.step for event in events.Scalars("train/loss")]
     assert len(steps) == len(set(steps)), "a step was logged twice after the resume"
-    assert max(steps) >= final["global_step"] - 1
+    assert max(steps) == final["global_step"] - 1
+
+
+def test_last_checkpoint_holds_the_last_epoch_when_val_loss_stalls(tmp_path, lift_demos):
+    """lr=0: val/loss is the same every epoch, so no epoch after the first is a new best."""
+    result = fit(_config(tmp_path / "run", lift_demos, "optim.lr=0"))
+    last = torch.load(result["last_checkpoint"], map_location="cpu", weights_only=True)
+    assert Path(result["last_checkpoint"]).name == "last.ckpt"
+    assert (last["epoch"], last["global_step"]) == (EPOCHS - 1, result["global_step"])
+
+
+def test_epoch_sampler_order_depends_only_on_seed_and_epoch():
+    """A sampler built at (epoch 1, 2 batches in) yields what an uninterrupted one yields from
+    there on; the ranks split each epoch; the length stays the whole epoch."""
+    data = list(range(20))
+    uninterrupted = EpochSampler(data, batch_size=4, seed=3)
+    orders = []
+    for epoch in range(3):
+        uninterrupted.set_epoch(epoch)
+        orders.append(list(uninterrupted))
+    assert sorted(orders[0]) == data and orders[0] != orders[1] != orders[2]
+    resumed = EpochSampler(data, batch_size=4, seed=3, epoch=1, skip_batches=2)
+    resumed.set_epoch(1)  # Lightning does this at the start of the resumed epoch
+    assert list(resumed) == orders[1][8:] and len(resumed) == 20
+    resumed.set_epoch(2)
+    assert list(resumed) == orders[2]
+    ranks = [EpochSampler(data, batch_size=4, seed=3, num_replicas=2, rank=r) for r in (0, 1)]
+    assert sorted(list(ranks[0]) + list(ranks[1])) == data and not set(ranks[0]) & set(ranks[1])

@@ -71,11 +71,11 @@ def test_checkpoint_rebuilds_the_same_policy(trained, lift_demos):
     policy, _, _ = load_policy(result["last_checkpoint"])
     datamodule = build_datamodule(cfg)
     datamodule.setup("fit")
-    batch = next(iter(datamodule.val_dataloader()))
+    raw = next(iter(datamodule.val_dataloader()))
     module.eval_policy.eval()
     with torch.no_grad():
-        expected = module.eval_policy(batch)["actions"]
-        actual = policy(batch)["actions"]
+        expected = module.eval_policy(module.eval_policy.processor.training_batch(raw))["actions"]
+        actual = policy(policy.processor.training_batch(raw))["actions"]
     assert torch.allclose(expected, actual, atol=1e-6)
 
 

@@ -7,6 +7,8 @@
 * ``mask`` is True for a valid token. Compressors always emit ``K_max`` slots; a
   per-sample budget ``ctx.k`` (``[B]`` long) marks slots ``>= k`` invalid, and the
   backbone ignores them through its key-padding mask.
+* ``max_k(H, W)`` (classmethod) is the largest meaningful K on an ``H x W`` patch grid and
+  ``check_k`` refuses more, from the config alone (``gridslab.compress.check_k``).
 """
 
 from __future__ import annotations
@@ -54,12 +56,17 @@ class CompressContext:
     text: ``[B, T, C]`` instruction token embeddings already projected to the
     vision width ``C`` (None when the policy has no instruction);
     text_mask: ``[B, T]`` bool, True on real (non-padding) text tokens;
-    k: ``[B]`` long per-sample token budget (``1 <= k <= K_max``) or None for all slots.
+    k: ``[B]`` long per-sample token budget (``1 <= k <= K_max``) or None for all slots;
+    noise_seed: ``[B]`` long per-sample seed of a random draw (set by rollouts from the
+    episode seed and the policy-call index) or None;
+    camera_index: which of the policy's cameras the feature map comes from (0, 1, ...).
     """
 
     text: Tensor | None = None
     text_mask: Tensor | None = None
     k: Tensor | None = None
+    noise_seed: Tensor | None = None
+    camera_index: int = 0
 
 
 @dataclass
@@ -76,6 +83,25 @@ class Compressor(nn.Module):
     k_max: int
     uses_text: bool = False  # True when forward reads ctx.text (the policy then projects it)
     honours_budget: bool = True  # False when ctx.k is ignored (identity keeps every patch)
+
+    @classmethod
+    def max_k(cls, height: int, width: int) -> int:
+        """Largest meaningful ``k`` on an ``H x W`` patch grid: ``H*W``.
+
+        A compressor that picks patches has no more to pick, and one whose tokens are linear
+        reads of the patch features (pooling, soft maps, bilinear points) spans at most the
+        ``H*W`` patch features, so further tokens carry nothing new. Identity ignores ``k``
+        (it keeps every patch), and a ``k`` above ``H*W`` there is refused as meaningless too.
+        """
+        return height * width
+
+    @classmethod
+    def check_k(cls, name: str, k: int, height: int, width: int) -> None:
+        """Raise a one-line ``UserError`` if ``k`` exceeds ``max_k(H, W)``; builds nothing."""
+        limit = cls.max_k(height, width)
+        if k > limit:
+            raise UserError(f"compressor {name!r}: k={k} exceeds the {height * width} patches of the "
+                            f"{height}x{width} feature map; valid: 1 <= k <= {limit}")
 
     def num_tokens(self, height: int, width: int) -> int:
         """Slots emitted for an ``height x width`` patch grid (``K_max``)."""
@@ -106,13 +132,6 @@ def most_square_grid(k: int) -> tuple[int, int]:
     (4 -> 2x2, 8 -> 2x4, 7 -> 1x7)."""
     rows = next(r for r in range(math.isqrt(k), 0, -1) if k % r == 0)
     return rows, k // rows
-
-
-def check_patch_count(name: str, k: int, height: int, width: int) -> None:
-    """A compressor that picks ``k`` of the ``height x width`` patches needs ``k <= H*W``."""
-    if k > height * width:
-        raise UserError(f"compressor {name!r}: k={k} exceeds the {height * width} patches of the "
-                        f"{height}x{width} feature map; use k <= {height * width}")
 
 
 def masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:

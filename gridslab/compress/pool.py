@@ -17,7 +17,7 @@ from torch import Tensor
 
 from gridslab.compress import COMPRESSORS
 from gridslab.compress.base import (CompressContext, Compressor, CompressorConfig, Tokens, budget_mask,
-                                    check_patch_count, most_square_grid)
+                                    most_square_grid)
 from gridslab.errors import UserError
 
 
@@ -37,6 +37,13 @@ def cell_centres(size: int, cells: int) -> Tensor:
     return (start + end).double() / (2 * size)
 
 
+def pooled_grid(k: int, height: int, width: int) -> tuple[int, int]:
+    """``(rows, cols)``, ``rows * cols = k``, most square, the longer side along the longer
+    side of the ``H x W`` map (it may not fit; see ``Pool.check_k``)."""
+    short, long = most_square_grid(k)
+    return (long, short) if height > width else (short, long)
+
+
 @COMPRESSORS.register("pool", config=PoolConfig)
 class Pool(Compressor):
     """Adaptive average pooling: ``forward(feats [B, H, W, C], ctx) -> Tokens [B, K, C]``."""
@@ -45,15 +52,19 @@ class Pool(Compressor):
         super().__init__()
         self.k_max = cfg.k
 
+    @classmethod
+    def check_k(cls, name: str, k: int, height: int, width: int) -> None:
+        """``k <= H*W`` and the ``rows x cols`` pooled grid fits in the ``H x W`` map."""
+        super().check_k(name, k, height, width)
+        rows, cols = pooled_grid(k, height, width)
+        if rows > height or cols > width:
+            raise UserError(f"compressor {name!r}: k={k} needs a {rows}x{cols} grid, which does not fit "
+                            f"the {height}x{width} feature map; pick a k with a factorisation that fits")
+
     def grid_shape(self, height: int, width: int) -> tuple[int, int]:
         """``(rows, cols)`` of the pooled grid for an ``H x W`` feature map; it must fit in it."""
-        check_patch_count("pool", self.k_max, height, width)
-        short, long = most_square_grid(self.k_max)
-        rows, cols = (long, short) if height > width else (short, long)
-        if rows > height or cols > width:
-            raise UserError(f"compressor 'pool': k={self.k_max} needs a {rows}x{cols} grid, which does not fit "
-                            f"the {height}x{width} feature map; pick a k with a factorisation that fits")
-        return rows, cols
+        self.check_k("pool", self.k_max, height, width)
+        return pooled_grid(self.k_max, height, width)
 
     def num_tokens(self, height: int, width: int) -> int:
         """``K``; raises if the pooled grid does not fit an ``H x W`` map."""

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from gridslab.compress import COMPRESSORS
 from gridslab.compress.base import (CompressContext, Compressor, CompressorConfig, Tokens, budget_mask,
-                                    check_patch_count, masked_mean, order_within_budget, take_patches)
+                                    masked_mean, order_within_budget, take_patches)
 from gridslab.errors import UserError
 
 QUERIES = ("text", "learned")
@@ -67,7 +67,7 @@ class TopK(Compressor):
 
     def num_tokens(self, height: int, width: int) -> int:
         """``K``; raises if ``K > H*W``."""
-        check_patch_count("topk", self.k_max, height, width)
+        self.check_k("topk", self.k_max, height, width)
         return self.k_max
 
     def saliency(self, feats: Tensor, ctx: CompressContext) -> Tensor:
@@ -87,7 +87,7 @@ class TopK(Compressor):
     def forward(self, feats: Tensor, ctx: CompressContext) -> Tokens:
         """feats ``[B, H, W, C]`` -> Tokens(``[B, K, C]``, centres ``[B, K, 2]``, mask ``[B, K]``)."""
         batch, height, width, _ = feats.shape
-        check_patch_count("topk", self.k_max, height, width)
+        self.check_k("topk", self.k_max, height, width)
         scores = self.saliency(feats, ctx)
         most_salient = scores.topk(self.k_max, dim=1).indices  # best first
         picks = order_within_budget(most_salient, ctx.k, height * width)

@@ -9,7 +9,9 @@ Defaults train at >= 250 samples/s on a 2-core CPU (batch 64, two 84 px cameras,
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
@@ -79,8 +81,25 @@ class VisionConfig:
 
     @property
     def grid_size(self) -> int:
-        """Patches per image side (image_size / patch_size)."""
+        """Patches per image side (image_size / patch_size) of the built-in ViT."""
         return self.image_size // self.patch_size
+
+    def patch_grid_side(self) -> int | None:
+        """Patches per image side the compressor will see, known without building a model:
+        the ViT's ``grid_size``, or a pretrained tower's (input or model) image size over its
+        patch size from ``hf_config`` or the local ``config.json``; None when neither says."""
+        if self.backbone == "vit":
+            return self.grid_size
+        fields = dict(self.hf_config)
+        config_file = Path(self.path).expanduser() / "config.json" if self.path else None
+        if config_file is not None and config_file.is_file():
+            loaded = json.loads(config_file.read_text())
+            fields = loaded.get("vision_config", loaded)
+        image_size = self.input_size or fields.get("image_size")
+        patch_size = fields.get("patch_size")
+        if not image_size or not patch_size:
+            return None
+        return int(image_size) // int(patch_size)
 
 
 @dataclass

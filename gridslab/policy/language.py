@@ -41,8 +41,6 @@ class LanguageEncoder(nn.Module):
 
     def __init__(self, cfg: LanguageConfig):
         super().__init__()
-        self.max_len = cfg.max_len
-        self.vocab_size = cfg.vocab_size
         self.embed = nn.Embedding(cfg.vocab_size, cfg.dim, padding_idx=PAD_ID)
         self.positions = nn.Parameter(torch.zeros(1, cfg.max_len, cfg.dim))
         nn.init.trunc_normal_(self.embed.weight, std=0.02)
@@ -51,10 +49,6 @@ class LanguageEncoder(nn.Module):
             self.embed.weight[PAD_ID].zero_()
         self.blocks = nn.ModuleList(TransformerBlock(cfg.dim, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(cfg.dim)
-
-    def tokenize(self, texts: list[str]) -> tuple[Tensor, Tensor]:
-        """``tokenize`` with this encoder's ``max_len`` and ``vocab_size``."""
-        return tokenize(texts, self.max_len, self.vocab_size)
 
     def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
         """ids: ``[B, T]`` long (``T <= max_len``), mask: ``[B, T]`` bool -> ``[B, T, D]``."""

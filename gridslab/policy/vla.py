@@ -1,24 +1,18 @@
 """``VLA``: vision (+ compressor) per camera, instruction encoder, backbone, action head.
 
-Batch contract (``forward`` / ``loss``)::
-
-    images:           {camera: uint8 [B, H, W, 3]}
-    proprio:          float [B, P]   raw env units (normalised here)
-    instruction_ids:  long [B, T], instruction_mask: bool [B, T]   (``language.tokenize``)
-    instruction:      list of B str  the instructions as text (read by a per-task budget)
-    k:                long [B]       optional per-sample visual-token budget; overrides the
-                                     policy's own budget (``gridslab.budget``) when given
-    actions:          float [B, H, A] normalised targets (``loss`` only)
-    action_mask:      bool [B, H]    False on chunk padding past the episode end (``loss`` only)
-
-Normalisation statistics (``action_mean/std`` ``[A]``, ``proprio_mean/std`` ``[P]``) are
-registered buffers, so a checkpoint's state_dict carries them and ``predict`` returns
-actions in the env's own units.
+``forward`` / ``loss`` take the *policy batch* that ``self.processor``
+(``gridslab.policy.processor.PolicyProcessor``) builds from raw observations: uint8
+images per camera, normalised proprio, instruction ids and mask, the instructions as text,
+optional per-sample ``k`` (overrides the policy's own budget, ``gridslab.budget``) and
+``noise_seed``, and, for ``loss``, normalised ``actions [B, H, A]`` with ``action_mask [B, H]``.
+``predict`` and ``example_batch`` go through the same processor, and so do training and
+rollouts, so a frame becomes one batch wherever it comes from. The normalisation
+statistics are the processor's buffers, so a checkpoint's state_dict carries them.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any, Mapping
 
 import numpy as np
@@ -27,7 +21,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from gridslab.budget import BudgetChoice, build_budget
-from gridslab.compress import build_compressor
+from gridslab.compress import build_compressor, check_k
 from gridslab.compress.base import CompressContext, Tokens
 from gridslab.errors import UserError
 from gridslab.policy.backbone import Backbone
@@ -35,9 +29,8 @@ from gridslab.policy.config import PolicyConfig, as_policy_config
 from gridslab.policy.heads import HEADS
 from gridslab.policy.language import LanguageEncoder
 from gridslab.policy.pretrained import PretrainedBackbone, PretrainedVisionEncoder
+from gridslab.policy.processor import PolicyProcessor
 from gridslab.policy.vision import PatchEncoder, VisionEncoder
-
-STAT_KEYS = ("action_mean", "action_std", "proprio_mean", "proprio_std")
 
 
 class VLA(nn.Module):
@@ -86,34 +79,13 @@ class VLA(nn.Module):
         else:
             self.backbone = PretrainedBackbone(cfg.lm, *backbone_args, checkpointing=cfg.gradient_checkpointing)
         self.head = HEADS.build(asdict(cfg.head), self.backbone.dim, action_dim)
-        self.register_buffer("action_mean", torch.zeros(action_dim))
-        self.register_buffer("action_std", torch.ones(action_dim))
-        self.register_buffer("proprio_mean", torch.zeros(proprio_dim))
-        self.register_buffer("proprio_std", torch.ones(proprio_dim))
+        self.processor = PolicyProcessor(self.cameras, proprio_dim, action_dim, cfg.language)
 
     # normalisation ---------------------------------------------------------------------
 
     def set_normalization(self, stats: Mapping[str, Any]) -> None:
-        """Copy ``action_mean/std`` ``[A]`` and ``proprio_mean/std`` ``[P]`` (arrays, tensors
-        or lists) into the buffers."""
-        missing = [key for key in STAT_KEYS if key not in stats]
-        if missing:
-            raise UserError(f"normalisation stats lack {', '.join(missing)}; need {', '.join(STAT_KEYS)}")
-        for key in STAT_KEYS:
-            buffer = getattr(self, key)
-            value = torch.as_tensor(np.asarray(stats[key], dtype=np.float32))
-            if value.shape != buffer.shape:
-                raise UserError(f"normalisation stat {key} has shape {tuple(value.shape)}, "
-                                f"the policy expects {tuple(buffer.shape)}")
-            buffer.copy_(value)
-
-    def normalize_proprio(self, proprio: Tensor) -> Tensor:
-        """Raw proprio ``[B, P]`` -> zero-mean unit-std."""
-        return (proprio - self.proprio_mean) / self.proprio_std
-
-    def denormalize_actions(self, actions: Tensor) -> Tensor:
-        """Normalised actions ``[..., A]`` -> env units."""
-        return actions * self.action_std + self.action_mean
+        """The dataset's ``action_mean/std`` ``[A]`` and ``proprio_mean/std`` ``[P]`` into the processor."""
+        self.processor.set_normalization(stats)
 
     # token counts ----------------------------------------------------------------------
 
@@ -147,11 +119,11 @@ class VLA(nn.Module):
             choice = BudgetChoice(k=batch["k"])
         else:
             choice = self.budget(feats, text, text_mask, batch.get("instruction"))
-        ctx = CompressContext(text=vision_text, text_mask=text_mask, k=choice.k)
-        tokens = {camera: self.vision[camera].tokens_from_features(feats[camera], ctx, choice.weight)
-                  for camera in self.cameras}
-        proprio = self.normalize_proprio(batch["proprio"].float())
-        features = self.backbone(text, text_mask, [tokens[camera] for camera in self.cameras], proprio)
+        ctx = CompressContext(text=vision_text, text_mask=text_mask, k=choice.k, noise_seed=batch.get("noise_seed"))
+        tokens = {camera: self.vision[camera].tokens_from_features(feats[camera], replace(ctx, camera_index=index),
+                                                                   choice.weight)
+                  for index, camera in enumerate(self.cameras)}
+        features = self.backbone(text, text_mask, [tokens[camera] for camera in self.cameras], batch["proprio"])
         return features, tokens, choice
 
     def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]:
@@ -177,45 +149,35 @@ class VLA(nn.Module):
         return torch.stack([t.mask.float().sum(dim=1) for t in outputs["tokens"].values()]).mean(dim=0)
 
     def example_batch(self, batch_size: int = 1, instruction: str = "lift the red cube", seed: int = 0) -> dict[str, Any]:
-        """A random batch of ``batch_size`` observations in this policy's input shapes
-        (for FLOP counts and latency), on the policy's device."""
-        device = self.action_mean.device
+        """The policy batch of ``batch_size`` random observations in this policy's input
+        shapes (for FLOP counts and latency), on the policy's device."""
         generator = torch.Generator().manual_seed(seed)
         size = self.vision[self.cameras[0]].image_size
-        ids, mask = self.language.tokenize([instruction] * batch_size)
-        return {
-            "images": {camera: torch.randint(0, 256, (batch_size, size, size, 3), dtype=torch.uint8, generator=generator).to(device)
-                       for camera in self.cameras},
-            "proprio": torch.randn(batch_size, self.proprio_dim, generator=generator).to(device),
-            "instruction_ids": ids.to(device), "instruction_mask": mask.to(device),
-            "instruction": [instruction] * batch_size,
-        }
+        images = {camera: torch.randint(0, 256, (batch_size, size, size, 3), dtype=torch.uint8, generator=generator)
+                  for camera in self.cameras}
+        proprio = torch.randn(batch_size, self.proprio_dim, generator=generator)
+        return self.processor.observation_batch(images, proprio, [instruction] * batch_size)
 
     @torch.no_grad()
-    def predict(self, observations: Mapping[str, Any], instructions: list[str], k: Tensor | None = None) -> np.ndarray:
+    def predict(self, observations: Mapping[str, Any], instructions: list[str], k: Tensor | None = None,
+                noise_seed: Tensor | None = None) -> np.ndarray:
         """Action chunks ``[B, H, A]`` float32 in env units from env observations.
 
         observations: ``{"images": {camera: uint8 [B, H, W, 3]}, "proprio": float32 [B, P]}``
-        (numpy or tensors); instructions: B strings; k: optional ``[B]`` token budget.
+        (numpy or tensors); instructions: B strings; k: optional ``[B]`` token budget;
+        noise_seed: optional ``[B]`` seeds of a compressor's random draw.
         Runs in the module's current train/eval mode (rollouts call ``.eval()``).
         """
-        device = self.action_mean.device
-        ids, mask = self.language.tokenize(instructions)
-        batch = {
-            "images": {camera: torch.as_tensor(observations["images"][camera], device=device)
-                       for camera in self.cameras},
-            "proprio": torch.as_tensor(observations["proprio"], device=device),
-            "instruction_ids": ids.to(device),
-            "instruction_mask": mask.to(device),
-            "instruction": list(instructions),
-            "k": None if k is None else k.to(device),
-        }
-        actions = self.denormalize_actions(self(batch)["actions"])
-        return actions.float().cpu().numpy()
+        batch = self.processor.observation_batch(observations["images"], observations["proprio"], instructions,
+                                                 k=k, noise_seed=noise_seed)
+        return self.processor.env_actions(self(batch)["actions"]).float().cpu().numpy()
 
 
 def make_vision_encoder(cfg: PolicyConfig, compressor_cfg: DictConfig | dict[str, Any]) -> PatchEncoder:
     """The built-in ViT or a pretrained tower (``cfg.vision.backbone``), with its compressor."""
+    side = cfg.vision.patch_grid_side()
+    if side is not None:
+        check_k(compressor_cfg, side, side)
     if cfg.vision.backbone == "vit":
         compressor = build_compressor(compressor_cfg, cfg.vision.dim)
         return VisionEncoder(cfg.vision, compressor, checkpointing=cfg.gradient_checkpointing)
