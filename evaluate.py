@@ -27,8 +27,15 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return parser.parse_known_args(argv)
 
 
-RESULT_NEUTRAL = ("eval.episodes=", "eval.ood=", "eval.severity=", "eval.workers=", "eval.video_episodes=",
-                  "output_dir=", "conf=")
+RESULT_NEUTRAL = (
+    "eval.episodes=",
+    "eval.ood=",
+    "eval.severity=",
+    "eval.workers=",
+    "eval.video_episodes=",
+    "output_dir=",
+    "conf=",
+)
 
 
 def run_name(stem: str, overrides: list[str]) -> str:
@@ -40,21 +47,27 @@ def run_name(stem: str, overrides: list[str]) -> str:
 
 def main(argv: list[str]) -> int:
     args, overrides = parse(argv)
-    from gridslab.checkpoint import load_policy
     from gridslab.config import load_config, print_config
-    from gridslab.online_eval import evaluate_policy
+    from gridslab.config.run_layout import eval_dir, last_checkpoint
+    from gridslab.eval.checkpoint import load_policy
+    from gridslab.eval.runner import evaluate_policy
 
-    for flag, key in (("episodes", "eval.episodes"), ("ood", "eval.ood"), ("severity", "eval.severity"),
-                      ("workers", "eval.workers"), ("video_episodes", "eval.video_episodes")):
+    for flag, key in (
+        ("episodes", "eval.episodes"),
+        ("ood", "eval.ood"),
+        ("severity", "eval.severity"),
+        ("workers", "eval.workers"),
+        ("video_episodes", "eval.video_episodes"),
+    ):
         if getattr(args, flag) is not None:
             overrides.append(f"{key}={getattr(args, flag)}")
     ckpt = args.ckpt
     if ckpt is None:
         run_cfg = load_config([o for o in overrides if o.startswith(("conf=", "output_dir="))])
-        ckpt = str(Path(run_cfg.output_dir) / "checkpoints" / "last.ckpt")
+        ckpt = str(last_checkpoint(run_cfg.output_dir))
     policy, cfg, _ = load_policy(ckpt, [o for o in overrides if not o.startswith("conf=")])
     print_config(cfg)
-    out_dir = Path(args.out) if args.out else Path(cfg.output_dir) / "eval" / run_name(Path(ckpt).stem, overrides)
+    out_dir = Path(args.out) if args.out else eval_dir(cfg.output_dir, run_name(Path(ckpt).stem, overrides))
     evaluate_policy(policy, cfg, out_dir, checkpoint=ckpt)
     print(f"results: {out_dir}")
     return 0

@@ -11,7 +11,7 @@ from gridslab.errors import run_cli
 def main(argv: list[str]) -> int:
     cfg = load_config(argv)
     print_config(cfg)
-    from gridslab.training import fit
+    from gridslab.train.fit import fit
 
     result = fit(cfg)
     print(f"best checkpoint: {result['best_checkpoint']}\nTensorBoard:     tensorboard --logdir {result['output_dir']}/tb")

@@ -21,6 +21,10 @@ from pathlib import Path
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # gridslab from this checkout, installed or not
+
+from gridslab.config.run_layout import last_checkpoint
+
 RESULTS = Path(__file__).parent / "results"
 BUDGETS = {
     "fixed K=4": ["compressor.k=4"],
@@ -41,14 +45,26 @@ def last_scalar(events: EventAccumulator, tag: str) -> float:
 
 def measure(name: str, epochs: int, episodes: int) -> dict:
     out = run_dir(name)
-    if not (out / "checkpoints" / "last.ckpt").exists():
-        subprocess.run([sys.executable, str(ROOT / "train.py"), *BUDGETS[name], f"output_dir={out}",
-                        f"trainer.max_epochs={epochs}", "trainer.progress_bar=false"], check=True, cwd=ROOT)
+    if not last_checkpoint(out).exists():
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "train.py"),
+                *BUDGETS[name],
+                f"output_dir={out}",
+                f"trainer.max_epochs={epochs}",
+                "trainer.progress_bar=false",
+            ],
+            check=True,
+            cwd=ROOT,
+        )
     events = EventAccumulator(str(out / "tb"), size_guidance={"scalars": 0})
     events.Reload()
     losses = events.Scalars("train/loss")
     row = {
-        "budget": name, "overrides": " ".join(BUDGETS[name]), "epochs": epochs,
+        "budget": name,
+        "overrides": " ".join(BUDGETS[name]),
+        "epochs": epochs,
         "tokens_mean": last_scalar(events, "val/tokens_per_image/mean"),
         "tokens_min": last_scalar(events, "val/tokens_per_image/min"),
         "tokens_max": last_scalar(events, "val/tokens_per_image/max"),
@@ -57,12 +73,18 @@ def measure(name: str, epochs: int, episodes: int) -> dict:
         "train_minutes": (losses[-1].wall_time - losses[0].wall_time) / 60,
     }
     if episodes:
-        subprocess.run([sys.executable, str(ROOT / "evaluate.py"), f"output_dir={out}", "--episodes", str(episodes)],
-                       check=True, cwd=ROOT)
+        subprocess.run(
+            [sys.executable, str(ROOT / "evaluate.py"), f"output_dir={out}", "--episodes", str(episodes)], check=True, cwd=ROOT
+        )
         summary = json.loads((out / "eval" / "last" / "summary.json").read_text())["conditions"][0]
-        row.update({"success": f"{summary['successes']}/{summary['episodes']}", "eval_tokens": summary["tokens_per_image"],
-                    "eval_tokens_range": f"{summary['tokens_min']:g}-{summary['tokens_max']:g}",
-                    "eval_gflops": summary["policy_gflops"]})
+        row.update(
+            {
+                "success": f"{summary['successes']}/{summary['episodes']}",
+                "eval_tokens": summary["tokens_per_image"],
+                "eval_tokens_range": f"{summary['tokens_min']:g}-{summary['tokens_max']:g}",
+                "eval_gflops": summary["policy_gflops"],
+            }
+        )
     return row
 
 
@@ -74,14 +96,19 @@ def main() -> None:
     rows = [measure(name, args.epochs, args.episodes) for name in BUDGETS]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "budgets.json").write_text(json.dumps(rows, indent=2) + "\n")
-    lines = [f"Default task (robosuite/Lift, GridS, two 84 px cameras), {args.epochs} epochs each on this machine's CPU; "
-             "validation figures from the last epoch (GFLOPs for one sample at the K it got).", "",
-             "| budget | tokens/image mean (min-max) | GFLOPs/sample | val action L1 | train min |"
-             + (" online success | online K mean (range) |" if args.episodes else ""),
-             "|---|---|---|---|---|" + ("---|---|" if args.episodes else "")]
+    lines = [
+        f"Default task (robosuite/Lift, GridS, two 84 px cameras), {args.epochs} epochs each on this machine's CPU; "
+        "validation figures from the last epoch (GFLOPs for one sample at the K it got).",
+        "",
+        "| budget | tokens/image mean (min-max) | GFLOPs/sample | val action L1 | train min |"
+        + (" online success | online K mean (range) |" if args.episodes else ""),
+        "|---|---|---|---|---|" + ("---|---|" if args.episodes else ""),
+    ]
     for r in rows:
-        line = (f"| {r['budget']} | {r['tokens_mean']:.2f} ({r['tokens_min']:g}-{r['tokens_max']:g}) | "
-                f"{r['gflops_per_sample']:.4f} | {r['val_action_l1']:.4f} | {r['train_minutes']:.1f} |")
+        line = (
+            f"| {r['budget']} | {r['tokens_mean']:.2f} ({r['tokens_min']:g}-{r['tokens_max']:g}) | "
+            f"{r['gflops_per_sample']:.4f} | {r['val_action_l1']:.4f} | {r['train_minutes']:.1f} |"
+        )
         if args.episodes:
             line += f" {r['success']} | {r['eval_tokens']:.2f} ({r['eval_tokens_range']}) |"
         lines.append(line)

@@ -2,7 +2,7 @@
 
 For every compressor (identity, grids, pool, random, topk, tokenlearner) and K in
 {1, 4, 16, 64}, one policy forward is counted with ``torch.utils.flop_counter`` (a
-multiply-add counts 2) and split by component (``gridslab.flops.flops_by_component``):
+multiply-add counts 2) and split by component (``gridslab.policy.flops.flops_by_component``):
 vision before the compressor, the compressor itself, vision after it, language, backbone,
 head. Latency is the median of ``--repeats`` forwards after ``--warmup`` untimed ones, at a
 fixed thread count, all in one process so ratios are comparable. Two model sizes:
@@ -36,8 +36,8 @@ import torch
 from envs.hdf5_format import package_versions
 from gridslab.config import load_config, to_plain
 from gridslab.errors import UserError
-from gridslab.flops import COMPONENTS, flops_by_component
-from gridslab.module import build_policy
+from gridslab.policy.factory import build_policy
+from gridslab.policy.flops import COMPONENTS, flops_by_component
 
 RESULTS = Path(__file__).parent / "results"
 COMPRESSORS = ("identity", "grids", "pool", "random", "topk", "tokenlearner")
@@ -45,15 +45,33 @@ KS = (1, 4, 16, 64)
 ALL = {name: (KS[:1] if name == "identity" else KS) for name in COMPRESSORS}
 MODELS = {
     "small": {"overrides": [], "batches": (1, 32), "compressors": ALL},
-    "pi0": {"overrides": ["env.image_size=224", "policy.vision.image_size=224", "policy.vision.patch_size=14",
-                          "policy.vision.stem=patchify", "policy.vision.dim=1024", "policy.vision.depth=4",
-                          "policy.vision.heads=16", "policy.vision.mlp_ratio=4", "policy.vision.compress_after=4",
-                          "policy.language.dim=1024", "policy.language.heads=16", "policy.backbone.dim=2048",
-                          "policy.backbone.depth=4", "policy.backbone.heads=16", "policy.backbone.mlp_ratio=4",
-                          "policy.chunk=50"],
-            "batches": (1,), "compressors": ALL},
-    "siglip_qwen": {"overrides": ["policy=siglip_qwen", "env.image_size=224"], "batches": (1,),
-                    "compressors": {"identity": (1,), "grids": (4, 16)}},
+    "pi0": {
+        "overrides": [
+            "env.image_size=224",
+            "policy.vision.image_size=224",
+            "policy.vision.patch_size=14",
+            "policy.vision.stem=patchify",
+            "policy.vision.dim=1024",
+            "policy.vision.depth=4",
+            "policy.vision.heads=16",
+            "policy.vision.mlp_ratio=4",
+            "policy.vision.compress_after=4",
+            "policy.language.dim=1024",
+            "policy.language.heads=16",
+            "policy.backbone.dim=2048",
+            "policy.backbone.depth=4",
+            "policy.backbone.heads=16",
+            "policy.backbone.mlp_ratio=4",
+            "policy.chunk=50",
+        ],
+        "batches": (1,),
+        "compressors": ALL,
+    },
+    "siglip_qwen": {
+        "overrides": ["policy=siglip_qwen", "env.image_size=224"],
+        "batches": (1,),
+        "compressors": {"identity": (1,), "grids": (4, 16)},
+    },
 }
 
 
@@ -82,9 +100,14 @@ def measure(model: str, compressor: str, k: int, repeats: int) -> dict | None:
             return None
         raise
     split = flops_by_component(policy, policy.example_batch(1))
-    row = {"model": model, "compressor": compressor, "k": k, "tokens_per_image": policy.max_tokens_per_image(),
-           "params_m": round(sum(p.numel() for p in policy.parameters()) / 1e6, 3),
-           **{f"gflops_{part}": split[part] / 1e9 for part in (*COMPONENTS, "total")}}
+    row = {
+        "model": model,
+        "compressor": compressor,
+        "k": k,
+        "tokens_per_image": policy.max_tokens_per_image(),
+        "params_m": round(sum(p.numel() for p in policy.parameters()) / 1e6, 3),
+        **{f"gflops_{part}": split[part] / 1e9 for part in (*COMPONENTS, "total")},
+    }
     for batch_size in spec["batches"]:
         warmup = 3 if model == "small" else 1  # large models: seconds per forward on CPU
         runs = repeats if model == "small" else max(3, repeats // 5)
@@ -99,21 +122,30 @@ def write_tables(model: str, rows: list[dict], threads: int) -> None:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    head = ("| compressor | K | tokens/image | GFLOPs | vs identity | vision before | compressor | vision after | backbone | "
-            "params (M) | " + " | ".join(f"ms b={b}" for b in batches) + " | latency vs identity |")
-    lines = [f"`{model}` VLA, batch-1 GFLOPs by component (language {base['gflops_language']:.3f} and head "
-             f"{base['gflops_head']:.4f} GFLOPs in every row), CPU latency with {threads} threads.", "", head,
-             "|" + "---|" * (11 + len(batches))]
+    head = (
+        "| compressor | K | tokens/image | GFLOPs | vs identity | vision before | compressor | vision after | backbone | "
+        "params (M) | " + " | ".join(f"ms b={b}" for b in batches) + " | latency vs identity |"
+    )
+    lines = [
+        f"`{model}` VLA, batch-1 GFLOPs by component (language {base['gflops_language']:.3f} and head "
+        f"{base['gflops_head']:.4f} GFLOPs in every row), CPU latency with {threads} threads.",
+        "",
+        head,
+        "|" + "---|" * (11 + len(batches)),
+    ]
     for r in rows:
         if r.get("na"):
             lines.append(f"| {r['compressor']} | {r['k']} | n/a (K > patches) |" + " |" * (8 + len(batches)))
             continue
         k = "all" if r["compressor"] == "identity" else r["k"]
-        lines.append(f"| {r['compressor']} | {k} | {r['tokens_per_image']} | {r['gflops_total']:.3f} | "
-                     f"{r['gflops_total'] / base['gflops_total']:.0%} | {r['gflops_vision_before']:.3f} | "
-                     f"{r['gflops_compressor']:.4f} | {r['gflops_vision_after']:.3f} | {r['gflops_backbone']:.3f} | "
-                     f"{r['params_m']:.2f} | " + " | ".join(f"{r[f'latency_ms_b{b}']:.1f}" for b in batches)
-                     + f" | {r['latency_ms_b1'] / base['latency_ms_b1']:.0%} |")
+        lines.append(
+            f"| {r['compressor']} | {k} | {r['tokens_per_image']} | {r['gflops_total']:.3f} | "
+            f"{r['gflops_total'] / base['gflops_total']:.0%} | {r['gflops_vision_before']:.3f} | "
+            f"{r['gflops_compressor']:.4f} | {r['gflops_vision_after']:.3f} | {r['gflops_backbone']:.3f} | "
+            f"{r['params_m']:.2f} | "
+            + " | ".join(f"{r[f'latency_ms_b{b}']:.1f}" for b in batches)
+            + f" | {r['latency_ms_b1'] / base['latency_ms_b1']:.0%} |"
+        )
     (RESULTS / f"cost_{model}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -22,7 +22,7 @@ import lightning as L
 
 from envs.hdf5_format import package_versions
 from gridslab.config import load_config
-from gridslab.training import fit
+from gridslab.train.fit import fit
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -45,19 +45,31 @@ class StepTimer(L.Callback):
 def measure(processes: int, steps: int, warmup: int, cores: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         timing = Path(tmp) / "timing.json"
-        overrides = [f"output_dir={tmp}/run", f"trainer.max_steps={steps}", "trainer.max_epochs=-1",
-                     "trainer.progress_bar=false", "trainer.accelerator=cpu", f"trainer.threads={max(cores // processes, 1)}",
-                     "trainer.check_val_every_n_epoch=1000", "trainer.log_every_n_steps=1000"]
+        overrides = [
+            f"output_dir={tmp}/run",
+            f"trainer.max_steps={steps}",
+            "trainer.max_epochs=-1",
+            "trainer.progress_bar=false",
+            "trainer.accelerator=cpu",
+            f"trainer.threads={max(cores // processes, 1)}",
+            "trainer.check_val_every_n_epoch=1000",
+            "trainer.log_every_n_steps=1000",
+        ]
         if processes > 1:
             overrides += [f"trainer.devices={processes}", "trainer.strategy=ddp_spawn"]
         cfg = load_config(overrides)
         fit(cfg, extra_callbacks=[StepTimer(str(timing), warmup)])
         result = json.loads(timing.read_text())
     batch = int(cfg.data.batch_size)
-    return {"processes": processes, "threads_per_process": max(cores // processes, 1), "batch_per_process": batch,
-            "steps_timed": result["steps"], "seconds": round(result["seconds"], 2),
-            "samples_per_s": round(result["steps"] * batch * processes / result["seconds"], 1),
-            "steps_per_s": round(result["steps"] / result["seconds"], 2)}
+    return {
+        "processes": processes,
+        "threads_per_process": max(cores // processes, 1),
+        "batch_per_process": batch,
+        "steps_timed": result["steps"],
+        "seconds": round(result["seconds"], 2),
+        "samples_per_s": round(result["steps"] * batch * processes / result["seconds"], 1),
+        "steps_per_s": round(result["steps"] / result["seconds"], 2),
+    }
 
 
 def main() -> None:
@@ -71,11 +83,18 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "ddp.json").write_text(json.dumps({"cores": cores, "versions": package_versions(), "rows": rows}, indent=2) + "\n")
     base = rows[0]["samples_per_s"]
-    lines = [f"Default config (GridS K=4, batch {rows[0]['batch_per_process']} per process), {cores} CPU cores, gloo; "
-             f"steps {args.warmup}..{args.steps} timed on rank 0.", "",
-             "| processes | threads each | samples/s (all ranks) | optimiser steps/s | vs 1 process |", "|---|---|---|---|---|"]
-    lines += [f"| {r['processes']} | {r['threads_per_process']} | {r['samples_per_s']} | {r['steps_per_s']} | "
-              f"{r['samples_per_s'] / base:.2f}x |" for r in rows]
+    lines = [
+        f"Default config (GridS K=4, batch {rows[0]['batch_per_process']} per process), {cores} CPU cores, gloo; "
+        f"steps {args.warmup}..{args.steps} timed on rank 0.",
+        "",
+        "| processes | threads each | samples/s (all ranks) | optimiser steps/s | vs 1 process |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['processes']} | {r['threads_per_process']} | {r['samples_per_s']} | {r['steps_per_s']} | "
+        f"{r['samples_per_s'] / base:.2f}x |"
+        for r in rows
+    ]
     (RESULTS / "ddp.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

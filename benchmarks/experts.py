@@ -30,16 +30,24 @@ def measure(task: str, episodes: int, noise: float) -> dict:
         successes += success
         steps += length
     env.close()
-    return {"task": task, "instruction": env.unwrapped.instruction, "noise": noise, "episodes": episodes, "successes": successes,
-            "success_rate": successes / episodes, "mean_steps": steps / episodes,
-            "seconds": round(time.perf_counter() - start, 1)}
+    return {
+        "task": task,
+        "instruction": env.unwrapped.instruction,
+        "noise": noise,
+        "episodes": episodes,
+        "successes": successes,
+        "success_rate": successes / episodes,
+        "mean_steps": steps / episodes,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--episodes", type=int, default=50)
-    parser.add_argument("--tasks", default="robosuite/Lift,robosuite/Stack,robosuite/PickPlaceCan",
-                        help="comma list of env names or suites")
+    parser.add_argument(
+        "--tasks", default="robosuite/Lift,robosuite/Stack,robosuite/PickPlaceCan", help="comma list of env names or suites"
+    )
     parser.add_argument("--noise", default="0.0,0.1", help="comma list of action-noise stds")
     parser.add_argument("--name", default="experts", help="results file stem")
     args = parser.parse_args()
@@ -48,8 +56,11 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps({"rows": rows, "versions": package_versions()}, indent=2))
     lines = ["| task | instruction | action noise | success | mean steps |", "|---|---|---|---|---|"]
-    lines += [f"| {r['task']} | {r['instruction']} | {r['noise']} | {r['successes']}/{r['episodes']} ({r['success_rate']:.0%}) "
-              f"| {r['mean_steps']:.0f} |" for r in rows]
+    lines += [
+        f"| {r['task']} | {r['instruction']} | {r['noise']} | {r['successes']}/{r['episodes']} ({r['success_rate']:.0%}) "
+        f"| {r['mean_steps']:.0f} |"
+        for r in rows
+    ]
     (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -69,8 +69,14 @@ def plot_tokens(entries: list[dict[str, Any]], tasks: list[str], path: Path) -> 
             ys = [100 * e["success"]["clean"]["rate"] for e in points]
             ax.plot(xs, ys, color=colours[family], marker=MARKERS.get(family, "o"), label=family)
             for x, entry in zip(xs, points):
-                ax.errorbar([x], [100 * entry["success"]["clean"]["rate"]], yerr=_error(entry["success"]["clean"]),
-                            color=colours[family], capsize=3, linewidth=1)
+                ax.errorbar(
+                    [x],
+                    [100 * entry["success"]["clean"]["rate"]],
+                    yerr=_error(entry["success"]["clean"]),
+                    color=colours[family],
+                    capsize=3,
+                    linewidth=1,
+                )
         ax.set_xscale("log")
         if ticks:
             ax.set_xlim(ticks[0] / 1.5, ticks[-1] * 1.5)
@@ -102,8 +108,15 @@ def plot_ood(entries: list[dict[str, Any]], tasks: list[str], conditions: list[s
                 stats = entry["success"].get(condition)
                 if not entry["runs"] or stats is None:
                     continue
-                ax.bar(x + (slot - (len(conditions) - 1) / 2) * width, 100 * stats["rate"], width, yerr=_error(stats),
-                       color=colours[condition], capsize=2, label=None if condition in labelled else condition)
+                ax.bar(
+                    x + (slot - (len(conditions) - 1) / 2) * width,
+                    100 * stats["rate"],
+                    width,
+                    yerr=_error(stats),
+                    color=colours[condition],
+                    capsize=2,
+                    label=None if condition in labelled else condition,
+                )
                 labelled.add(condition)
         ax.set_xticks(range(len(row)))
         ax.set_xticklabels([e["compressor"] + ("" if e["runs"] else f"\n({e['note'].split(':')[0]})") for e in row])

@@ -64,7 +64,8 @@ sys.path.insert(0, str(ROOT))  # gridslab and envs from this checkout, installed
 from plots import plot_ood, plot_tokens  # benchmarks/plots.py
 
 from envs.hdf5_format import package_versions
-from gridslab.evaluation import wilson_interval
+from gridslab.config.run_layout import last_checkpoint
+from gridslab.eval.summary import wilson_interval
 
 RESULTS = Path(__file__).parent / "results"
 COMPRESSORS = {  # name -> train.py overrides
@@ -99,7 +100,7 @@ def checkpoint_state(run: Path) -> tuple[int, dict[str, Any]] | None:
     """(epochs finished, resolved config) of ``run``'s last.ckpt; None without one.
 
     Lightning stores the 0-based index of the epoch the checkpoint ended, hence ``+ 1``."""
-    last = run / "checkpoints" / "last.ckpt"
+    last = last_checkpoint(run)
     if not last.exists():
         return None
     import torch
@@ -111,8 +112,12 @@ def checkpoint_state(run: Path) -> tuple[int, dict[str, Any]] | None:
 def check_same_run(run: Path, config: dict[str, Any], task: str, compressor: str, seed: int, demos: int) -> None:
     """Refuse to resume or reuse a run folder trained with other settings."""
     overrides = dict(o.split("=", 1) for o in COMPRESSORS[compressor])
-    expected = {"conf": (config["experiment"], task), "compressor": (config["compressor"]["name"], overrides["compressor"]),
-                "seed": (config["seed"], seed), "data.episodes": (config["data"]["episodes"], demos)}
+    expected = {
+        "conf": (config["experiment"], task),
+        "compressor": (config["compressor"]["name"], overrides["compressor"]),
+        "seed": (config["seed"], seed),
+        "data.episodes": (config["data"]["episodes"], demos),
+    }
     if "compressor.k" in overrides:
         expected["compressor.k"] = (config["compressor"]["k"], int(overrides["compressor.k"]))
     different = [f"{key} {found} (asked {asked})" for key, (found, asked) in expected.items() if found != asked]
@@ -129,17 +134,31 @@ def train(run: Path, task: str, compressor: str, seed: int, epochs: int, demos: 
             print(f"trained: last.ckpt holds {state[0]} epochs")
             return
     started = time.time()
-    subprocess.run([sys.executable, str(ROOT / "train.py"), f"conf={task}", *COMPRESSORS[compressor], f"seed={seed}",
-                    f"data.episodes={demos}", f"trainer.max_epochs={epochs}", f"output_dir={run}", "resume=auto"],
-                   check=True, cwd=ROOT)
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            f"conf={task}",
+            *COMPRESSORS[compressor],
+            f"seed={seed}",
+            f"data.episodes={demos}",
+            f"trainer.max_epochs={epochs}",
+            f"output_dir={run}",
+            "resume=auto",
+        ],
+        check=True,
+        cwd=ROOT,
+    )
     record = read_record(run)
     record["train_process_seconds"] = record.get("train_process_seconds", 0.0) + time.time() - started
     write_record(run, record)
     trained = checkpoint_state(run)
     if trained is None or trained[0] < epochs:
         held = 0 if trained is None else trained[0]
-        sys.exit(f"{relative(run)}: last.ckpt holds {held} of the {epochs} epochs asked after training; "
-                 "not evaluated or reported (re-run to resume it, or delete the folder)")
+        sys.exit(
+            f"{relative(run)}: last.ckpt holds {held} of the {epochs} epochs asked after training; "
+            "not evaluated or reported (re-run to resume it, or delete the folder)"
+        )
 
 
 def read_record(run: Path) -> dict[str, Any]:
@@ -176,10 +195,24 @@ def evaluate(run: Path, episodes: int, ood: list[str], video_episodes: int, max_
         print(f"evaluated: {out / 'summary.json'}")
         return
     started = time.time()
-    subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "--ckpt", str(run / "checkpoints" / "last.ckpt"),
-                    "--episodes", str(episodes), *(["--ood", ",".join(ood)] if ood else []),
-                    "--video-episodes", str(video_episodes), "--out", str(out), f"eval.max_steps={max_steps}"],
-                   check=True, cwd=ROOT)
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "evaluate.py"),
+            "--ckpt",
+            str(last_checkpoint(run)),
+            "--episodes",
+            str(episodes),
+            *(["--ood", ",".join(ood)] if ood else []),
+            "--video-episodes",
+            str(video_episodes),
+            "--out",
+            str(out),
+            f"eval.max_steps={max_steps}",
+        ],
+        check=True,
+        cwd=ROOT,
+    )
     record = read_record(run)
     seconds = record.setdefault("eval_seconds", {})
     seconds[out.name] = seconds.get(out.name, 0.0) + time.time() - started
@@ -204,8 +237,14 @@ def train_minutes(run: Path) -> float | None:
 def run_row(out_dir: Path, task: str, compressor: str, seed: int, ood: list[str]) -> dict[str, Any]:
     """One run's figures; ``status`` "done" once its last.ckpt has been evaluated."""
     run = run_dir(out_dir, task, compressor, seed)
-    row: dict[str, Any] = {"task": task, "compressor": compressor, "seed": seed, "overrides": " ".join(COMPRESSORS[compressor]),
-                           "run_dir": relative(run), "status": "not run"}
+    row: dict[str, Any] = {
+        "task": task,
+        "compressor": compressor,
+        "seed": seed,
+        "overrides": " ".join(COMPRESSORS[compressor]),
+        "run_dir": relative(run),
+        "status": "not run",
+    }
     state = checkpoint_state(run)
     if state is None:
         return row
@@ -222,17 +261,33 @@ def run_row(out_dir: Path, task: str, compressor: str, seed: int, ood: list[str]
     clean = by_condition["clean"]
     record = read_record(run)
     eval_seconds = record.get("eval_seconds", {}).get(summary_path.parent.name)
-    row.update({
-        "status": "done", "env": summary["env"], "epochs": epochs_trained, "demos": config["data"]["episodes"],
-        "episodes": summary["episodes_per_condition"], "eval_dir": relative(summary_path.parent),
-        "train_minutes": train_minutes(run), "eval_minutes": None if eval_seconds is None else eval_seconds / 60,
-        "tokens_per_image": clean["tokens_per_image"], "tokens_min": clean.get("tokens_min"), "tokens_max": clean.get("tokens_max"),
-        "policy_gflops": clean.get("policy_gflops"), "versions": summary["versions"], "machine": record.get("machine"),
-        "success": {name: {key: by_condition[name][key] for key in
-                           ("severity", "successes", "episodes", "success_rate", "ci95_low", "ci95_high", "errors")
-                           if key in by_condition[name]}
-                    for name in ["clean", *ood] if name in by_condition},
-    })
+    row.update(
+        {
+            "status": "done",
+            "env": summary["env"],
+            "epochs": epochs_trained,
+            "demos": config["data"]["episodes"],
+            "episodes": summary["episodes_per_condition"],
+            "eval_dir": relative(summary_path.parent),
+            "train_minutes": train_minutes(run),
+            "eval_minutes": None if eval_seconds is None else eval_seconds / 60,
+            "tokens_per_image": clean["tokens_per_image"],
+            "tokens_min": clean.get("tokens_min"),
+            "tokens_max": clean.get("tokens_max"),
+            "policy_gflops": clean.get("policy_gflops"),
+            "versions": summary["versions"],
+            "machine": record.get("machine"),
+            "success": {
+                name: {
+                    key: by_condition[name][key]
+                    for key in ("severity", "successes", "episodes", "success_rate", "ci95_low", "ci95_high", "errors")
+                    if key in by_condition[name]
+                }
+                for name in ["clean", *ood]
+                if name in by_condition
+            },
+        }
+    )
     return row
 
 
@@ -247,8 +302,10 @@ def refuse_short(row: dict[str, Any], epochs: int) -> dict[str, Any]:
     if row["status"] != "done" or row["epochs"] >= epochs:
         return row
     reason = f"last.ckpt holds {row['epochs']} of {epochs} epochs"
-    print(f"refused: {row['run_dir']}: {reason}, not reported (train it to the end: run this script without --report-only)",
-          file=sys.stderr)
+    print(
+        f"refused: {row['run_dir']}: {reason}, not reported (train it to the end: run this script without --report-only)",
+        file=sys.stderr,
+    )
     kept = {key: row[key] for key in ("task", "compressor", "seed", "overrides", "run_dir")}
     return {**kept, "status": "refused", "epochs": row["epochs"], "reason": reason}
 
@@ -266,28 +323,38 @@ def aggregate(rows: list[dict[str, Any]], conditions: list[str]) -> dict[str, An
     ``note``: why nothing is reported when no seed finished ("not run" or a refusal)."""
     done = [r for r in rows if r["status"] == "done"]
     refused = [r["reason"] for r in rows if r["status"] == "refused"]
-    entry: dict[str, Any] = {"task": rows[0]["task"], "compressor": rows[0]["compressor"],
-                             "family": rows[0]["compressor"].split("_")[0], "seeds": len(rows), "runs": len(done),
-                             "note": None if done else (f"refused: {refused[0]}" if refused else "not run"),
-                             **{key: mean([r[key] for r in done]) for key in
-                                ("tokens_per_image", "policy_gflops", "train_minutes", "eval_minutes")},
-                             "errors": total_errors(done), "success": {}}
+    entry: dict[str, Any] = {
+        "task": rows[0]["task"],
+        "compressor": rows[0]["compressor"],
+        "family": rows[0]["compressor"].split("_")[0],
+        "seeds": len(rows),
+        "runs": len(done),
+        "note": None if done else (f"refused: {refused[0]}" if refused else "not run"),
+        **{key: mean([r[key] for r in done]) for key in ("tokens_per_image", "policy_gflops", "train_minutes", "eval_minutes")},
+        "errors": total_errors(done),
+        "success": {},
+    }
     for condition in conditions:
         stats = [r["success"][condition] for r in done if condition in r["success"]]
         if not stats:
             continue
         successes, episodes = sum(s["successes"] for s in stats), sum(s["episodes"] for s in stats)
         low, high = (stats[0]["ci95_low"], stats[0]["ci95_high"]) if len(stats) == 1 else wilson_interval(successes, episodes)
-        entry["success"][condition] = {"successes": successes, "episodes": episodes, "rate": successes / episodes,
-                                       "ci95_low": low, "ci95_high": high, "seed_rates": [s["success_rate"] for s in stats]}
+        entry["success"][condition] = {
+            "successes": successes,
+            "episodes": episodes,
+            "rate": successes / episodes,
+            "ci95_low": low,
+            "ci95_high": high,
+            "seed_rates": [s["success_rate"] for s in stats],
+        }
     return entry
 
 
 def success_cell(stats: dict[str, Any] | None) -> str:
     if stats is None:
         return "-"
-    cell = (f"{stats['successes']}/{stats['episodes']} = {stats['rate']:.0%} "
-            f"[{stats['ci95_low']:.0%}, {stats['ci95_high']:.0%}]")
+    cell = f"{stats['successes']}/{stats['episodes']} = {stats['rate']:.0%} [{stats['ci95_low']:.0%}, {stats['ci95_high']:.0%}]"
     rates = stats["seed_rates"]
     return cell if len(rates) == 1 else f"{cell}, seeds {min(rates):.0%}-{max(rates):.0%}"
 
@@ -314,8 +381,11 @@ def separations(entries: list[dict[str, Any]], conditions: list[str]) -> list[st
             ref = reference["success"].get(condition)
             if ref is None:
                 continue
-            apart = [f"{e['compressor']} {'below' if s['ci95_high'] < ref['ci95_low'] else 'above'}" for e in others
-                     if (s := e["success"].get(condition)) and (s["ci95_high"] < ref["ci95_low"] or s["ci95_low"] > ref["ci95_high"])]
+            apart = [
+                f"{e['compressor']} {'below' if s['ci95_high'] < ref['ci95_low'] else 'above'}"
+                for e in others
+                if (s := e["success"].get(condition)) and (s["ci95_high"] < ref["ci95_low"] or s["ci95_low"] > ref["ci95_high"])
+            ]
             parts.append(f"{condition}: {', '.join(apart) or 'none'}")
         sentences.append(f"{task}: 95% intervals apart from {reference['compressor']}'s ({'; '.join(parts)}).")
     return sentences
@@ -326,26 +396,50 @@ def markdown(rows: list[dict[str, Any]], entries: list[dict[str, Any]], ood: lis
     done = [r for r in rows if r["status"] == "done"]
     versions = [r["versions"] for r in done] or [package_versions()]
     severities = [r["success"][c]["severity"] for r in done for c in ood if c in r["success"]]
-    header = (f"{distinct([r['machine'] or machine() for r in done] or [machine()])}; "
-              + "; ".join(f"{p} {distinct([v.get(p) for v in versions])}" for p in ("torch", "mujoco", "robosuite"))
-              + f". {distinct([r['epochs'] for r in done])} epochs on {distinct([r['demos'] for r in done])} demos per run, "
-              f"{distinct([r['episodes'] for r in done])} online episodes per condition"
-              + (f" (OOD severity {distinct(severities)})" if severities else "")
-              + (f", episodes capped at {max_steps} steps" if max_steps else "") + ", "
-              f"last.ckpt (EMA weights). Per run: train {number(mean([r['train_minutes'] for r in done]), '.1f')} min, "
-              f"eval {number(mean([r['eval_minutes'] for r in done]), '.1f')} min on average (columns: mean over seeds). "
-              "Success: successes/episodes = rate [Wilson 95% CI]; over several seeds, episodes pooled and the per-seed range. "
-              "Errors: episodes ended by an env or worker error, counted as failures (\"-\": not recorded).")
-    columns = ["task", "compressor", "seeds", "visual tokens/image", "GFLOPs/call", "train min", "eval min",
-               *(f"success {c}" for c in ["clean", *ood]), "errors"]
+    header = (
+        f"{distinct([r['machine'] or machine() for r in done] or [machine()])}; "
+        + "; ".join(f"{p} {distinct([v.get(p) for v in versions])}" for p in ("torch", "mujoco", "robosuite"))
+        + f". {distinct([r['epochs'] for r in done])} epochs on {distinct([r['demos'] for r in done])} demos per run, "
+        f"{distinct([r['episodes'] for r in done])} online episodes per condition"
+        + (f" (OOD severity {distinct(severities)})" if severities else "")
+        + (f", episodes capped at {max_steps} steps" if max_steps else "")
+        + ", "
+        f"last.ckpt (EMA weights). Per run: train {number(mean([r['train_minutes'] for r in done]), '.1f')} min, "
+        f"eval {number(mean([r['eval_minutes'] for r in done]), '.1f')} min on average (columns: mean over seeds). "
+        "Success: successes/episodes = rate [Wilson 95% CI]; over several seeds, episodes pooled and the per-seed range. "
+        'Errors: episodes ended by an env or worker error, counted as failures ("-": not recorded).'
+    )
+    columns = [
+        "task",
+        "compressor",
+        "seeds",
+        "visual tokens/image",
+        "GFLOPs/call",
+        "train min",
+        "eval min",
+        *(f"success {c}" for c in ["clean", *ood]),
+        "errors",
+    ]
     lines = [header, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for e in entries:
         if not e["runs"]:
-            lines.append(f"| {e['task']} | {e['compressor']} | 0/{e['seeds']} | {e['note']} | " + " | ".join(["-"] * (len(columns) - 4)) + " |")
+            lines.append(
+                f"| {e['task']} | {e['compressor']} | 0/{e['seeds']} | {e['note']} | "
+                + " | ".join(["-"] * (len(columns) - 4))
+                + " |"
+            )
             continue
-        cells = [e["task"], e["compressor"], f"{e['runs']}/{e['seeds']}", number(e["tokens_per_image"], "g"),
-                 number(e["policy_gflops"], ".3f"), number(e["train_minutes"], ".1f"), number(e["eval_minutes"], ".1f"),
-                 *(success_cell(e["success"].get(c)) for c in ["clean", *ood]), number(e["errors"], "d")]
+        cells = [
+            e["task"],
+            e["compressor"],
+            f"{e['runs']}/{e['seeds']}",
+            number(e["tokens_per_image"], "g"),
+            number(e["policy_gflops"], ".3f"),
+            number(e["train_minutes"], ".1f"),
+            number(e["eval_minutes"], ".1f"),
+            *(success_cell(e["success"].get(c)) for c in ["clean", *ood]),
+            number(e["errors"], "d"),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     separated = separations(entries, ["clean", *ood])
     return "\n".join(lines + ([""] + separated if separated else [])) + "\n"
@@ -356,8 +450,11 @@ def render(rows: list[dict[str, Any]], settings: dict[str, Any], results_dir: Pa
     ``{"runs": rows after refusal, "table": entries}``."""
     rows = [refuse_short(row, settings["epochs"]) for row in rows]
     conditions = ["clean", *settings["ood"]]
-    entries = [aggregate([r for r in rows if (r["task"], r["compressor"]) == (task, compressor)], conditions)
-               for task in settings["tasks"] for compressor in settings["compressors"]]
+    entries = [
+        aggregate([r for r in rows if (r["task"], r["compressor"]) == (task, compressor)], conditions)
+        for task in settings["tasks"]
+        for compressor in settings["compressors"]
+    ]
     results_dir.mkdir(parents=True, exist_ok=True)
     table = markdown(rows, entries, settings["ood"], settings["max_steps"])
     (results_dir / "quality.md").write_text(table)
@@ -368,8 +465,9 @@ def render(rows: list[dict[str, Any]], settings: dict[str, Any], results_dir: Pa
 
 def write_outputs(args: argparse.Namespace, plan: list[tuple[str, str, int]]) -> str:
     """Read every planned run back and write quality.{json,md} and the two plots; returns the md."""
-    settings = {key: (relative(value) if isinstance(value, Path) else value) for key, value in vars(args).items()
-                if key != "from_json"}
+    settings = {
+        key: (relative(value) if isinstance(value, Path) else value) for key, value in vars(args).items() if key != "from_json"
+    }
     table, results = render([run_row(args.out_dir, *item, args.ood) for item in plan], settings, args.results_dir)
     (args.results_dir / "quality.json").write_text(json.dumps({"settings": settings, **results}, indent=2) + "\n")
     return table
@@ -385,14 +483,22 @@ def from_json(path: Path, results_dir: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", type=csv_list, default=csv_list("robosuite_stack,robosuite_pickplacecan"),
-                        help="comma list of experiment confs (conf/<name>.yaml)")
-    parser.add_argument("--compressors", type=csv_list, default=list(COMPRESSORS), help=f"comma subset of {', '.join(COMPRESSORS)}")
+    parser.add_argument(
+        "--tasks",
+        type=csv_list,
+        default=csv_list("robosuite_stack,robosuite_pickplacecan"),
+        help="comma list of experiment confs (conf/<name>.yaml)",
+    )
+    parser.add_argument(
+        "--compressors", type=csv_list, default=list(COMPRESSORS), help=f"comma subset of {', '.join(COMPRESSORS)}"
+    )
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per compressor (seed=0..N-1)")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--demos", type=int, default=100, help="demonstrations to train on (data.episodes)")
     parser.add_argument("--episodes", type=int, default=50, help="online episodes per condition")
-    parser.add_argument("--ood", type=csv_list, default=csv_list("lighting,distractors"), help="comma list of perturbations ('' = clean only)")
+    parser.add_argument(
+        "--ood", type=csv_list, default=csv_list("lighting,distractors"), help="comma list of perturbations ('' = clean only)"
+    )
     parser.add_argument("--max-steps", type=int, default=0, help="episode step limit in evaluation (0 = the task's own)")
     parser.add_argument("--video-episodes", type=int, default=0, help="MP4s per condition")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "runs" / "quality")
@@ -408,7 +514,9 @@ def main() -> None:
         parser.error(f"unknown compressor {', '.join(unknown)}; valid: {', '.join(COMPRESSORS)}")
     missing = [t for t in args.tasks if not (ROOT / "conf" / f"{t}.yaml").exists()]
     if missing:
-        parser.error(f"no conf/{missing[0]}.yaml; valid tasks: {', '.join(sorted(p.stem for p in (ROOT / 'conf').glob('*.yaml')))}")
+        parser.error(
+            f"no conf/{missing[0]}.yaml; valid tasks: {', '.join(sorted(p.stem for p in (ROOT / 'conf').glob('*.yaml')))}"
+        )
     args.out_dir, args.results_dir = args.out_dir.resolve(), args.results_dir.resolve()
     plan = [(task, compressor, seed) for task in args.tasks for compressor in args.compressors for seed in range(args.seeds)]
     if not args.report_only:

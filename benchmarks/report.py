@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # gridslab from this checkout, installed or not
 
-from gridslab.evaluation import markdown_table
+from gridslab.eval.summary import markdown_table
 
 RESULTS = Path(__file__).parent / "results"
 EVAL_SUFFIX = ".eval.json"
@@ -29,8 +29,10 @@ EVAL_SUFFIX = ".eval.json"
 
 def store_eval(name: str, eval_dir: Path) -> Path:
     """benchmarks/results/NAME.eval.json: ``eval_dir``'s summary.json and timing.json in one file."""
-    source = {"summary": json.loads((eval_dir / "summary.json").read_text()),
-              "timing": json.loads((eval_dir / "timing.json").read_text())}
+    source = {
+        "summary": json.loads((eval_dir / "summary.json").read_text()),
+        "timing": json.loads((eval_dir / "timing.json").read_text()),
+    }
     path = RESULTS / f"{name}{EVAL_SUFFIX}"
     path.write_text(json.dumps(source, indent=2, sort_keys=True) + "\n")
     return path
@@ -40,9 +42,11 @@ def eval_table(source: dict) -> str:
     """A stored evaluation as markdown: one line of provenance, then ``markdown_table``."""
     summary = source["summary"]
     versions = summary["versions"]
-    header = (f"{summary['env']}, checkpoint `{summary['checkpoint_name']}`, {summary['episodes_per_condition']} episodes per "
-              f"condition from seed {summary['first_seed']} (mujoco {versions.get('mujoco')}, robosuite {versions.get('robosuite')}, "
-              f"torch {versions.get('torch')}); errors: episodes ended by an env or worker error (counted as failures).")
+    header = (
+        f"{summary['env']}, checkpoint `{summary['checkpoint_name']}`, {summary['episodes_per_condition']} episodes per "
+        f"condition from seed {summary['first_seed']} (mujoco {versions.get('mujoco')}, robosuite {versions.get('robosuite')}, "
+        f"torch {versions.get('torch')}); errors: episodes ended by an env or worker error (counted as failures)."
+    )
     return header + "\n\n" + markdown_table(summary["conditions"], source["timing"])
 
 
@@ -55,10 +59,12 @@ def provenance() -> str:
     from envs.hdf5_format import package_versions
 
     versions = ", ".join(f"{name} {version}" for name, version in package_versions().items())
-    return (f"Every table in this README is generated from `benchmarks/results/` by `python benchmarks/report.py` "
-            f"(last run {datetime.date.today().isoformat()} on {platform.platform()}, {os.cpu_count()} CPUs, "
-            f"{platform.processor() or platform.machine()}; {versions}). Each dataset and result file records the "
-            "versions it was made with.\n")
+    return (
+        f"Every table in this README is generated from `benchmarks/results/` by `python benchmarks/report.py` "
+        f"(last run {datetime.date.today().isoformat()} on {platform.platform()}, {os.cpu_count()} CPUs, "
+        f"{platform.processor() or platform.machine()}; {versions}). Each dataset and result file records the "
+        "versions it was made with.\n"
+    )
 
 
 def fill_readme(text: str) -> str:

@@ -1,6 +1,6 @@
 """Simulator throughput: env steps/s with rendering (fast vs full quality, 84/128/224 px),
 physics only, random-action vector envs with 1 vs N forkserver workers, and rollouts with
-the policy in the loop (``gridslab.rollout``: batched policy calls, action chunks) when
+the policy in the loop (``gridslab.eval.rollout``: batched policy calls, action chunks) when
 ``--ckpt`` names a checkpoint. Writes benchmarks/results/sim.{json,md}.
 
     python benchmarks/sim.py [--env robosuite/Lift] [--steps 200] [--workers 1,2] [--ckpt runs/robosuite_lift/checkpoints/last.ckpt]
@@ -58,7 +58,9 @@ def make_env(env_name: str, image_size: int):
 def vector_rate(env_name: str, workers: int, steps: int, image_size: int) -> float:
     from gymnasium.vector import AsyncVectorEnv
 
-    vector = AsyncVectorEnv([functools.partial(make_env, env_name, image_size)] * workers, context="forkserver", shared_memory=False)
+    vector = AsyncVectorEnv(
+        [functools.partial(make_env, env_name, image_size)] * workers, context="forkserver", shared_memory=False
+    )
     vector.reset(seed=0)
     actions = np.zeros((workers, 7), np.float32)
     start = time.perf_counter()
@@ -71,15 +73,22 @@ def vector_rate(env_name: str, workers: int, steps: int, image_size: int) -> flo
 
 def rollout_rate(checkpoint: str, workers: int, episodes: int, max_steps: int) -> float:
     """Env steps/s of seeded rollouts of the policy at ``checkpoint`` (clean condition)."""
-    from gridslab.checkpoint import load_policy
     from gridslab.config import env_kwargs
-    from gridslab.rollout import Condition, PolicyRunner, run_condition
+    from gridslab.eval.checkpoint import load_policy
+    from gridslab.eval.rollout import Condition, PolicyRunner, run_condition
 
     policy, cfg, _ = load_policy(checkpoint)
     records = []
     start = time.perf_counter()
-    run_condition(PolicyRunner(policy), Condition(cfg.env.name, env_kwargs(cfg.env)), list(range(episodes)), max_steps,
-                  cfg.policy.replan_every or cfg.policy.chunk, workers, records.append)
+    run_condition(
+        PolicyRunner(policy),
+        Condition(cfg.env.name, env_kwargs(cfg.env)),
+        list(range(episodes)),
+        max_steps,
+        cfg.policy.replan_every or cfg.policy.chunk,
+        workers,
+        records.append,
+    )
     return sum(r.steps for r in records) / (time.perf_counter() - start)
 
 
@@ -99,14 +108,23 @@ def main() -> None:
             rows.append({"setting": f"2 cameras {size} px, render {quality}", "steps_per_s": rate})
             print(json.dumps(rows[-1]))
     for workers in (int(w) for w in args.workers.split(",")):
-        rows.append({"setting": f"AsyncVectorEnv {workers} worker(s), 2 cameras 84 px fast", "steps_per_s": vector_rate(args.env, workers, args.steps, 84)})
+        rows.append(
+            {
+                "setting": f"AsyncVectorEnv {workers} worker(s), 2 cameras 84 px fast",
+                "steps_per_s": vector_rate(args.env, workers, args.steps, 84),
+            }
+        )
         print(json.dumps(rows[-1]))
     for workers in (int(w) for w in args.workers.split(",")) if args.ckpt else ():
         rate = rollout_rate(args.ckpt, workers, args.episodes, max_steps=100)
-        rows.append({"setting": f"policy rollouts ({Path(args.ckpt).name}), {workers} worker(s), startup included", "steps_per_s": rate})
+        rows.append(
+            {"setting": f"policy rollouts ({Path(args.ckpt).name}), {workers} worker(s), startup included", "steps_per_s": rate}
+        )
         print(json.dumps(rows[-1]))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps({"env": args.env, "rows": rows, "versions": package_versions()}, indent=2))
+    (RESULTS / f"{args.name}.json").write_text(
+        json.dumps({"env": args.env, "rows": rows, "versions": package_versions()}, indent=2)
+    )
     lines = [f"| setting ({args.env}, Panda, OSC_POSE, 20 Hz control) | env steps/s |", "|---|---|"]
     lines += [f"| {r['setting']} | {r['steps_per_s']:.1f} |" for r in rows]
     (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")

@@ -34,14 +34,34 @@ def evaluate(name: str, source: str, episodes: int) -> dict:
     out = Path(source)
     if not (out / "summary.json").exists():
         out = ROOT / "runs" / "tracking" / name
-        subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "--ckpt", source, "--episodes", str(episodes),
-                        "--video-episodes", "0", "--out", str(out)], check=True, cwd=ROOT)
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "evaluate.py"),
+                "--ckpt",
+                source,
+                "--episodes",
+                str(episodes),
+                "--video-episodes",
+                "0",
+                "--out",
+                str(out),
+            ],
+            check=True,
+            cwd=ROOT,
+        )
     summary = json.loads((out / "summary.json").read_text())
     row = next(r for r in summary["conditions"] if r["perturbation"] == "clean")  # a suite's pooled row comes first
     diagnostics = json.loads((out / "timing.json").read_text())[f"{row['task']}|clean|{row['severity']}"]
-    return {"name": name, "source": source, "env": summary["env"], "episodes": row["episodes"],
-            "success_rate": row["success_rate"], "tokens_per_image": row["tokens_per_image"],
-            **{key: diagnostics[key] for key in DISTANCES}}
+    return {
+        "name": name,
+        "source": source,
+        "env": summary["env"],
+        "episodes": row["episodes"],
+        "success_rate": row["success_rate"],
+        "tokens_per_image": row["tokens_per_image"],
+        **{key: diagnostics[key] for key in DISTANCES},
+    }
 
 
 def main() -> None:
@@ -52,13 +72,18 @@ def main() -> None:
     rows = [evaluate(*item.split("=", 1), args.episodes) for item in args.runs]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "tracking.json").write_text(json.dumps(rows, indent=2) + "\n")
-    lines = ["Distances in image widths, first camera (agentview), averaged over every step of every episode "
-             "(clean, fixed seeds); \"grid\": a uniform grid with the same number of points.", "",
-             "| run | env | episodes | success | tokens/image | points -> nearest object | grid | object -> nearest point | grid |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "Distances in image widths, first camera (agentview), averaged over every step of every episode "
+        '(clean, fixed seeds); "grid": a uniform grid with the same number of points.',
+        "",
+        "| run | env | episodes | success | tokens/image | points -> nearest object | grid | object -> nearest point | grid |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         distances = " | ".join("-" if r[key] is None else f"{r[key]:.3f}" for key in DISTANCES)
-        lines.append(f"| {r['name']} | {r['env']} | {r['episodes']} | {r['success_rate']:.0%} | {r['tokens_per_image']:g} | {distances} |")
+        lines.append(
+            f"| {r['name']} | {r['env']} | {r['episodes']} | {r['success_rate']:.0%} | {r['tokens_per_image']:g} | {distances} |"
+        )
     (RESULTS / "tracking.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -22,13 +22,12 @@ import argparse
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
 import h5py
 
-from envs.errors import EnvUserError
+from envs.errors import EnvUserError, run_cli
 from envs.experts import Transition, rollout_expert
 from envs.hdf5_format import demo_keys, write_demo, write_file_attrs
 from envs.registry import check_datasets, dataset_paths, expand, make
@@ -58,10 +57,14 @@ def _existing_demos(out: Path, env_name: str) -> list[tuple[Path, str, int]]:
             with h5py.File(out, "r") as f:
                 data = f["data"]
                 if data.attrs.get("env_name") != env_name:
-                    raise EnvUserError(f"{out} holds demos of {data.attrs.get('env_name')!r}, not {env_name!r}; choose another --out")
+                    raise EnvUserError(
+                        f"{out} holds demos of {data.attrs.get('env_name')!r}, not {env_name!r}; choose another --out"
+                    )
                 found += [(out, f"data/{k}", int(data[k].attrs["seed"])) for k in demo_keys(data)]
         except (OSError, KeyError) as err:
-            raise EnvUserError(f"{out} is not a readable demonstration file ({err}); move it away or choose another --out") from None
+            raise EnvUserError(
+                f"{out} is not a readable demonstration file ({err}); move it away or choose another --out"
+            ) from None
     shards = _shard_dir(out)
     if shards.is_dir():
         for shard in sorted(shards.glob("demo_*.hdf5")):
@@ -121,8 +124,13 @@ def collect(
         TimeRemainingColumn,
     )
 
-    columns = (TextColumn("[bold]collect[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("expert success {task.fields[rate]}"), TimeRemainingColumn())
+    columns = (
+        TextColumn("[bold]collect[/] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("expert success {task.fields[rate]}"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, disable=not progress, transient=False) as bar:
         task = bar.add_task(label or env_name, total=episodes, completed=min(len(done), episodes), rate="-")
         failures = 0
@@ -145,14 +153,21 @@ def collect(
                 bar.update(task, completed=len(done), rate=f"{(attempts - failures) / attempts:.0%}")
         finally:
             env.close()
-    collector = {"episodes": episodes, "action_noise": action_noise, "seed": seed,
-                 "attempts_this_run": attempts, "expert_failures_this_run": failures}
+    collector = {
+        "episodes": episodes,
+        "action_noise": action_noise,
+        "seed": seed,
+        "attempts_this_run": attempts,
+        "expert_failures_this_run": failures,
+    }
     _assemble(out, done, env_name, env_kwargs, env.unwrapped.instruction, collector)
     shutil.rmtree(shards)
     return out
 
 
-def _assemble(out: Path, demos: list[tuple[Path, str, int]], env_name: str, env_kwargs: dict, instruction: str, collector: dict) -> None:
+def _assemble(
+    out: Path, demos: list[tuple[Path, str, int]], env_name: str, env_kwargs: dict, instruction: str, collector: dict
+) -> None:
     """Copy every demo (sorted by seed) into a fresh ``out`` (temp file, then rename)."""
     tmp, handle = _atomic_h5(out)
     with handle:
@@ -185,13 +200,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Collect scripted-expert demonstrations into LIBERO-format HDF5.")
     parser.add_argument("--env", default="robosuite/Lift", help="registered env or suite name (see envs.names())")
     parser.add_argument("--episodes", type=int, default=100, help="successful demonstrations to keep per task")
-    parser.add_argument("--out", type=Path, default=None, help="output file (default: the one training reads, data/<env>_<size>px.hdf5)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output file (default: the one training reads, data/<env>_<size>px.hdf5)"
+    )
     parser.add_argument("--cameras", default="agentview,robot0_eye_in_hand", help="comma-separated camera names")
     parser.add_argument("--image-size", type=int, default=84, help="image side in pixels")
     parser.add_argument("--render-quality", default="fast", help="fast or full")
     parser.add_argument("--noise", type=float, default=0.1, help="std of noise on executed xyz actions")
     parser.add_argument("--seed", type=int, default=0, help="first episode seed")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks (read by envs.errors.run_cli)")
     return parser
 
 
@@ -199,25 +216,28 @@ def _summary(path: Path) -> str:
     """One JSON line describing the demonstration file ``path``."""
     with h5py.File(path, "r") as f:
         data = f["data"]
-        return json.dumps({"file": str(path), "demos": len(demo_keys(data)), "samples": int(data.attrs["total"]),
-                           "megabytes": round(path.stat().st_size / 2**20, 1)})
+        return json.dumps(
+            {
+                "file": str(path),
+                "demos": len(demo_keys(data)),
+                "samples": int(data.attrs["total"]),
+                "megabytes": round(path.stat().st_size / 2**20, 1),
+            }
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m envs.collect ...``: collect, then print one summary line per file written."""
     args = build_parser().parse_args(argv)
     env_kwargs = {"cameras": args.cameras.split(","), "image_size": args.image_size, "render_quality": args.render_quality}
-    try:
-        paths = [collect(name, args.episodes, out, env_kwargs, args.noise, args.seed)
-                 for name, out in targets(args.env, args.out, args.image_size)]
-    except EnvUserError as err:
-        if args.debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    paths = [
+        collect(name, args.episodes, out, env_kwargs, args.noise, args.seed)
+        for name, out in targets(args.env, args.out, args.image_size)
+    ]
     for path in paths:
         print(_summary(path))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

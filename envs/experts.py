@@ -49,9 +49,7 @@ class ExpertSpec:
 EXPERT_SPECS: dict[str, ExpertSpec] = {
     "Lift": ExpertSpec(),
     "Stack": ExpertSpec(place_offset=(0.0, 0.0, 0.055), carry_height=0.06),
-    "PickPlaceCan": ExpertSpec(
-        grasp_offset=(0.0, 0.0, 0.01), place_offset=(0.0, 0.0, 0.12), lift_height=0.2, align_yaw=False
-    ),
+    "PickPlaceCan": ExpertSpec(grasp_offset=(0.0, 0.0, 0.01), place_offset=(0.0, 0.0, 0.12), lift_height=0.2, align_yaw=False),
 }
 
 

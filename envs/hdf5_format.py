@@ -1,4 +1,5 @@
-"""The demonstration file layout (LIBERO / robomimic style), written and read here.
+"""The demonstration file layout (LIBERO / robomimic style) that ``envs.collect`` writes;
+written (``write_demo``, ``write_file_attrs``) and read (``read_*``) here.
 
     /data                       attrs: env_name, env_kwargs (JSON), instruction,
                                        versions (JSON), collector (JSON), total (int)
@@ -22,10 +23,13 @@ from __future__ import annotations
 import json
 import platform
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
+
+from envs.errors import EnvUserError
 
 IMAGE_SUFFIX = "_rgb"
 CAMERA_ALIASES = {"robot0_eye_in_hand": "eye_in_hand", "eye_in_hand": "robot0_eye_in_hand"}
@@ -78,3 +82,25 @@ def write_file_attrs(data: h5py.Group, env_name: str, env_kwargs: dict, instruct
 def demo_keys(data: h5py.Group) -> list[str]:
     """``demo_<i>`` group names sorted by ``i``."""
     return sorted((k for k in data.keys() if k.startswith("demo_")), key=lambda k: int(k.split("_")[1]))
+
+
+def read_instruction(data: h5py.Group, path: Path) -> str:
+    """The instruction every demo of the file shares (the ``instruction`` attribute)."""
+    return str(data.attrs["instruction"])
+
+
+def read_images(obs: h5py.Group, camera: str, path: Path) -> np.ndarray:
+    """Camera ``camera``'s frames, uint8 ``[T, H, W, 3]`` right side up (``CAMERA_ALIASES``
+    accepted); a missing camera fails with one line naming the cameras in the file."""
+    for name in (camera, CAMERA_ALIASES.get(camera, camera)):
+        if f"{name}{IMAGE_SUFFIX}" in obs:
+            return obs[f"{name}{IMAGE_SUFFIX}"][:]
+    found = sorted(k[: -len(IMAGE_SUFFIX)] for k in obs.keys() if k.endswith(IMAGE_SUFFIX))
+    raise EnvUserError(f"{path} has no images for camera {camera!r}; cameras in the file: {', '.join(found)}")
+
+
+def read_proprio(obs: h5py.Group, path: Path) -> np.ndarray:
+    """The env's proprio vector, float32 ``[T, 9]``."""
+    if "proprio" not in obs:
+        raise EnvUserError(f"{path} has no obs/proprio")
+    return obs["proprio"][:].astype(np.float32)

@@ -51,7 +51,9 @@ from envs.errors import EnvUserError, unknown_name
 from envs.sim_base import (
     CONTROL_FREQ_HZ,
     DEFAULT_CAMERAS,
+    STORED_INIT_STATE_MODES,
     SimEnv,
+    choose_init_state,
     import_robosuite,
     seeded_global_numpy,
 )
@@ -74,16 +76,24 @@ SUITES: dict[str, SuiteSpec] = {
     "libero_90": SuiteSpec(90, 400),
 }
 CAMERAS = ("agentview", "robot0_eye_in_hand", "frontview", "birdview", "sideview", "galleryview", "robot0_robotview")
-INIT_STATE_MODES = ("cycle", "fixed", "random")
+INIT_STATE_MODES = STORED_INIT_STATE_MODES
 SETTLE_STEPS = 10
 NOOP_ACTION = np.array([0, 0, 0, 0, 0, 0, -1], dtype=np.float64)  # no motion, gripper open
 
 # What ``import libero.libero`` and building a LIBERO env need (module = pip name).
 REQUIRED_MODULES = ("libero", "bddl", "easydict", "future", "matplotlib", "torch")
-INSTALL_HINT = ("pip install --no-deps libero==0.1.1 bddl==1.0.1 && pip install easydict future matplotlib "
-                "(what scripts/setup.sh does; LIBERO's declared dependencies are not needed)")
-ASSET_SUBDIRS = ("scenes", "textures", "articulated_objects", "stable_scanned_objects", "turbosquid_objects",
-                 "stable_hope_objects")
+INSTALL_HINT = (
+    "pip install --no-deps libero==0.1.1 bddl==1.0.1 && pip install easydict future matplotlib "
+    "(what scripts/setup.sh does; LIBERO's declared dependencies are not needed)"
+)
+ASSET_SUBDIRS = (
+    "scenes",
+    "textures",
+    "articulated_objects",
+    "stable_scanned_objects",
+    "turbosquid_objects",
+    "stable_hope_objects",
+)
 ASSETS_ENV_VAR = "LIBERO_ASSETS"
 CONFIG_ENV_VAR = "LIBERO_CONFIG_PATH"
 
@@ -101,8 +111,9 @@ def check_packages() -> None:
     """Raise ``EnvUserError`` (one line, how to install) if LIBERO's packages are missing."""
     missing = [module for module in REQUIRED_MODULES if importlib.util.find_spec(module) is None]
     if missing:
-        raise EnvUserError(f"LIBERO envs need packages that are not installed ({', '.join(missing)}); "
-                           f"install them with: {INSTALL_HINT}")
+        raise EnvUserError(
+            f"LIBERO envs need packages that are not installed ({', '.join(missing)}); install them with: {INSTALL_HINT}"
+        )
 
 
 def package_root() -> Path:
@@ -114,9 +125,13 @@ def package_root() -> Path:
 def _default_config() -> dict[str, str]:
     """LIBERO's config entries for the installed package (its own defaults)."""
     root = package_root()
-    return {"benchmark_root": str(root), "bddl_files": str(root / "bddl_files"),
-            "init_states": str(root / "init_files"), "datasets": str(root.parent / "datasets"),
-            "assets": str(root / "assets")}
+    return {
+        "benchmark_root": str(root),
+        "bddl_files": str(root / "bddl_files"),
+        "init_states": str(root / "init_files"),
+        "datasets": str(root.parent / "datasets"),
+        "assets": str(root / "assets"),
+    }
 
 
 def _read_config(path: Path) -> dict[str, Any] | None:
@@ -147,8 +162,9 @@ def _ensure_config() -> Path:
             partial.write_text(yaml.safe_dump(wanted))
             os.replace(partial, config_file)
         except OSError as err:
-            raise EnvUserError(f"cannot write LIBERO's config {config_file} ({err.strerror}); "
-                               f"set {CONFIG_ENV_VAR} to a writable folder") from None
+            raise EnvUserError(
+                f"cannot write LIBERO's config {config_file} ({err.strerror}); set {CONFIG_ENV_VAR} to a writable folder"
+            ) from None
     os.environ[CONFIG_ENV_VAR] = str(config_dir)
     return config_file
 
@@ -163,9 +179,11 @@ def _config_files() -> list[Path]:
 def _asset_candidates() -> list[tuple[str, Path | None]]:
     """(label, folder) for each place LIBERO's assets may be, in lookup order, without repeats."""
     from_env = os.environ.get(ASSETS_ENV_VAR)
-    candidates: list[tuple[str, Path | None]] = [(f"${ASSETS_ENV_VAR}", Path(from_env) if from_env else None),
-                                                 ("the libero package", package_root() / "assets"),
-                                                 ("LIBERO's download cache", _download_cache_dir())]
+    candidates: list[tuple[str, Path | None]] = [
+        (f"${ASSETS_ENV_VAR}", Path(from_env) if from_env else None),
+        ("the libero package", package_root() / "assets"),
+        ("LIBERO's download cache", _download_cache_dir()),
+    ]
     for config_file in _config_files():
         config = _read_config(config_file)
         if config and config.get("assets"):
@@ -200,7 +218,8 @@ def assets_dir() -> Path:
         f"LIBERO's 3D assets (scenes, object meshes) are not on this machine; looked in: {'; '.join(looked)}. "
         f"Get them: on a networked machine LIBERO downloads them into {_download_cache_dir()} on first use "
         f"(python -c 'from libero.libero import get_assets_path; get_assets_path()'), or copy a LIBERO assets "
-        f"folder ({', '.join(ASSET_SUBDIRS)}) here and set {ASSETS_ENV_VAR}=/path/to/assets")
+        f"folder ({', '.join(ASSET_SUBDIRS)}) here and set {ASSETS_ENV_VAR}=/path/to/assets"
+    )
 
 
 def check_ready() -> None:
@@ -262,23 +281,6 @@ def list_tasks(suite: str) -> list[LiberoTask]:
         LiberoTask(f"libero/{suite}/{task_id}", suite, task_id, task.name, task.language, len(init_states(suite, task_id)))
         for task_id, task in enumerate(bench.tasks)
     ]
-
-
-def choose_init_state(mode: str, seed: int, count: int, index: int | None = None) -> int:
-    """Which of ``count`` initial states an episode reset with ``seed`` starts from.
-
-    fixed: ``index``; cycle: ``seed mod count`` (consecutive seeds walk through all);
-    random: one drawn from ``seed``.
-    """
-    if mode == "fixed":
-        if index is None or not 0 <= index < count:
-            raise EnvUserError(f"init_state_index={index!r} is out of range; valid: 0..{count - 1}")
-        return int(index)
-    if mode == "cycle":
-        return seed % count
-    if mode == "random":
-        return int(np.random.default_rng([seed, 11]).integers(count))
-    raise unknown_name("init_state", mode, INIT_STATE_MODES)
 
 
 class LiberoEnv(SimEnv):
@@ -364,8 +366,9 @@ class LiberoEnv(SimEnv):
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         super().reset(seed=seed)
         episode_seed = int(self.np_random.integers(2**31 - 1))
-        self.episode_init_state = choose_init_state(self.init_state, seed if seed is not None else episode_seed,
-                                                    len(self.initial_states), self.init_state_index)
+        self.episode_init_state = choose_init_state(
+            self.init_state, seed if seed is not None else episode_seed, len(self.initial_states), self.init_state_index
+        )
         with seeded_global_numpy(episode_seed):
             self.libero_env.reset()
         for robot in self.sim_env.robots:
@@ -400,42 +403,74 @@ def _factory(suite: str, task_id: int):
     return make_task
 
 
+OFFLINE_CONFIGS = {"libero_spatial": "tabletop_spatial", "libero_object": "tabletop_object"}  # stand-in suites
+
+
+def libero_dataset_paths(suite: str, root: str | Path = "data") -> list[Path]:
+    """``<root>/libero/<suite>/<task name>_demo.hdf5`` for every task of ``suite``, in task-id
+    order (needs the ``libero`` package for the task names, not its assets)."""
+    return [Path(root) / "libero" / suite / f"{name}_demo.hdf5" for name in task_names(suite)]
+
+
+def check_datasets(suite: str, root: str | Path = "data") -> list[Path]:
+    """The suite's dataset files; ``EnvUserError`` (one line) naming what is missing and the
+    offline config to use instead."""
+    paths = libero_dataset_paths(suite, root)
+    folder = paths[0].parent
+    offline = OFFLINE_CONFIGS.get(suite)
+    instead = (
+        f"or train offline on the stand-in suite with conf={offline}"
+        if offline
+        else "or train offline on a suite that needs no download, e.g. conf=tabletop_spatial"
+    )
+    get_them = f"download LIBERO's {suite} datasets (one <task>_demo.hdf5 per task) into {folder}/, {instead}"
+    if not folder.is_dir():
+        raise EnvUserError(f"no LIBERO datasets for {suite}: {folder}/ does not exist; {get_them}")
+    missing = [p.name for p in paths if not p.exists()]
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise EnvUserError(
+            f"{len(missing)} of {len(paths)} LIBERO {suite} dataset files are missing in {folder}/: {shown}; {get_them}"
+        )
+    return paths
+
+
 def register_all() -> None:
     """Register ``libero/<suite>/<task_id>`` for every task and each suite by LIBERO's name."""
-    from envs.libero_format import OFFLINE_CONFIGS, check_datasets, libero_dataset_paths
     from envs.registry import register, register_suite
 
     for suite, spec in SUITES.items():
         for task_id in range(spec.tasks):
             register(f"libero/{suite}/{task_id}", _factory(suite, task_id))
-        register_suite(suite, functools.partial(suite_tasks, suite), check_ready,
-                       datasets=functools.partial(libero_dataset_paths, suite),
-                       check_datasets=functools.partial(check_datasets, suite),
-                       offline=OFFLINE_CONFIGS.get(suite, "tabletop_spatial"))
+        register_suite(
+            suite,
+            functools.partial(suite_tasks, suite),
+            check_ready,
+            datasets=functools.partial(libero_dataset_paths, suite),
+            check_datasets=functools.partial(check_datasets, suite),
+            offline=OFFLINE_CONFIGS.get(suite, "tabletop_spatial"),
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m envs.libero_env [SUITE ...] [--check]``: list tasks, or check readiness."""
     import argparse
-    import sys
 
     parser = argparse.ArgumentParser(description="LIBERO suites: list their tasks (offline) or check the assets.")
     parser.add_argument("suites", nargs="*", default=list(SUITES), help=f"suites to list ({', '.join(SUITES)})")
     parser.add_argument("--check", action="store_true", help="check that LIBERO envs can be built here")
     args = parser.parse_args(argv)
-    try:
-        if args.check:
-            check_ready()
-            print(f"LIBERO ready: assets in {assets_dir()}")
-            return 0
-        for suite in args.suites:
-            for task in list_tasks(suite):
-                print(f"{task.env_name}\t{task.init_states} init states\t{task.instruction}")
-    except EnvUserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.check:
+        check_ready()
+        print(f"LIBERO ready: assets in {assets_dir()}")
+        return 0
+    for suite in args.suites:
+        for task in list_tasks(suite):
+            print(f"{task.env_name}\t{task.init_states} init states\t{task.instruction}")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from envs.errors import run_cli
+
+    run_cli(main)

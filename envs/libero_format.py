@@ -1,8 +1,6 @@
-"""Real LIBERO demonstration files: where they live, their layout, and reading them so
-they match ``envs.libero_env.LiberoEnv`` observations.
-
-Location: ``<root>/libero/<suite>/<task name>_demo.hdf5`` (LIBERO's own file names), one
-file per task, in task-id order (``libero_dataset_paths``).
+"""Real LIBERO demonstration files: their layout, reading them so they match
+``envs.libero_env.LiberoEnv`` observations, and writing it. Pure file format: where the
+files live (``<root>/libero/<suite>/<task name>_demo.hdf5``) is ``envs.libero_env``'s.
 
 Layout (LIBERO's ``scripts/create_dataset.py``):
     /data                              attrs: problem_info (JSON: problem_name, domain_name,
@@ -21,7 +19,7 @@ Layout (LIBERO's ``scripts/create_dataset.py``):
 LIBERO stores robosuite's observations as rendered: with robosuite's default
 ``macros.IMAGE_CONVENTION = "opengl"`` (recorded in ``macros_image_convention``) rows run
 bottom to top, so images are flipped here to the env's right-side-up images. The
-orientation is axis-angle (robosuite ``quat2axisangle``); ``libero_proprio`` turns it back
+orientation is axis-angle (robosuite ``quat2axisangle``); ``read_proprio`` turns it back
 into the env's quaternion, so dataset and env proprio are the same 9-d vector.
 """
 
@@ -40,7 +38,6 @@ from envs.errors import EnvUserError
 IMAGE_KEYS = {"agentview": "agentview_rgb", "robot0_eye_in_hand": "eye_in_hand_rgb"}
 OPENGL_CONVENTION = "opengl"  # rows bottom to top: what LIBERO's released files hold
 # Offline configs that stand in for a LIBERO suite when its datasets are not here.
-OFFLINE_CONFIGS = {"libero_spatial": "tabletop_spatial", "libero_object": "tabletop_object"}
 
 
 def task_instruction(task_name: str) -> str:
@@ -51,7 +48,7 @@ def task_instruction(task_name: str) -> str:
     return re.sub(r"^[A-Z_]*SCENE\d+_", "", task_name).replace("_", " ")
 
 
-def libero_instruction(data: h5py.Group, path: Path) -> str:
+def read_instruction(data: h5py.Group, path: Path) -> str:
     """Instruction of a LIBERO file: from its LIBERO file name ``<task>_demo.hdf5`` (as the env
     and LIBERO's benchmark do), else ``problem_info``'s ``language_instruction``."""
     if path.stem.endswith("_demo"):
@@ -88,18 +85,20 @@ def _is_opengl(obs: h5py.Group) -> bool:
     return str(convention) == OPENGL_CONVENTION
 
 
-def libero_images(obs: h5py.Group, camera: str) -> np.ndarray:
+def read_images(obs: h5py.Group, camera: str, path: Path | None = None) -> np.ndarray:
     """Camera ``camera``'s frames from a LIBERO ``demo_<i>/obs`` group: uint8 ``[T, H, W, 3]``,
     right side up. ``camera``: the env's name (agentview, robot0_eye_in_hand) or LIBERO's."""
     key = IMAGE_KEYS.get(camera, f"{camera}_rgb")
     if key not in obs:
         found = sorted(k for k in obs if k.endswith("_rgb"))
-        raise EnvUserError(f"{obs.file.filename}:{obs.name} has no {key!r} for camera {camera!r}; images there: {', '.join(found)}")
+        raise EnvUserError(
+            f"{obs.file.filename}:{obs.name} has no {key!r} for camera {camera!r}; images there: {', '.join(found)}"
+        )
     frames = obs[key][:]
     return np.ascontiguousarray(frames[:, ::-1] if _is_opengl(obs) else frames).astype(np.uint8)
 
 
-def libero_proprio(obs: h5py.Group) -> np.ndarray:
+def read_proprio(obs: h5py.Group, path: Path | None = None) -> np.ndarray:
     """The env's proprio from a LIBERO ``demo_<i>/obs`` group: float32 ``[T, 9]`` = eef position
     (3), eef quaternion x y z w (4, from ``ee_states``' axis-angle), gripper positions (2)."""
     for key in ("ee_states", "gripper_states"):
@@ -110,8 +109,9 @@ def libero_proprio(obs: h5py.Group) -> np.ndarray:
     return proprio.astype(np.float32)
 
 
-def write_libero_demo_file(path: Path, demos: list[dict[str, Any]], task_name: str,
-                           problem_name: str = "libero_tabletop_manipulation") -> Path:
+def write_libero_demo_file(
+    path: Path, demos: list[dict[str, Any]], task_name: str, problem_name: str = "libero_tabletop_manipulation"
+) -> Path:
     """Write ``demos`` in LIBERO's exact layout (module docstring); for tests.
 
     Each demo holds env-convention arrays: ``images`` {camera: uint8 [T, H, W, 3] right side
@@ -127,9 +127,11 @@ def write_libero_demo_file(path: Path, demos: list[dict[str, Any]], task_name: s
         bddl_file = f"bddl_files/{task_name}.bddl"
         data.attrs["env_name"] = problem_name
         data.attrs["problem_info"] = json.dumps(
-            {"problem_name": problem_name, "domain_name": "robosuite", "language_instruction": instruction})
-        data.attrs["env_args"] = json.dumps({"type": 1, "env_name": problem_name, "problem_name": problem_name,
-                                             "bddl_file": bddl_file, "env_kwargs": {}})
+            {"problem_name": problem_name, "domain_name": "robosuite", "language_instruction": instruction}
+        )
+        data.attrs["env_args"] = json.dumps(
+            {"type": 1, "env_name": problem_name, "problem_name": problem_name, "bddl_file": bddl_file, "env_kwargs": {}}
+        )
         data.attrs["bddl_file_name"] = bddl_file
         data.attrs["macros_image_convention"] = OPENGL_CONVENTION
         total = 0
@@ -159,29 +161,3 @@ def write_libero_demo_file(path: Path, demos: list[dict[str, Any]], task_name: s
         data.attrs["num_demos"] = len(demos)
         data.attrs["total"] = total
     return path
-
-
-def libero_dataset_paths(suite: str, root: str | Path = "data") -> list[Path]:
-    """``<root>/libero/<suite>/<task name>_demo.hdf5`` for every task of ``suite``, in task-id
-    order (needs the ``libero`` package for the task names, not its assets)."""
-    from envs.libero_env import task_names
-
-    return [Path(root) / "libero" / suite / f"{name}_demo.hdf5" for name in task_names(suite)]
-
-
-def check_datasets(suite: str, root: str | Path = "data") -> list[Path]:
-    """The suite's dataset files; ``EnvUserError`` (one line) naming what is missing and the
-    offline config to use instead."""
-    paths = libero_dataset_paths(suite, root)
-    folder = paths[0].parent
-    offline = OFFLINE_CONFIGS.get(suite)
-    instead = (f"or train offline on the stand-in suite with conf={offline}" if offline
-               else "or train offline on a suite that needs no download, e.g. conf=tabletop_spatial")
-    get_them = f"download LIBERO's {suite} datasets (one <task>_demo.hdf5 per task) into {folder}/, {instead}"
-    if not folder.is_dir():
-        raise EnvUserError(f"no LIBERO datasets for {suite}: {folder}/ does not exist; {get_them}")
-    missing = [p.name for p in paths if not p.exists()]
-    if missing:
-        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-        raise EnvUserError(f"{len(missing)} of {len(paths)} LIBERO {suite} dataset files are missing in {folder}/: {shown}; {get_them}")
-    return paths

@@ -473,8 +473,9 @@ class Language(Perturbation):
         paraphrases = PARAPHRASES.get(task) or getattr(self.scene, "paraphrases", ())
         if not paraphrases:
             known = ", ".join(PARAPHRASES)
-            raise EnvUserError(f"perturbation 'language' has no paraphrases for task {task!r}; valid tasks: {known}, "
-                               "and the tabletop suites")
+            raise EnvUserError(
+                f"perturbation 'language' has no paraphrases for task {task!r}; valid tasks: {known}, and the tabletop suites"
+            )
         self.paraphrases = paraphrases
         self.instruction: str | None = None  # stays None at severity 0
 

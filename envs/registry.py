@@ -48,8 +48,9 @@ def register(name: str, factory: Callable[..., gym.Env], overwrite: bool = False
     _FACTORIES[name] = factory
 
 
-def register_suite(name: str, tasks: Callable[[], list[str]], ready: Callable[[], None] | None = None,
-                   overwrite: bool = False, **files: Any) -> None:
+def register_suite(
+    name: str, tasks: Callable[[], list[str]], ready: Callable[[], None] | None = None, overwrite: bool = False, **files: Any
+) -> None:
     """Register suite ``name``: ``tasks()`` lists its env names (each also ``register``-ed);
     ``files``: the ``Suite`` fields ``datasets``, ``check_datasets``, ``offline``."""
     if name in _SUITES and not overwrite:
@@ -83,7 +84,9 @@ def _unknown(kind: str, name: str, suites_too: bool) -> EnvUserError:
     in_suites = {task: suite for suite, spec in _SUITES.items() for task in spec.tasks()}
     close = nearest(name, [*_FACTORIES, *(_SUITES if suites_too else ())])
     hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
-    patterns = [f"{tasks[0].rsplit('/', 1)[0]}/<0-{len(tasks) - 1}>" for tasks in (spec.tasks() for spec in _SUITES.values()) if tasks]
+    patterns = [
+        f"{tasks[0].rsplit('/', 1)[0]}/<0-{len(tasks) - 1}>" for tasks in (spec.tasks() for spec in _SUITES.values()) if tasks
+    ]
     valid = sorted(n for n in _FACTORIES if n not in in_suites) + patterns + (sorted(_SUITES) if suites_too else [])
     return EnvUserError(f"unknown {kind} {name!r}{hint}; valid: {', '.join(valid)}")
 
@@ -138,7 +141,8 @@ def make(name: str, **kwargs: Any) -> gym.Env:
     """Build the env registered as ``name``; unknown names fail with the valid list."""
     if name not in _FACTORIES:
         if name in _SUITES:
-            raise EnvUserError(f"{name!r} is a suite of {len(_SUITES[name].tasks())} tasks; make one of them, "
-                               f"e.g. {_SUITES[name].tasks()[0]!r}")
+            raise EnvUserError(
+                f"{name!r} is a suite of {len(_SUITES[name].tasks())} tasks; make one of them, e.g. {_SUITES[name].tasks()[0]!r}"
+            )
         raise _unknown("env", name, suites_too=False)
     return _FACTORIES[name](**kwargs)

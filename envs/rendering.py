@@ -42,12 +42,16 @@ def ensure_gl_backend() -> str:
     """
     chosen = os.environ.get("MUJOCO_GL")
     if chosen and chosen not in USER_BACKENDS:
-        raise EnvUserError(f"MUJOCO_GL={chosen!r} is not a MuJoCo rendering backend; valid: {', '.join(USER_BACKENDS)} "
-                           f"(or unset it and gridslab probes {', '.join(BACKENDS)})")
+        raise EnvUserError(
+            f"MUJOCO_GL={chosen!r} is not a MuJoCo rendering backend; valid: {', '.join(USER_BACKENDS)} "
+            f"(or unset it and gridslab probes {', '.join(BACKENDS)})"
+        )
     if chosen and chosen not in _checked and not _backend_works(chosen):
         hint = f"apt-get install {SYSTEM_PACKAGES[chosen]}" if chosen in SYSTEM_PACKAGES else "it needs a display"
-        raise EnvUserError(f"MUJOCO_GL={chosen} cannot create an OpenGL context here ({hint}); "
-                           f"unset MUJOCO_GL and gridslab probes {', '.join(BACKENDS)}")
+        raise EnvUserError(
+            f"MUJOCO_GL={chosen} cannot create an OpenGL context here ({hint}); "
+            f"unset MUJOCO_GL and gridslab probes {', '.join(BACKENDS)}"
+        )
     if chosen:
         _checked.add(chosen)
     if not chosen:

@@ -49,9 +49,17 @@ PANDA_REACH_M = 0.75  # horizontal reach from the robot base at table height use
 
 # Model fields perturbations may write; ``reset`` restores them (plus the headlight).
 PERTURBABLE_FIELDS = (
-    "light_pos", "light_dir", "light_diffuse", "light_ambient", "light_specular",
-    "cam_pos", "cam_quat",
-    "geom_rgba", "geom_matid", "geom_type", "geom_size",
+    "light_pos",
+    "light_dir",
+    "light_diffuse",
+    "light_ambient",
+    "light_specular",
+    "cam_pos",
+    "cam_quat",
+    "geom_rgba",
+    "geom_matid",
+    "geom_type",
+    "geom_size",
     "mat_rgba",
 )
 HEADLIGHT_FIELDS = ("ambient", "diffuse", "specular")
@@ -76,7 +84,6 @@ class TaskSpec:
     max_steps: int
     surface_body: str
     surface_materials: tuple[str, ...]
-    scene: Any = None  # an ``envs.tabletop.TabletopTask`` (scene class, layout, initial states)
 
 
 _TABLE = {"surface_body": "table", "surface_materials": ("table_ceramic",)}
@@ -84,8 +91,13 @@ TASKS: dict[str, TaskSpec] = {
     "Lift": TaskSpec("Lift", "lift the red cube", "cube_main", None, 300, **_TABLE),
     "Stack": TaskSpec("Stack", "stack the red cube on top of the green cube", "cubeA_main", "cubeB_main", 600, **_TABLE),
     "PickPlaceCan": TaskSpec(
-        "PickPlaceCan", "pick up the can and place it in its bin", "Can_main", None, 1000,
-        surface_body="bin1", surface_materials=("light-wood", "dark-wood"),
+        "PickPlaceCan",
+        "pick up the can and place it in its bin",
+        "Can_main",
+        None,
+        1000,
+        surface_body="bin1",
+        surface_materials=("light-wood", "dark-wood"),
     ),
 }
 # Materials of the arena's large surfaces: the textures a work surface may be swapped to.
@@ -121,8 +133,13 @@ def _distractor_body(index: int) -> ET.Element:
     ET.SubElement(body, "inertial", pos="0 0 0", mass=str(DISTRACTOR_MASS_KG), diaginertia=f"{box_inertia} " * 3)
     ET.SubElement(body, "freejoint", name=f"distractor{index}_joint")
     ET.SubElement(
-        body, "geom", name=f"distractor{index}_geom", type="box", size=f"{half} {half} {half}",
-        rgba="0.5 0.5 0.5 1", group="1",
+        body,
+        "geom",
+        name=f"distractor{index}_geom",
+        type="box",
+        size=f"{half} {half} {half}",
+        rgba="0.5 0.5 0.5 1",
+        group="1",
     )
     return body
 
@@ -158,12 +175,11 @@ class RobosuiteEnv(SimEnv):
         terminate_on_success: end the episode on the first successful step.
         distractor_slots: spare free-joint bodies built into the scene for the
             ``distractors`` perturbation (``envs.ood``); parked out of view unless placed.
-        init_state: where objects start: "sampled" (robosuite's own placement sampler, or a
-            tabletop task's regions, drawn from the reset seed) or, for tabletop tasks, one of
-            their 50 stored initial states: "fixed" (``init_state_index``), "cycle" (reset
-            seed mod 50) or "random" (drawn from the reset seed). Default: "cycle" for
-            tabletop tasks, "sampled" otherwise.
-        spec: the ``TaskSpec`` itself (tabletop tasks); ``task`` is then only its name.
+        init_state: where objects start, one of ``INIT_STATE_MODES`` (default
+            ``DEFAULT_INIT_STATE``): "sampled", robosuite's own placement sampler drawn from
+            the reset seed; a scene subclass adds its stored states (``envs.tabletop``).
+        init_state_index: the stored state for init_state="fixed".
+        spec: the ``TaskSpec`` itself (scene subclasses); ``task`` is then only its name.
     """
 
     def __init__(
@@ -183,18 +199,12 @@ class RobosuiteEnv(SimEnv):
         if spec is None and task not in TASKS:
             raise unknown_name("robosuite task", task, TASKS)
         spec = spec or TASKS[task]
-        from envs.tabletop import INIT_STATE_MODES
-
-        modes = INIT_STATE_MODES if spec.scene is not None else ("sampled",)
-        init_state = init_state or ("cycle" if spec.scene is not None else "sampled")
-        if init_state not in modes:
-            raise unknown_name(f"init_state for {task}", init_state, modes)
+        init_state = init_state or self.DEFAULT_INIT_STATE
+        if init_state not in self.INIT_STATE_MODES:
+            raise unknown_name(f"init_state for {task}", init_state, self.INIT_STATE_MODES)
         if init_state_index is not None and init_state != "fixed":
             raise EnvUserError(f"init_state_index={init_state_index} needs init_state='fixed' (got {init_state!r})")
-        if spec.scene is not None:
-            from envs.tabletop import choose_layout
-
-            choose_layout(spec.scene.name, init_state, 0, init_state_index)  # a bad index or missing states file: now
+        self._check_init_state(init_state, init_state_index)
         self._check_view(cameras, image_size, render_quality, CAMERAS)
         low, high = DISTRACTOR_SLOTS_RANGE
         if not isinstance(distractor_slots, (int, np.integer)) or not low <= distractor_slots <= high:
@@ -210,12 +220,7 @@ class RobosuiteEnv(SimEnv):
         robosuite = import_robosuite()
         from robosuite.controllers import load_controller_config
 
-        if spec.scene is not None:
-            from envs.tabletop import scene_env_class
-
-            env_class, scene_kwargs = scene_env_class(), {"task": spec.scene}
-        else:
-            env_class, scene_kwargs = robosuite.environments.base.REGISTERED_ENVS[spec.env_class], {}
+        env_class, scene_kwargs = self._sim_env_class(robosuite)
         if self.distractor_slots:
             env_class = _with_distractor_slots(env_class, self.distractor_slots)
         self.sim_env = env_class(
@@ -239,11 +244,25 @@ class RobosuiteEnv(SimEnv):
         self._compiled_fields = {field: getattr(model, field).copy() for field in PERTURBABLE_FIELDS}
         self._compiled_headlight = {field: getattr(model.vis.headlight, field).copy() for field in HEADLIGHT_FIELDS}
 
+    # --- hooks a scene subclass overrides (``envs.tabletop.TabletopEnv``) ---
+    INIT_STATE_MODES: tuple[str, ...] = ("sampled",)  # robosuite's own placement sampler, from the reset seed
+    DEFAULT_INIT_STATE = "sampled"
+
+    def _check_init_state(self, init_state: str, init_state_index: int | None) -> None:
+        """Fail now (one line) on initial states that cannot be had; robosuite tasks sample theirs."""
+
+    def _sim_env_class(self, robosuite: Any) -> tuple[type, dict[str, Any]]:
+        """(robosuite env class, extra constructor keywords) of this task."""
+        return robosuite.environments.base.REGISTERED_ENVS[self.spec_task.env_class], {}
+
+    def _before_sim_reset(self, seed: int | None, episode_seed: int, options: dict | None) -> None:
+        """Set up the next episode's scene before robosuite resets (a stored layout, ...)."""
+
     @property
     def paraphrases(self) -> tuple[str, ...]:
         """Rewordings of the instruction, closest first, for the ``language`` perturbation
-        (tabletop tasks; robosuite tasks have theirs in ``envs.ood.PARAPHRASES``)."""
-        return self.spec_task.scene.paraphrases if self.spec_task.scene is not None else ()
+        (robosuite tasks have theirs in ``envs.ood.PARAPHRASES``)."""
+        return ()
 
     # --- simulator access (privileged; for experts, perturbations and diagnostics) ---
     @property
@@ -278,7 +297,9 @@ class RobosuiteEnv(SimEnv):
         geoms = self._collision_geoms(body)
         to_body = data.xmat[body_id].reshape(3, 3).T
         rotations = np.einsum("ij,gjk->gik", to_body, data.geom_xmat[geoms].reshape(-1, 3, 3))  # geom -> body frame
-        centres = (data.geom_xpos[geoms] - data.xpos[body_id]) @ to_body.T + np.einsum("gij,gj->gi", rotations, model.geom_aabb[geoms, :3])
+        centres = (data.geom_xpos[geoms] - data.xpos[body_id]) @ to_body.T + np.einsum(
+            "gij,gj->gi", rotations, model.geom_aabb[geoms, :3]
+        )
         halves = np.einsum("gij,gj->gi", np.abs(rotations), model.geom_aabb[geoms, 3:])
         return ((centres + halves).max(axis=0) - (centres - halves).min(axis=0))[:2] / 2
 
@@ -342,8 +363,7 @@ class RobosuiteEnv(SimEnv):
         (the table top; the two bins for PickPlaceCan)."""
         compiled_matids = self._compiled_fields["geom_matid"]
         return {
-            name: np.flatnonzero(compiled_matids == self.mj_model.material(name).id)
-            for name in self.spec_task.surface_materials
+            name: np.flatnonzero(compiled_matids == self.mj_model.material(name).id) for name in self.spec_task.surface_materials
         }
 
     def arena_materials(self) -> dict[str, int]:
@@ -353,13 +373,9 @@ class RobosuiteEnv(SimEnv):
         return {name: model.material(name).id for name in ARENA_MATERIALS if name in present}
 
     def scene_bodies(self) -> tuple[str, ...]:
-        """Every object body standing on the surface: the task bodies, plus a tabletop scene's
-        other objects (decoys, landmarks), which distractors must not overlap either."""
-        if self.spec_task.scene is None:
-            return self.task_bodies()
-        from envs.tabletop import root_body
-
-        return tuple(root_body(p) for p in self.spec_task.scene.layout)
+        """Every object body standing on the surface, which distractors must not overlap: the
+        task bodies (a scene subclass adds its other objects: decoys, landmarks)."""
+        return self.task_bodies()
 
     def task_footprints(self) -> list[tuple[np.ndarray, float]]:
         """(world xy ``[2]`` metres, radius metres) of each scene body's collision geoms, about z."""
@@ -391,9 +407,7 @@ class RobosuiteEnv(SimEnv):
         """The surface distractors may stand on: top face of ``surface_body``'s largest collision box."""
         model, data = self.mj_model, self.mj_data
         body_id = model.body(self.spec_task.surface_body).id
-        boxes = np.flatnonzero(
-            (model.geom_bodyid == body_id) & (model.geom_contype > 0) & (model.geom_type == _mjgeom("BOX"))
-        )
+        boxes = np.flatnonzero((model.geom_bodyid == body_id) & (model.geom_contype > 0) & (model.geom_type == _mjgeom("BOX")))
         top = boxes[np.argmax(model.geom_size[boxes, 0] * model.geom_size[boxes, 1])]
         return PlacementRegion(
             centre_xy=np.array(data.geom_xpos[top, :2]),
@@ -452,12 +466,7 @@ class RobosuiteEnv(SimEnv):
         super().reset(seed=seed)
         episode_seed = int(self.np_random.integers(2**31 - 1))
         self._restore_compiled_fields()
-        if self.spec_task.scene is not None:
-            from envs.tabletop import choose_layout
-
-            reset_seed = seed if seed is not None else episode_seed
-            mode = (options or {}).get("init_state", self.init_state)
-            self.sim_env.next_layout = choose_layout(self.spec_task.scene.name, mode, reset_seed, self.init_state_index)
+        self._before_sim_reset(seed, episode_seed, options)
         with seeded_global_numpy(episode_seed):
             raw = self.sim_env.reset()
         for robot in self.sim_env.robots:

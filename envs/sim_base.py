@@ -44,6 +44,27 @@ def import_robosuite() -> Any:
     return robosuite
 
 
+STORED_INIT_STATE_MODES = ("cycle", "fixed", "random")  # how an episode picks one of a task's stored states
+
+
+def choose_init_state(mode: str, seed: int, count: int, index: int | None = None, where: str = "") -> int:
+    """Which of ``count`` stored initial states an episode reset with ``seed`` starts from
+    (LIBERO's and the tabletop suites' alike).
+
+    fixed: ``index``; cycle: ``seed mod count`` (consecutive seeds walk through all);
+    random: one drawn from ``seed``. ``where`` (e.g. " for tabletop_spatial/3") ends errors.
+    """
+    if mode == "fixed":
+        if index is None or not 0 <= index < count:
+            raise EnvUserError(f"init_state_index={index!r} is out of range; valid: 0..{count - 1}{where}")
+        return int(index)
+    if mode == "cycle":
+        return seed % count
+    if mode == "random":
+        return int(np.random.default_rng([seed, 11]).integers(count))
+    raise unknown_name(f"init_state{where}", mode, STORED_INIT_STATE_MODES)
+
+
 @contextlib.contextmanager
 def seeded_global_numpy(seed: int) -> Iterator[None]:
     """robosuite samples placements from the global numpy RNG: seed it, then restore it."""

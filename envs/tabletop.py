@@ -31,12 +31,14 @@ from typing import Any
 import numpy as np
 
 from envs.errors import EnvUserError, unknown_name
+from envs.robosuite_env import RobosuiteEnv, TaskSpec
+from envs.sim_base import STORED_INIT_STATE_MODES, choose_init_state
 
 TABLE_TOP_Z_M = 0.8  # robosuite TableArena with table_offset (0, 0, 0.8)
 TABLE_FULL_SIZE_M = (0.8, 0.8, 0.05)
 INIT_STATES_DIR = Path(__file__).parent / "tabletop_init"
 INIT_STATES_PER_TASK = 50
-INIT_STATE_MODES = ("sampled", "cycle", "fixed", "random")
+INIT_STATE_MODES = ("sampled", *STORED_INIT_STATE_MODES)
 SUITES = ("tabletop_spatial", "tabletop_object")
 MAX_STEPS = {"tabletop_spatial": 300, "tabletop_object": 300}  # ~3x the expert's longest episode
 DROP_CLEARANCE_M = 0.002  # objects start this far above their resting height
@@ -140,8 +142,16 @@ class TabletopTask:
         return next(p for p in self.layout if p.name == name)
 
 
-def _spatial(task_id: int, relation: str, target: tuple, decoy: tuple, plate: tuple, box: tuple, cylinder: tuple,
-             target_on: str | None = None) -> TabletopTask:
+def _spatial(
+    task_id: int,
+    relation: str,
+    target: tuple,
+    decoy: tuple,
+    plate: tuple,
+    box: tuple,
+    cylinder: tuple,
+    target_on: str | None = None,
+) -> TabletopTask:
     layout = (
         Placement("plate", "plate", plate, 0.01),
         Placement("green_box", "green_box", box, 0.01),
@@ -169,8 +179,18 @@ _SPATIAL = (
 )
 
 # libero_object-like: target kind per task; the three objects after it (cyclically) share the scene.
-_OBJECT_TARGETS = ("can", "black_cylinder", "white_capsule", "bread", "bottle", "red_block", "blue_cylinder", "yellow_ball", "purple_block",
-                   "orange_block")
+_OBJECT_TARGETS = (
+    "can",
+    "black_cylinder",
+    "white_capsule",
+    "bread",
+    "bottle",
+    "red_block",
+    "blue_cylinder",
+    "yellow_ball",
+    "purple_block",
+    "orange_block",
+)
 _OBJECT_SLOTS = ((0.1, -0.04), (-0.08, -0.06), (0.1, -0.2), (-0.07, -0.22))  # target slot rotates with the task id
 _BASKET_XY = (0.0, 0.17)
 
@@ -178,8 +198,10 @@ _BASKET_XY = (0.0, 0.17)
 def _object_task(task_id: int) -> TabletopTask:
     kinds = [_OBJECT_TARGETS[(task_id + i) % len(_OBJECT_TARGETS)] for i in range(4)]
     slots = [_OBJECT_SLOTS[(task_id + i) % len(_OBJECT_SLOTS)] for i in range(4)]
-    layout = (Placement("basket", "basket", _BASKET_XY, 0.01),
-              *(Placement(f"obj{i}_{kind}", kind, xy) for i, (kind, xy) in enumerate(zip(kinds, slots))))
+    layout = (
+        Placement("basket", "basket", _BASKET_XY, 0.01),
+        *(Placement(f"obj{i}_{kind}", kind, xy) for i, (kind, xy) in enumerate(zip(kinds, slots))),
+    )
     return TabletopTask("tabletop_object", task_id, KINDS[kinds[0]].noun, "in the basket", layout, f"obj0_{kinds[0]}", "basket")
 
 
@@ -246,8 +268,16 @@ def _build_object(placement: Placement) -> Any:
     if kind.primitive is not None:
         cls = getattr(objects, f"{kind.primitive}Object")
         density = 50.0 if placement.kind in ("plate", "green_box") else 500.0
-        return cls(name=placement.name, size=list(kind.size), rgba=list(kind.rgba), density=density,
-                   friction=(1.0, 0.005, 0.0001), solref=(0.01, 1), obj_type="all", duplicate_collision_geoms=True)
+        return cls(
+            name=placement.name,
+            size=list(kind.size),
+            rgba=list(kind.rgba),
+            density=density,
+            friction=(1.0, 0.005, 0.0001),
+            solref=(0.01, 1),
+            obj_type="all",
+            duplicate_collision_geoms=True,
+        )
     return getattr(objects, kind.mesh)(name=placement.name)
 
 
@@ -255,18 +285,40 @@ def _basket(name: str) -> Any:
     """An open box (base and four walls) from robosuite's CompositeObject."""
     from robosuite.models.objects import CompositeObject
 
-    inner, wall_h, wall_t, base_h = BASKET_INNER_HALF_M, BASKET_WALL_HALF_HEIGHT_M, BASKET_WALL_HALF_THICKNESS_M, BASKET_BASE_HALF_HEIGHT_M
+    inner, wall_h, wall_t, base_h = (
+        BASKET_INNER_HALF_M,
+        BASKET_WALL_HALF_HEIGHT_M,
+        BASKET_WALL_HALF_THICKNESS_M,
+        BASKET_BASE_HALF_HEIGHT_M,
+    )
     outer = inner + 2 * wall_t
     total = (outer, outer, base_h + wall_h)
     walls_z = 2 * base_h
-    sizes = [(outer, outer, base_h), (wall_t, outer, wall_h), (wall_t, outer, wall_h), (inner, wall_t, wall_h), (inner, wall_t, wall_h)]
+    sizes = [
+        (outer, outer, base_h),
+        (wall_t, outer, wall_h),
+        (wall_t, outer, wall_h),
+        (inner, wall_t, wall_h),
+        (inner, wall_t, wall_h),
+    ]
     # CompositeObject locations are the geoms' lower corners, from the object's lower corner
-    locations = [(0, 0, 0), (0, 0, walls_z), (2 * outer - 2 * wall_t, 0, walls_z),
-                 (2 * wall_t, 0, walls_z), (2 * wall_t, 2 * outer - 2 * wall_t, walls_z)]
+    locations = [
+        (0, 0, 0),
+        (0, 0, walls_z),
+        (2 * outer - 2 * wall_t, 0, walls_z),
+        (2 * wall_t, 0, walls_z),
+        (2 * wall_t, 2 * outer - 2 * wall_t, walls_z),
+    ]
     return CompositeObject(
-        name=name, total_size=total, geom_types=["box"] * 5, geom_sizes=sizes, geom_locations=locations,
-        geom_names=["base", "wall_x0", "wall_x1", "wall_y0", "wall_y1"], geom_rgbas=[(0.55, 0.35, 0.2, 1)] * 5,
-        density=300.0, solref=(0.01, 1.0),
+        name=name,
+        total_size=total,
+        geom_types=["box"] * 5,
+        geom_sizes=sizes,
+        geom_locations=locations,
+        geom_names=["base", "wall_x0", "wall_x1", "wall_y0", "wall_y1"],
+        geom_rgbas=[(0.55, 0.35, 0.2, 1)] * 5,
+        density=300.0,
+        solref=(0.01, 1.0),
     )
 
 
@@ -285,12 +337,14 @@ def scene_env_class() -> type:
         """A table with the objects of one ``TabletopTask``; ``next_layout`` ``[n_objects, 3]``
         (x, y, yaw) is where the next reset puts them."""
 
-        def __init__(self, robots: Any, task: TabletopTask, use_object_obs: bool = False, reward_shaping: bool = False,
-                     **kwargs: Any):
+        def __init__(
+            self, robots: Any, task: TabletopTask, use_object_obs: bool = False, reward_shaping: bool = False, **kwargs: Any
+        ):
             self.task_spec = task
             self.next_layout = make_init_states(task, 1)[0]
-            super().__init__(robots=robots, mount_types="default", gripper_types="default",
-                             initialization_noise="default", **kwargs)
+            super().__init__(
+                robots=robots, mount_types="default", gripper_types="default", initialization_noise="default", **kwargs
+            )
 
         def reward(self, action: Any = None) -> float:
             return float(self._check_success())
@@ -299,12 +353,16 @@ def scene_env_class() -> type:
             super()._load_model()
             robot = self.robots[0].robot_model
             robot.set_base_xpos(robot.base_xpos_offset["table"](TABLE_FULL_SIZE_M[0]))
-            arena = TableArena(table_full_size=TABLE_FULL_SIZE_M, table_friction=(1.0, 5e-3, 1e-4),
-                               table_offset=(0, 0, TABLE_TOP_Z_M))
+            arena = TableArena(
+                table_full_size=TABLE_FULL_SIZE_M, table_friction=(1.0, 5e-3, 1e-4), table_offset=(0, 0, TABLE_TOP_Z_M)
+            )
             arena.set_origin([0, 0, 0])
             self.scene_objects = {p.name: _build_object(p) for p in self.task_spec.layout}
-            self.model = ManipulationTask(mujoco_arena=arena, mujoco_robots=[r.robot_model for r in self.robots],
-                                          mujoco_objects=list(self.scene_objects.values()))
+            self.model = ManipulationTask(
+                mujoco_arena=arena,
+                mujoco_robots=[r.robot_model for r in self.robots],
+                mujoco_objects=list(self.scene_objects.values()),
+            )
 
         def _setup_references(self) -> None:
             super()._setup_references()
@@ -352,10 +410,16 @@ def scene_env_class() -> type:
             bottom = pos[2] - self.bottom_m[task.target]
             if task.receptacle == "plate":
                 plate_top = receptacle[2] + KINDS["plate"].size[1]
-                placed = np.linalg.norm(pos[:2] - receptacle[:2]) < KINDS["plate"].size[0] and plate_top - 0.01 < bottom < plate_top + 0.02
+                placed = (
+                    np.linalg.norm(pos[:2] - receptacle[:2]) < KINDS["plate"].size[0]
+                    and plate_top - 0.01 < bottom < plate_top + 0.02
+                )
             else:
                 floor = receptacle[2] - BASKET_WALL_HALF_HEIGHT_M + BASKET_BASE_HALF_HEIGHT_M
-                placed = bool(np.all(np.abs(pos[:2] - receptacle[:2]) < BASKET_INNER_HALF_M)) and bottom < floor + BASKET_WALL_HALF_HEIGHT_M
+                placed = (
+                    bool(np.all(np.abs(pos[:2] - receptacle[:2]) < BASKET_INNER_HALF_M))
+                    and bottom < floor + BASKET_WALL_HALF_HEIGHT_M
+                )
             held = self._check_grasp(gripper=self.robots[0].gripper, object_geoms=self.scene_objects[task.target])
             return bool(placed and not held)
 
@@ -389,13 +453,7 @@ def choose_layout(name: str, mode: str, seed: int, index: int | None) -> np.ndar
     if mode == "sampled":
         return draw_layout(TASKS[name], np.random.default_rng([seed, 7]))
     states = load_init_states(name)
-    if mode == "fixed":
-        if index is None or not 0 <= index < len(states):
-            raise EnvUserError(f"init_state_index={index!r} is out of range; valid: 0..{len(states) - 1} for {name}")
-        return states[index]
-    if mode == "cycle":
-        return states[seed % len(states)]
-    return states[np.random.default_rng([seed, 11]).integers(len(states))]
+    return states[choose_init_state(mode, seed, len(states), index, where=f" for {name}")]
 
 
 def _object_bottom_m(kind: ObjectKind) -> float:
@@ -417,14 +475,49 @@ def root_body(placement: Placement) -> str:
     return f"{placement.name}_root" if placement.kind == "basket" else f"{placement.name}_main"
 
 
-def task_spec(name: str) -> Any:
+def task_spec(name: str) -> TaskSpec:
     """The ``RobosuiteEnv`` ``TaskSpec`` of tabletop task ``name``."""
-    from envs.robosuite_env import TaskSpec
-
     task = TASKS[name]
-    return TaskSpec("TabletopScene", task.instruction, root_body(task.placement(task.target)),
-                    root_body(task.placement(task.receptacle)),
-                    MAX_STEPS[task.suite], surface_body="table", surface_materials=("table_ceramic",), scene=task)
+    return TaskSpec(
+        "TabletopScene",
+        task.instruction,
+        root_body(task.placement(task.target)),
+        root_body(task.placement(task.receptacle)),
+        MAX_STEPS[task.suite],
+        surface_body="table",
+        surface_materials=("table_ceramic",),
+    )
+
+
+class TabletopEnv(RobosuiteEnv):
+    """A tabletop task: ``RobosuiteEnv`` with its scene (``TabletopTask``) built from
+    robosuite objects, its 50 stored initial states (``init_state``: "cycle" by default,
+    "fixed", "random", or "sampled" from the task's regions) and its paraphrases."""
+
+    INIT_STATE_MODES = INIT_STATE_MODES
+    DEFAULT_INIT_STATE = "cycle"
+
+    def __init__(self, name: str, **kwargs: Any):
+        self.scene = TASKS[name]
+        super().__init__(task=name, spec=task_spec(name), **kwargs)
+
+    def _check_init_state(self, init_state: str, init_state_index: int | None) -> None:
+        choose_layout(self.scene.name, init_state, 0, init_state_index)  # a bad index or missing states file: now
+
+    def _sim_env_class(self, robosuite: Any) -> tuple[type, dict[str, Any]]:
+        return scene_env_class(), {"task": self.scene}
+
+    def _before_sim_reset(self, seed: int | None, episode_seed: int, options: dict | None) -> None:
+        reset_seed = seed if seed is not None else episode_seed
+        mode = (options or {}).get("init_state", self.init_state)
+        self.sim_env.next_layout = choose_layout(self.scene.name, mode, reset_seed, self.init_state_index)
+
+    @property
+    def paraphrases(self) -> tuple[str, ...]:
+        return self.scene.paraphrases
+
+    def scene_bodies(self) -> tuple[str, ...]:
+        return tuple(root_body(p) for p in self.scene.layout)
 
 
 def expert_spec(name: str) -> Any:
@@ -440,15 +533,14 @@ def expert_spec(name: str) -> Any:
         release_z = KINDS["plate"].size[1] + 0.01 + grasp_above_base
     else:
         release_z = BASKET_BASE_HALF_HEIGHT_M + BASKET_WALL_HALF_HEIGHT_M + 0.03 + grasp_above_base
-    return ExpertSpec(grasp_offset=(0.0, 0.0, kind.grasp_z_m), place_offset=(0.0, 0.0, release_z), carry_height=0.06,
-                      align_yaw=kind.random_yaw)
+    return ExpertSpec(
+        grasp_offset=(0.0, 0.0, kind.grasp_z_m), place_offset=(0.0, 0.0, release_z), carry_height=0.06, align_yaw=kind.random_yaw
+    )
 
 
 def _factory(name: str):
-    def make_task(**kwargs: Any) -> Any:
-        from envs.robosuite_env import RobosuiteEnv
-
-        return RobosuiteEnv(task=name, spec=task_spec(name), **kwargs)
+    def make_task(**kwargs: Any) -> TabletopEnv:
+        return TabletopEnv(name, **kwargs)
 
     return make_task
 

@@ -9,14 +9,23 @@ from __future__ import annotations
 import numpy as np
 
 PALETTE = np.array(
-    [[255, 64, 64], [64, 200, 255], [255, 220, 0], [120, 255, 120], [255, 120, 255], [255, 160, 60],
-     [160, 120, 255], [255, 255, 255]],
+    [
+        [255, 64, 64],
+        [64, 200, 255],
+        [255, 220, 0],
+        [120, 255, 120],
+        [255, 120, 255],
+        [255, 160, 60],
+        [160, 120, 255],
+        [255, 255, 255],
+    ],
     dtype=np.uint8,
 )
 
 
-def draw_points(frame: np.ndarray, coords: np.ndarray, mask: np.ndarray | None = None, scale: int = 2,
-                radius: int = 2) -> np.ndarray:
+def draw_points(
+    frame: np.ndarray, coords: np.ndarray, mask: np.ndarray | None = None, scale: int = 2, radius: int = 2
+) -> np.ndarray:
     """``frame`` upscaled ``scale`` x (nearest) with a dot per valid token.
 
     frame: uint8 ``[H, W, 3]``; coords: ``[K, 2]`` (x, y) in [0, 1]; mask: bool ``[K]``.

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SMALL_ENV = {"cameras": ["agentview", "robot0_eye_in_hand"], "image_size": 32}
-
-
-def run_python(args: list[str], cwd: Path, timeout: float = 600, env: dict | None = None):
-    """Run ``python args...`` in ``cwd`` with the repo importable; returns CompletedProcess."""
-    import subprocess
-
-    full_env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+from tests.helpers import SMALL_ENV
 
 
 @pytest.fixture(scope="session")

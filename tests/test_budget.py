@@ -7,15 +7,15 @@ import math
 import pytest
 import torch
 
-from gridslab.budget import AdaptiveBudgetConfig, BudgetConfig, build_budget
 from gridslab.compress.base import Tokens
 from gridslab.config import load_config
 from gridslab.errors import UserError
-from gridslab.flops import flops_by_tokens, gflops_at
-from gridslab.policy import VLA, PolicyConfig
 from gridslab.policy.backbone import Backbone
-from gridslab.policy.config import BackboneConfig
-from test_policy import ACTION_DIM, CAMERAS, INSTRUCTIONS, PROPRIO_DIM, first_row, make_batch
+from gridslab.policy.budget import build_budget
+from gridslab.policy.config import BackboneConfig, PolicyConfig
+from gridslab.policy.flops import flops_by_tokens, gflops_at
+from gridslab.policy.vla import VLA
+from tests.helpers import ACTION_DIM, CAMERAS, INSTRUCTIONS, PROPRIO_DIM, first_row, make_batch
 
 GRIDS16 = {"name": "grids", "k": 16}
 
@@ -117,8 +117,9 @@ def test_saliency_rule_spends_tokens_where_saliency_is_spread():
 
 @pytest.mark.parametrize("shape", ["linear", "cosine"])
 def test_anneal_caps_k_from_start_to_end(shape):
-    budget = build_budget({"name": "anneal", "k_start": 16, "k_end": 4, "anneal_start": 10, "anneal_end": 110,
-                           "anneal_shape": shape}, 16, 8, 8).train()
+    budget = build_budget(
+        {"name": "anneal", "k_start": 16, "k_end": 4, "anneal_start": 10, "anneal_end": 110, "anneal_shape": shape}, 16, 8, 8
+    ).train()
     text, text_mask = torch.zeros(1, 2, 8), torch.ones(1, 2, dtype=torch.bool)
     ks = {}
     for step in (0, 10, 35, 60, 110, 500):
@@ -170,7 +171,9 @@ def test_adaptive_sample_alone_equals_sample_in_a_larger_k_batch():
 
 def test_sharp_slot_weights_keep_gradients_finite():
     """Weights that underflow to 0 (many slots, low temperature) must not give NaN gradients."""
-    policy = make_policy({"name": "adaptive", "k_min": 1, "k_max": 49, "temperature": 0.05}, compressor={"name": "grids", "k": 49})
+    policy = make_policy(
+        {"name": "adaptive", "k_min": 1, "k_max": 49, "temperature": 0.05}, compressor={"name": "grids", "k": 49}
+    )
     torch.nn.init.constant_(policy.budget.head[-1].bias, -8.0)  # soft_k near k_min: most weights are exactly 0
     loss, outputs = policy.loss(make_batch(policy, batch=2))
     assert (outputs["budget"].weight == 0).any()

@@ -339,9 +339,17 @@ def test_k_below_one(k):
     assert str(k) in one_line_error(excinfo)
 
 
-@pytest.mark.parametrize("options", [{"init": "grid"}, {"margin": 0.5}, {"margin": 0.3, "init": "uniform"},
-                                     {"activation": "tanh"}, {"padding": "reflect"},
-                                     {"padding": "clamp", "align_corners": False}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"init": "grid"},
+        {"margin": 0.5},
+        {"margin": 0.3, "init": "uniform"},
+        {"activation": "tanh"},
+        {"padding": "reflect"},
+        {"padding": "clamp", "align_corners": False},
+    ],
+)
 def test_bad_grids_options(options):
     with pytest.raises(UserError) as excinfo:
         build_compressor({"name": "grids", "k": 4, **options}, DIM)
@@ -350,8 +358,7 @@ def test_bad_grids_options(options):
 
 @pytest.mark.parametrize("name", ["pool", "random", "topk"])
 def test_k_above_patch_count(name):
-    compressor = build_compressor({"name": name, "k": 17, "query": "learned"} if name == "topk"
-                                  else {"name": name, "k": 17}, DIM)
+    compressor = build_compressor({"name": name, "k": 17, "query": "learned"} if name == "topk" else {"name": name, "k": 17}, DIM)
     with pytest.raises(UserError) as excinfo:
         compressor(feature_map(), CompressContext())
     message = one_line_error(excinfo)

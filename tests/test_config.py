@@ -6,7 +6,7 @@ import pytest
 
 from gridslab.config import load_config, to_yaml
 from gridslab.errors import UserError
-from tests.conftest import ROOT, run_python
+from tests.helpers import ROOT, run_python
 
 
 def test_default_composes_all_groups():
@@ -20,8 +20,16 @@ def test_default_composes_all_groups():
 
 
 def test_group_option_and_dotlist_overrides():
-    cfg = load_config(["conf=robosuite_lift", "compressor=identity", "trainer.max_epochs=20", "data.episodes=3",
-                       "output_dir=/tmp/x", "policy.vision.depth=3"])
+    cfg = load_config(
+        [
+            "conf=robosuite_lift",
+            "compressor=identity",
+            "trainer.max_epochs=20",
+            "data.episodes=3",
+            "output_dir=/tmp/x",
+            "policy.vision.depth=3",
+        ]
+    )
     assert cfg.compressor.name == "identity"
     assert cfg.trainer.max_epochs == 20 and cfg.data.episodes == 3 and cfg.output_dir == "/tmp/x"
     assert cfg.policy.vision.depth == 3
@@ -88,8 +96,8 @@ class _RunsCode:
 
 
 def test_configs_and_checkpoints_cannot_run_code(tmp_path):
-    from gridslab.checkpoint import read_checkpoint
-    from gridslab.config import _read_yaml
+    from gridslab.config.load import _read_yaml
+    from gridslab.eval.checkpoint import read_checkpoint
 
     marker = tmp_path / "ran"
     evil_yaml = tmp_path / "evil.yaml"

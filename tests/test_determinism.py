@@ -11,10 +11,10 @@ import json
 
 import torch
 
-from gridslab.checkpoint import load_policy, read_checkpoint
-from gridslab.online_eval import RESULTS_FILE, evaluate_policy, read_records
-from gridslab.training import fit
-from test_training import tiny_config
+from gridslab.eval.checkpoint import load_policy, read_checkpoint
+from gridslab.eval.runner import RESULTS_FILE, evaluate_policy, read_records
+from gridslab.train.fit import fit
+from tests.helpers import tiny_config
 
 SHORT = ["trainer.max_epochs=1", "trainer.limit_train_batches=4", "trainer.limit_val_batches=1"]
 EVAL = ["eval.episodes=2", "eval.workers=2", "eval.max_steps=16", "eval.video_episodes=0"]

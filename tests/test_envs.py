@@ -11,7 +11,7 @@ from envs import rendering
 from envs.errors import EnvUserError
 from envs.robosuite_env import TASKS
 from envs.sim_base import PROPRIO_DIM
-from tests.conftest import SMALL_ENV
+from tests.helpers import SMALL_ENV, finger_pad_direction
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))
@@ -125,13 +125,6 @@ def test_object_image_positions_land_on_the_objects():
             red, green = (observation["images"][camera][int(y * 84), int(x * 84)].astype(int) for x, y in xy)
             assert red[0] > max(red[1], red[2]) + 40 and green[1] > max(green[0], green[2]) + 15, (camera, red, green)
     env.close()
-
-
-def finger_pad_direction(env) -> np.ndarray:
-    """Unit world-xy direction ``[2]`` from the right finger pad to the left one (measured, not derived)."""
-    model, data = env.unwrapped.mj_model, env.unwrapped.mj_data
-    left, right = (data.geom_xpos[model.geom(f"gripper0_finger{i}_pad_collision").id][:2] for i in (1, 2))
-    return (left - right) / np.linalg.norm(left - right)
 
 
 @pytest.mark.parametrize("name", ["robosuite/Lift", "tabletop_object/8"])

@@ -13,18 +13,18 @@ import shutil
 import pytest
 import torch
 
-from gridslab.checkpoint import load_policy, weights_fingerprint
 from gridslab.errors import UserError
-from gridslab.online_eval import (
+from gridslab.eval.checkpoint import load_policy, weights_fingerprint
+from gridslab.eval.rollout import EpisodeRecord
+from gridslab.eval.runner import (
     RESULTS_FILE,
     SETTINGS_FILE,
     ResultsWriter,
     evaluate_policy,
     read_records,
 )
-from gridslab.rollout import EpisodeRecord
-from gridslab.training import fit
-from tests.test_training import tiny_config
+from gridslab.train.fit import fit
+from tests.helpers import tiny_config
 
 # one worker, short episodes, no videos: each evaluation that runs episodes takes a few seconds
 EVAL = ["eval.episodes=2", "eval.workers=1", "eval.max_steps=4", "eval.video_episodes=0"]
@@ -32,8 +32,13 @@ EVAL = ["eval.episodes=2", "eval.workers=1", "eval.max_steps=4", "eval.video_epi
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, lift_demos):
-    cfg = tiny_config(tmp_path_factory.mktemp("ckpt"), lift_demos, "trainer.max_epochs=1", "trainer.limit_train_batches=2",
-                      "trainer.limit_val_batches=1")
+    cfg = tiny_config(
+        tmp_path_factory.mktemp("ckpt"),
+        lift_demos,
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+    )
     return fit(cfg)["last_checkpoint"]
 
 
@@ -73,9 +78,20 @@ def test_other_weights_are_refused_and_the_same_weights_resume(checkpoint, tmp_p
 
 
 def _record(seed: int, error: str = "") -> EpisodeRecord:
-    return EpisodeRecord(task="robosuite/Lift", env="robosuite/Lift", perturbation="clean", severity=0.0, seed=seed,
-                         success=False, steps=4, wall_s=0.1, policy_ms_per_step=1.0, tokens_per_image=4.0,
-                         instruction="lift the red cube", error=error)
+    return EpisodeRecord(
+        task="robosuite/Lift",
+        env="robosuite/Lift",
+        perturbation="clean",
+        severity=0.0,
+        seed=seed,
+        success=False,
+        steps=4,
+        wall_s=0.1,
+        policy_ms_per_step=1.0,
+        tokens_per_image=4.0,
+        instruction="lift the red cube",
+        error=error,
+    )
 
 
 def test_results_writer_writes_an_episode_once(tmp_path):
@@ -129,7 +145,7 @@ class FullDisk:
 def test_disk_error_stops_the_evaluation_and_a_rerun_writes_each_episode_once(checkpoint, tmp_path, monkeypatch):
     import builtins
 
-    from gridslab import online_eval
+    from gridslab.eval import runner as online_eval
 
     monkeypatch.setattr(online_eval, "open", lambda *args, **kwargs: FullDisk(builtins.open(*args, **kwargs)), raising=False)
     policy, cfg, _ = load_policy(checkpoint, EVAL)

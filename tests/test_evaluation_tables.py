@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gridslab.evaluation import summarize, timing, wilson_interval, write_summary
+from gridslab.eval.summary import summarize, timing, wilson_interval, write_summary
 
 
 def test_wilson_interval_known_values():
@@ -18,9 +18,20 @@ def test_wilson_interval_known_values():
 
 
 def _record(perturbation, seed, success, steps=50, severity=0.5):
-    return {"task": "robosuite/Lift", "env": "robosuite/Lift", "perturbation": perturbation, "severity": severity,
-            "seed": seed, "success": success, "steps": steps, "wall_s": 1.0 + seed, "policy_ms_per_step": 2.0,
-            "tokens_per_image": 4.0, "instruction": "lift the red cube", "error": ""}
+    return {
+        "task": "robosuite/Lift",
+        "env": "robosuite/Lift",
+        "perturbation": perturbation,
+        "severity": severity,
+        "seed": seed,
+        "success": success,
+        "steps": steps,
+        "wall_s": 1.0 + seed,
+        "policy_ms_per_step": 2.0,
+        "tokens_per_image": 4.0,
+        "instruction": "lift the red cube",
+        "error": "",
+    }
 
 
 def test_summary_rows_and_drop_vs_clean(tmp_path):
@@ -52,7 +63,7 @@ def _load_benchmark(name: str):
     import importlib.util
     import sys
 
-    from conftest import ROOT
+    from tests.helpers import ROOT
 
     sys.path.insert(0, str(ROOT / "benchmarks"))  # their sibling imports (quality.py -> plots.py)
     spec = importlib.util.spec_from_file_location(f"benchmark_{name}", ROOT / "benchmarks" / f"{name}.py")
@@ -64,7 +75,7 @@ def _load_benchmark(name: str):
 def test_errors_column_in_every_table(tmp_path):
     from rich.console import Console
 
-    from gridslab.evaluation import markdown_table, render_table
+    from gridslab.eval.summary import markdown_table, render_table
 
     records = [_record("clean", s, True, severity=0.0) for s in range(3)]
     records += [{**_record("lighting", s, False), "error": "RuntimeError: boom" if s else ""} for s in range(3)]
@@ -82,25 +93,54 @@ def test_errors_column_in_every_table(tmp_path):
     markdown = markdown_table(rows, timings).splitlines()
     assert markdown[0].endswith("| errors |") and markdown[3].endswith("| 2 |")
     report = _load_benchmark("report")
-    readme_table = report.eval_table({"summary": {"env": "robosuite/Lift", "checkpoint_name": "last.ckpt", "versions": {},
-                                                  "episodes_per_condition": 3, "first_seed": 0, "conditions": rows},
-                                      "timing": timings})
+    readme_table = report.eval_table(
+        {
+            "summary": {
+                "env": "robosuite/Lift",
+                "checkpoint_name": "last.ckpt",
+                "versions": {},
+                "episodes_per_condition": 3,
+                "first_seed": 0,
+                "conditions": rows,
+            },
+            "timing": timings,
+        }
+    )
     assert readme_table.splitlines()[-1].endswith("| 2 |") and "| errors |" in readme_table
 
 
 def _quality_row(compressor: str, epochs: int, errors: int | None) -> dict:
     stats = {"severity": 0.0, "successes": 9, "episodes": 10, "success_rate": 0.9, "ci95_low": 0.6, "ci95_high": 0.98}
-    return {"task": "robosuite_lift", "compressor": compressor, "seed": 0, "overrides": "", "status": "done",
-            "run_dir": f"runs/quality/robosuite_lift/{compressor}_seed0", "env": "robosuite/Lift", "epochs": epochs,
-            "demos": 100, "episodes": 10, "train_minutes": 1.0, "eval_minutes": 1.0, "tokens_per_image": 4.0,
-            "policy_gflops": 0.09, "versions": {}, "machine": "test",
-            "success": {"clean": {**stats, **({} if errors is None else {"errors": errors})}}}
+    return {
+        "task": "robosuite_lift",
+        "compressor": compressor,
+        "seed": 0,
+        "overrides": "",
+        "status": "done",
+        "run_dir": f"runs/quality/robosuite_lift/{compressor}_seed0",
+        "env": "robosuite/Lift",
+        "epochs": epochs,
+        "demos": 100,
+        "episodes": 10,
+        "train_minutes": 1.0,
+        "eval_minutes": 1.0,
+        "tokens_per_image": 4.0,
+        "policy_gflops": 0.09,
+        "versions": {},
+        "machine": "test",
+        "success": {"clean": {**stats, **({} if errors is None else {"errors": errors})}},
+    }
 
 
 def test_quality_refuses_a_run_short_of_its_epochs_and_counts_errors(tmp_path, capsys):
     quality = _load_benchmark("quality")
-    settings = {"tasks": ["robosuite_lift"], "compressors": ["grids_k4", "random_k4", "pool_k4"], "ood": [], "max_steps": 0,
-                "epochs": 15}
+    settings = {
+        "tasks": ["robosuite_lift"],
+        "compressors": ["grids_k4", "random_k4", "pool_k4"],
+        "ood": [],
+        "max_steps": 0,
+        "epochs": 15,
+    }
     rows = [_quality_row("grids_k4", 15, 1), _quality_row("random_k4", 14, 0), _quality_row("pool_k4", 15, None)]
     table, results = quality.render(rows, settings, tmp_path)
     lines = {line.split(" | ")[1]: line for line in table.splitlines() if line.startswith("| robosuite_lift")}
@@ -109,8 +149,12 @@ def test_quality_refuses_a_run_short_of_its_epochs_and_counts_errors(tmp_path, c
     assert "15 epochs on" in table and "14" not in table.split("\n")[0]
     assert [r["status"] for r in results["runs"]] == ["done", "refused", "done"]
     refused = [line for line in capsys.readouterr().err.splitlines() if line.startswith("refused:")]
-    assert refused == [("refused: runs/quality/robosuite_lift/random_k4_seed0: last.ckpt holds 14 of 15 epochs, not reported "
-                        "(train it to the end: run this script without --report-only)")]
+    assert refused == [
+        (
+            "refused: runs/quality/robosuite_lift/random_k4_seed0: last.ckpt holds 14 of 15 epochs, not reported "
+            "(train it to the end: run this script without --report-only)"
+        )
+    ]
 
 
 def test_quality_stops_when_training_ends_short(tmp_path, monkeypatch):
@@ -123,7 +167,7 @@ def test_quality_stops_when_training_ends_short(tmp_path, monkeypatch):
 
 
 def test_result_files_hold_no_absolute_paths():
-    from conftest import ROOT
+    from tests.helpers import ROOT
 
     quality = _load_benchmark("quality")
     assert quality.relative(ROOT / "runs" / "quality") == "runs/quality"

@@ -16,7 +16,7 @@ from envs.collect import collect
 from envs.errors import EnvUserError
 from envs.experts import CLOSE, rollout_expert, run_episode
 from envs.hdf5_format import demo_keys
-from tests.conftest import ROOT, SMALL_ENV, run_python
+from tests.helpers import ROOT, SMALL_ENV, run_python
 
 
 @pytest.mark.parametrize("task, seeds", [("Lift", [0, 1, 2]), ("Stack", [0]), ("PickPlaceCan", [0])])
@@ -132,15 +132,18 @@ def test_collector_refuses_a_corrupt_file(tmp_path):
     assert bad.read_bytes() == b"not an hdf5 file"
 
 
-@pytest.mark.parametrize("conf, argv, task", [
-    ("robosuite_stack", ["--env", "robosuite/Stack"], None),
-    ("tabletop_spatial", ["--env", "tabletop_spatial", "--image-size", "128"], None),
-    ("tabletop_spatial", ["--env", "tabletop_spatial/3", "--image-size", "128"], 3),
-])
+@pytest.mark.parametrize(
+    "conf, argv, task",
+    [
+        ("robosuite_stack", ["--env", "robosuite/Stack"], None),
+        ("tabletop_spatial", ["--env", "tabletop_spatial", "--image-size", "128"], None),
+        ("tabletop_spatial", ["--env", "tabletop_spatial/3", "--image-size", "128"], 3),
+    ],
+)
 def test_collect_cli_default_files_are_the_ones_training_reads(conf, argv, task):
     from envs.collect import build_parser, targets
     from gridslab.config import load_config
-    from gridslab.datamodule import default_dataset_paths
+    from gridslab.data.datamodule import default_dataset_paths
 
     cfg = load_config([f"conf={conf}"])
     args = build_parser().parse_args(argv)
@@ -153,15 +156,19 @@ def test_collect_cli_default_settings_are_trainings():
     from gridslab.config import load_config
 
     cfg, args = load_config([]), build_parser().parse_args([])
-    assert (args.env, args.cameras.split(","), args.image_size, args.render_quality) == \
-        (cfg.env.name, list(cfg.env.cameras), cfg.env.image_size, cfg.env.render_quality)
+    assert (args.env, args.cameras.split(","), args.image_size, args.render_quality) == (
+        cfg.env.name,
+        list(cfg.env.cameras),
+        cfg.env.image_size,
+        cfg.env.render_quality,
+    )
     assert (args.episodes, args.noise, args.seed) == (cfg.data.episodes, cfg.data.collect_noise, cfg.seed)
 
 
 def test_collect_cli_without_out_writes_where_the_datamodule_looks(tmp_path, monkeypatch):
     from envs.collect import main
     from gridslab.config import load_config
-    from gridslab.datamodule import default_dataset_paths
+    from gridslab.data.datamodule import default_dataset_paths
 
     monkeypatch.chdir(tmp_path)
     assert main(["--env", "robosuite/Lift", "--episodes", "1", "--image-size", "32"]) == 0
@@ -176,7 +183,7 @@ def test_collect_cli_without_out_writes_where_the_datamodule_looks(tmp_path, mon
 def _grasp_across_long_axis(env, seed: int) -> tuple[bool, float]:
     """One sampled-scene expert episode: (success, |cos| between the finger pads' direction and
     the pick object's long axis as the fingers start to close)."""
-    from tests.test_envs import finger_pad_direction
+    from tests.helpers import finger_pad_direction
 
     unwrapped = env.unwrapped
     at_grasp: list[float] = []
@@ -208,18 +215,26 @@ def test_expert_grasps_an_elongated_block_across_its_short_side():
 
 def _block_state(yaw: float, half: tuple[float, float], obstacles: list[list[float]], finger_axis=(1.0, 0.0)) -> dict:
     """A privileged state with a block at the origin on a table at z = 0 (grasp height 2 cm)."""
-    return {"pick_pos": np.array([0.0, 0.0, 0.02]), "pick_yaw": yaw, "pick_half_extents": np.array(half),
-            "obstacles": np.array(obstacles, dtype=float).reshape(-1, 4), "eef_finger_axis": np.array(finger_axis),
-            "place_pos": None}
+    return {
+        "pick_pos": np.array([0.0, 0.0, 0.02]),
+        "pick_yaw": yaw,
+        "pick_half_extents": np.array(half),
+        "obstacles": np.array(obstacles, dtype=float).reshape(-1, 4),
+        "eef_finger_axis": np.array(finger_axis),
+        "place_pos": None,
+    }
 
 
-@pytest.mark.parametrize("yaw, half, obstacles, expected", [
-    (0.0, (0.02, 0.02), [], (1.0, 0.0)),  # nothing around: least rotation
-    (0.0, (0.02, 0.02), [[0.09, 0.0, 0.03, 0.08]], (0.0, 1.0)),  # tall object along x: the hand lies along y
-    (0.0, (0.02, 0.02), [[0.09, 0.0, 0.03, 0.01]], (1.0, 0.0)),  # a flat one (a plate) is passed over
-    (0.0, (0.02, 0.03), [[0.09, 0.0, 0.03, 0.08]], (1.0, 0.0)),  # elongated along y: across the short side
-    (np.pi / 2, (0.02, 0.03), [], (0.0, 1.0)),  # the same block turned a quarter: its short side is world y
-])
+@pytest.mark.parametrize(
+    "yaw, half, obstacles, expected",
+    [
+        (0.0, (0.02, 0.02), [], (1.0, 0.0)),  # nothing around: least rotation
+        (0.0, (0.02, 0.02), [[0.09, 0.0, 0.03, 0.08]], (0.0, 1.0)),  # tall object along x: the hand lies along y
+        (0.0, (0.02, 0.02), [[0.09, 0.0, 0.03, 0.01]], (1.0, 0.0)),  # a flat one (a plate) is passed over
+        (0.0, (0.02, 0.03), [[0.09, 0.0, 0.03, 0.08]], (1.0, 0.0)),  # elongated along y: across the short side
+        (np.pi / 2, (0.02, 0.03), [], (0.0, 1.0)),  # the same block turned a quarter: its short side is world y
+    ],
+)
 def test_expert_grasp_axis_choice(yaw, half, obstacles, expected):
     from envs.experts import ExpertSpec, PickPlaceExpert
 
@@ -227,10 +242,15 @@ def test_expert_grasp_axis_choice(yaw, half, obstacles, expected):
     assert abs(float(axis @ np.array(expected))) > 0.999, axis
 
 
-@pytest.mark.parametrize("block_yaw, yaw_range, expected_sign", [
-    (-1.4, (-3.0, 3.0), -1.0), (-1.4, (-0.5, 3.0), 1.0), (-1.4, (-3.0, 0.5), -1.0),
-    (np.pi - 1.4, (-3.0, 3.0), -1.0),  # its short side at +100 degrees is also the line at -80
-])
+@pytest.mark.parametrize(
+    "block_yaw, yaw_range, expected_sign",
+    [
+        (-1.4, (-3.0, 3.0), -1.0),
+        (-1.4, (-0.5, 3.0), 1.0),
+        (-1.4, (-3.0, 0.5), -1.0),
+        (np.pi - 1.4, (-3.0, 3.0), -1.0),  # its short side at +100 degrees is also the line at -80
+    ],
+)
 def test_expert_turns_the_wrist_the_way_it_has_room_for(block_yaw, yaw_range, expected_sign):
     """Fingers along world x, a block whose short side lies on the line 80 degrees clockwise:
     turn -80 degrees, or +100 when the wrist cannot turn 80 degrees that way (``eef_yaw_range``)."""

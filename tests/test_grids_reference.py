@@ -23,11 +23,14 @@ from gridslab.config import CONF_DIR, load_config
 
 DIM = 6
 K = 5
-PRESETS = {"grids": ("gelu", False, "border"), "grids_openpi": ("relu", True, "clamp"),
-           "grids_lerobot": ("relu", False, "zeros")}
+PRESETS = {"grids": ("gelu", False, "border"), "grids_openpi": ("relu", True, "clamp"), "grids_lerobot": ("relu", False, "zeros")}
 # their parameter names -> ours (the same [out, in] layout; flax Dense kernels are the transpose)
-THEIR_NAMES = {"scout_mlp.0": "coord_mlp.0", "scout_mlp.2": "coord_mlp.2",
-               "coord_encoder.0": "coord_embed.0", "coord_encoder.2": "coord_embed.2"}
+THEIR_NAMES = {
+    "scout_mlp.0": "coord_mlp.0",
+    "scout_mlp.2": "coord_mlp.2",
+    "coord_encoder.0": "coord_embed.0",
+    "coord_encoder.2": "coord_embed.2",
+}
 
 
 def relu(x: np.ndarray) -> np.ndarray:
@@ -91,8 +94,7 @@ def their_weights(seed: int) -> dict[str, np.ndarray]:
     """Random weights under the authors' parameter names; two of the 2K coordinate logits
     saturate so that some points sit exactly on the right / bottom edge (c = 1.0)."""
     rng = np.random.default_rng(seed)
-    shapes = {"scout_mlp.0": (512, DIM), "scout_mlp.2": (2 * K, 512),
-              "coord_encoder.0": (256, 2), "coord_encoder.2": (DIM, 256)}
+    shapes = {"scout_mlp.0": (512, DIM), "scout_mlp.2": (2 * K, 512), "coord_encoder.0": (256, 2), "coord_encoder.2": (DIM, 256)}
     params = {}
     for name, (out, inp) in shapes.items():
         params[f"{name}.weight"] = rng.normal(size=(out, inp)) / np.sqrt(inp)
@@ -107,8 +109,9 @@ def preset(name: str, dtype: torch.dtype = torch.float64) -> GridS:
 
 
 def load_their_weights(grids: GridS, params: dict[str, np.ndarray]) -> None:
-    state = {f"{THEIR_NAMES[key.rsplit('.', 1)[0]]}.{key.rsplit('.', 1)[1]}": torch.from_numpy(value)
-             for key, value in params.items()}
+    state = {
+        f"{THEIR_NAMES[key.rsplit('.', 1)[0]]}.{key.rsplit('.', 1)[1]}": torch.from_numpy(value) for key, value in params.items()
+    }
     grids.load_state_dict(state)
 
 
@@ -159,18 +162,28 @@ def hand_cases(F: torch.Tensor) -> dict[str, list[tuple[tuple[float, float], tor
     f = F[0]
     return {
         # openpi: x = 2 c_x, y = 2 c_y; (0.25, 0.75) -> (0.5, 1.5): the four around, 1/4 each
-        "grids_openpi": [((0.25, 0.75), (f[1, 0] + f[1, 1] + f[2, 0] + f[2, 1]) / 4),
-                         ((1.0, 0.1), 0.8 * f[0, 2] + 0.2 * f[1, 2]),  # x = 2 exactly: column 2 alone
-                         ((1.0, 1.0), f[2, 2]), ((0.0, 0.0), f[0, 0]), ((0.5, 0.5), f[1, 1])],
+        "grids_openpi": [
+            ((0.25, 0.75), (f[1, 0] + f[1, 1] + f[2, 0] + f[2, 1]) / 4),
+            ((1.0, 0.1), 0.8 * f[0, 2] + 0.2 * f[1, 2]),  # x = 2 exactly: column 2 alone
+            ((1.0, 1.0), f[2, 2]),
+            ((0.0, 0.0), f[0, 0]),
+            ((0.5, 0.5), f[1, 1]),
+        ],
         # lerobot: x = 3 c_x - 1/2; (0.25, 0.75) -> (0.25, 1.75); (1.0, 0.1) -> (2.5, -0.2):
         # column 3 and row -1 are off the map and read 0, so 0.5 * 0.8 of F[0, 2] is left
-        "grids_lerobot": [((0.25, 0.75), 0.75 * 0.25 * f[1, 0] + 0.25 * 0.25 * f[1, 1]
-                           + 0.75 * 0.75 * f[2, 0] + 0.25 * 0.75 * f[2, 1]),
-                          ((1.0, 0.1), 0.4 * f[0, 2]), ((0.5, 0.5), f[1, 1]), ((1 / 6, 1 / 6), f[0, 0])],
+        "grids_lerobot": [
+            ((0.25, 0.75), 0.75 * 0.25 * f[1, 0] + 0.25 * 0.25 * f[1, 1] + 0.75 * 0.75 * f[2, 0] + 0.25 * 0.75 * f[2, 1]),
+            ((1.0, 0.1), 0.4 * f[0, 2]),
+            ((0.5, 0.5), f[1, 1]),
+            ((1 / 6, 1 / 6), f[0, 0]),
+        ],
         # ours: as lerobot, but (2.5, -0.2) is clamped to (2, 0) first
-        "grids": [((0.25, 0.75), 0.75 * 0.25 * f[1, 0] + 0.25 * 0.25 * f[1, 1]
-                   + 0.75 * 0.75 * f[2, 0] + 0.25 * 0.75 * f[2, 1]),
-                  ((1.0, 0.1), f[0, 2]), ((1.0, 1.0), f[2, 2]), ((5 / 6, 1 / 2), f[1, 2])],
+        "grids": [
+            ((0.25, 0.75), 0.75 * 0.25 * f[1, 0] + 0.25 * 0.25 * f[1, 1] + 0.75 * 0.75 * f[2, 0] + 0.25 * 0.75 * f[2, 1]),
+            ((1.0, 0.1), f[0, 2]),
+            ((1.0, 1.0), f[2, 2]),
+            ((5 / 6, 1 / 2), f[1, 2]),
+        ],
     }
 
 

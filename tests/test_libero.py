@@ -17,24 +17,27 @@ import pytest
 
 from envs import libero_env
 from envs.errors import EnvUserError
+from envs.libero_env import check_datasets, libero_dataset_paths
 from envs.libero_format import (
     axis_angle_to_quat,
-    check_datasets,
-    libero_dataset_paths,
-    libero_images,
-    libero_instruction,
-    libero_proprio,
     quat_to_axis_angle,
+    read_images,
+    read_instruction,
+    read_proprio,
     task_instruction,
     write_libero_demo_file,
 )
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 HAVE_LIBERO = importlib.util.find_spec("libero") is not None
-needs_libero = pytest.mark.skipif(not HAVE_LIBERO, reason="the libero package is not installed (bash scripts/setup.sh installs it)")
+needs_libero = pytest.mark.skipif(
+    not HAVE_LIBERO, reason="the libero package is not installed (bash scripts/setup.sh installs it)"
+)
 SUITE_SIZES = {"libero_spatial": 10, "libero_object": 10, "libero_goal": 10, "libero_10": 10, "libero_90": 90}
-REGISTER = ("from envs import registry\nimport envs.libero_env as le\n"
-            "if 'libero_spatial' not in registry.suite_names():\n    le.register_all()\n")
+REGISTER = (
+    "from envs import registry\nimport envs.libero_env as le\n"
+    "if 'libero_spatial' not in registry.suite_names():\n    le.register_all()\n"
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -51,8 +54,16 @@ def run_fresh(args: list[str], home: Path, **env: str) -> subprocess.CompletedPr
     """``python args...`` with stdin closed, HOME=``home`` and no LIBERO variables but ``env``."""
     clean = {k: v for k, v in os.environ.items() if k not in ("LIBERO_CONFIG_PATH", "LIBERO_ASSETS")}
     clean.update(HOME=str(home), PYTHONPATH=str(ROOT), **env)
-    return subprocess.run([sys.executable, *args], check=False, cwd=ROOT, env=clean, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, *args],
+        check=False,
+        cwd=ROOT,
+        env=clean,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_registering_needs_no_libero_and_expands_suites(tmp_path):
@@ -118,7 +129,12 @@ def test_missing_assets_or_package_fail_with_one_clean_line(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     ready_error, make_error, package_error = result.stdout.strip().splitlines()
     assert ready_error == f"{make_error}; or run offline with conf=tabletop_spatial"  # the suite names its stand-in
-    for where in ("$LIBERO_ASSETS (unset)", "the libero package", str(tmp_path / ".cache" / "libero" / "assets"), "LIBERO_ASSETS="):
+    for where in (
+        "$LIBERO_ASSETS (unset)",
+        "the libero package",
+        str(tmp_path / ".cache" / "libero" / "assets"),
+        "LIBERO_ASSETS=",
+    ):
         assert where in ready_error
     assert "pip install --no-deps libero==0.1.1" in package_error
     assert "Traceback" not in result.stderr and "Downloading" not in result.stdout + result.stderr
@@ -138,8 +154,13 @@ def _demo(steps: int, size: int, rng: np.random.Generator) -> dict:
     quat /= np.linalg.norm(quat, axis=1, keepdims=True)
     quat[quat[:, 3] < 0] *= -1
     proprio = np.concatenate([rng.normal(size=(steps, 3)), quat, rng.uniform(-0.04, 0.04, (steps, 2))], axis=1)
-    return {"images": images, "proprio": proprio.astype(np.float32), "actions": rng.uniform(-1, 1, (steps, 7)),
-            "joint_states": rng.normal(size=(steps, 7)), "states": rng.normal(size=(steps, 20))}
+    return {
+        "images": images,
+        "proprio": proprio.astype(np.float32),
+        "actions": rng.uniform(-1, 1, (steps, 7)),
+        "joint_states": rng.normal(size=(steps, 7)),
+        "states": rng.normal(size=(steps, 20)),
+    }
 
 
 def test_libero_hdf5_layout_round_trip(tmp_path):
@@ -155,24 +176,24 @@ def test_libero_hdf5_layout_round_trip(tmp_path):
     with h5py.File(path, "r") as f:
         data = f["data"]
         assert sorted(data.keys()) == ["demo_0", "demo_1"] and data.attrs["total"] == 10
-        assert libero_instruction(data, path) == "turn on the stove"
+        assert read_instruction(data, path) == "turn on the stove"
         for demo, key in zip(demos, ("demo_0", "demo_1")):
             obs = data[key]["obs"]
             assert set(obs.keys()) >= {"agentview_rgb", "eye_in_hand_rgb", "ee_states", "gripper_states", "joint_states"}
             stored = obs["agentview_rgb"][:]
             assert (stored[:, -1] == 255).all() and not (stored[:, 0] == 255).all()  # upside down, as LIBERO's
             for camera in ("agentview", "robot0_eye_in_hand"):
-                np.testing.assert_array_equal(libero_images(obs, camera), demo["images"][camera])
+                np.testing.assert_array_equal(read_images(obs, camera), demo["images"][camera])
             # LIBERO converts with robosuite's quat2axisangle; reading back recovers the quaternion.
             axis_angle = np.stack([T.quat2axisangle(q) for q in demo["proprio"][:, 3:7].astype(np.float64)])
             np.testing.assert_allclose(obs["ee_states"][:, 3:], axis_angle, atol=1e-9)
-            proprio = libero_proprio(obs)
+            proprio = read_proprio(obs)
             assert proprio.dtype == np.float32 and proprio.shape == (len(demo["actions"]), 9)
             np.testing.assert_allclose(proprio, demo["proprio"], atol=1e-6)
             np.testing.assert_allclose(data[key]["actions"][:], demo["actions"])
     with h5py.File(path, "r+") as f:
         f["data"].attrs["macros_image_convention"] = "opencv"  # a file stored right side up is read as is
-        np.testing.assert_array_equal(libero_images(f["data/demo_0/obs"], "agentview"), demos[0]["images"]["agentview"][:, ::-1])
+        np.testing.assert_array_equal(read_images(f["data/demo_0/obs"], "agentview"), demos[0]["images"]["agentview"][:, ::-1])
 
 
 def test_axis_angle_quaternion_conversions_invert_each_other():
@@ -205,7 +226,8 @@ def test_dataset_paths_and_missing_dataset_errors(tmp_path):
 
 
 def test_init_state_modes():
-    choose = libero_env.choose_init_state
+    from envs.sim_base import choose_init_state as choose
+
     assert [choose("cycle", seed, 50) for seed in (0, 1, 49, 50, 100007)] == [0, 1, 49, 0, 7]
     assert choose("fixed", 123, 50, 7) == 7
     drawn = [choose("random", seed, 50) for seed in range(200)]
@@ -251,15 +273,19 @@ def test_env_contract_seeded_init_states_and_dataset_match(tmp_path):
             frames.append(obs)
             assert truncated == (step == 2) and not terminated
         # The env's observations written in LIBERO's layout read back exactly.
-        demo = {"images": {c: np.stack([f["images"][c] for f in frames]) for c in env.cameras},
-                "proprio": np.stack([f["proprio"] for f in frames]), "actions": np.zeros((4, 7)),
-                "joint_states": np.zeros((4, 7)), "states": np.zeros((4, 3))}
+        demo = {
+            "images": {c: np.stack([f["images"][c] for f in frames]) for c in env.cameras},
+            "proprio": np.stack([f["proprio"] for f in frames]),
+            "actions": np.zeros((4, 7)),
+            "joint_states": np.zeros((4, 7)),
+            "states": np.zeros((4, 3)),
+        }
         path = write_libero_demo_file(tmp_path / f"{env.task_name}_demo.hdf5", [demo], env.task_name)
         with h5py.File(path, "r") as f:
             obs_group = f["data/demo_0/obs"]
-            np.testing.assert_array_equal(libero_images(obs_group, "agentview"), demo["images"]["agentview"])
-            np.testing.assert_allclose(libero_proprio(obs_group), demo["proprio"], atol=1e-6)
-            assert libero_instruction(f["data"], path) == env.instruction
+            np.testing.assert_array_equal(read_images(obs_group, "agentview"), demo["images"]["agentview"])
+            np.testing.assert_allclose(read_proprio(obs_group), demo["proprio"], atol=1e-6)
+            assert read_instruction(f["data"], path) == env.instruction
     finally:
         env.close()
 
@@ -268,8 +294,7 @@ def test_libero_suite_datasets_load_through_the_datamodule(tmp_path):
     """Files in LIBERO's exact layout under data/libero/<suite>/ feed training like our own."""
     from omegaconf import OmegaConf
 
-    from envs.libero_format import libero_dataset_paths
-    from gridslab.datamodule import DemoDataModule
+    from gridslab.data.datamodule import DemoDataModule
 
     rng = np.random.default_rng(2)
     paths = libero_dataset_paths("libero_spatial", tmp_path)
@@ -279,8 +304,18 @@ def test_libero_suite_datasets_load_through_the_datamodule(tmp_path):
         demos = [_demo(5, 16, rng)]
         written[path] = demos
         write_libero_demo_file(path, demos, path.name[: -len("_demo.hdf5")])
-    data = OmegaConf.create({"root": str(tmp_path), "paths": [], "episodes": 1, "collect_noise": 0.1, "val_fraction": 0.0,
-                             "batch_size": 4, "num_workers": 0, "shift_pixels": 0})
+    data = OmegaConf.create(
+        {
+            "root": str(tmp_path),
+            "paths": [],
+            "episodes": 1,
+            "collect_noise": 0.1,
+            "val_fraction": 0.0,
+            "batch_size": 4,
+            "num_workers": 0,
+            "shift_pixels": 0,
+        }
+    )
     env = OmegaConf.create({"name": "libero_spatial", "cameras": ["agentview", "robot0_eye_in_hand"], "image_size": 16})
     module = DemoDataModule(data, env, chunk=2)
     assert module.paths == paths

@@ -77,7 +77,7 @@ def _check_distractors(env, before, after, report):
     objects = report["objects"]
     assert len(objects) == 2  # round(0.5 * MAX_DISTRACTORS)
     region = scene.placement_region()
-    (cube_xy, cube_radius), = scene.task_footprints()
+    ((cube_xy, cube_radius),) = scene.task_footprints()
     footprints = []
     for slot, placed in enumerate(objects):
         body = scene.mj_model.body(f"distractor{slot}").id

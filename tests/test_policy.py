@@ -9,35 +9,10 @@ import torch
 from gridslab.compress import COMPRESSORS
 from gridslab.compress.base import Tokens
 from gridslab.errors import UserError
-from gridslab.policy import VLA, PolicyConfig, VisionConfig, as_policy_config, tokenize
 from gridslab.policy.backbone import Backbone
-from gridslab.policy.config import BackboneConfig
-
-CAMERAS = ["agentview", "robot0_eye_in_hand"]
-PROPRIO_DIM, ACTION_DIM = 9, 7
-GRIDS = {"name": "grids", "k": 4}
-IDENTITY = {"name": "identity"}
-INSTRUCTIONS = ["pick up the red cube", "lift the cube and hold it up high"]
-
-
-def make_policy(compressor: dict = GRIDS, seed: int = 0, **policy) -> VLA:
-    torch.manual_seed(seed)
-    return VLA(PolicyConfig(**policy), compressor, CAMERAS, PROPRIO_DIM, ACTION_DIM)
-
-
-def make_batch(policy: VLA, batch: int = 2, seed: int = 0) -> dict:
-    generator = torch.Generator().manual_seed(seed)
-    size = policy.cfg.vision.image_size
-    ids, mask = tokenize([INSTRUCTIONS[row % len(INSTRUCTIONS)] for row in range(batch)])
-    return {
-        "images": {camera: torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8, generator=generator)
-                   for camera in CAMERAS},
-        "proprio": torch.randn(batch, PROPRIO_DIM, generator=generator),
-        "instruction_ids": ids,
-        "instruction_mask": mask,
-        "actions": torch.randn(batch, policy.chunk, ACTION_DIM, generator=generator),
-        "action_mask": torch.ones(batch, policy.chunk, dtype=torch.bool),
-    }
+from gridslab.policy.config import BackboneConfig, PolicyConfig, VisionConfig, as_policy_config
+from gridslab.policy.language import tokenize
+from tests.helpers import ACTION_DIM, CAMERAS, GRIDS, IDENTITY, INSTRUCTIONS, PROPRIO_DIM, first_row, make_batch, make_policy
 
 
 @pytest.mark.parametrize("compressor, tokens_per_image", [(GRIDS, 4), (IDENTITY, 49)])
@@ -97,8 +72,9 @@ def _stack(samples: list[Tokens]) -> Tokens:
 def test_backbone_ignores_padding():
     torch.manual_seed(0)
     dim, chunk = 32, 4
-    backbone = Backbone(BackboneConfig(dim=dim, heads=4), text_dim=16, vision_dim=dim, num_cameras=2,
-                        proprio_dim=PROPRIO_DIM, chunk=chunk).eval()
+    backbone = Backbone(
+        BackboneConfig(dim=dim, heads=4), text_dim=16, vision_dim=dim, num_cameras=2, proprio_dim=PROPRIO_DIM, chunk=chunk
+    ).eval()
     generator = torch.Generator().manual_seed(1)
     text = torch.randn(2, 6, 16, generator=generator)
     text_mask = torch.tensor([[True] * 3 + [False] * 3, [True] * 6])
@@ -106,9 +82,14 @@ def test_backbone_ignores_padding():
     # sample 0 has 2 real tokens per camera, sample 1 has 4: sample 0 is padded to 4 slots
     sample0 = [_camera_tokens(2, 2, dim, generator) for _ in range(2)]
     sample1 = [_camera_tokens(4, 4, dim, generator) for _ in range(2)]
-    padded0 = [Tokens(torch.cat([t.tokens, torch.randn(1, 2, dim, generator=generator)], 1),
-                      torch.cat([t.coords, torch.rand(1, 2, 2, generator=generator)], 1),
-                      torch.cat([t.mask, torch.zeros(1, 2, dtype=torch.bool)], 1)) for t in sample0]
+    padded0 = [
+        Tokens(
+            torch.cat([t.tokens, torch.randn(1, 2, dim, generator=generator)], 1),
+            torch.cat([t.coords, torch.rand(1, 2, 2, generator=generator)], 1),
+            torch.cat([t.mask, torch.zeros(1, 2, dtype=torch.bool)], 1),
+        )
+        for t in sample0
+    ]
     with torch.no_grad():
         alone = backbone(text[:1, :3], text_mask[:1, :3], sample0, proprio[:1])
         batched = backbone(text, text_mask, [_stack([p, s]) for p, s in zip(padded0, sample1)], proprio)
@@ -120,10 +101,6 @@ def test_backbone_ignores_padding():
             t.tokens[:, 2:] = -1e3
         changed = backbone(garbage_text, text_mask, [_stack([p, s]) for p, s in zip(garbage_visual, sample1)], proprio)
     assert torch.allclose(batched, changed, atol=1e-5)
-
-
-def first_row(batch: dict) -> dict:
-    return {key: {c: v[:1] for c, v in value.items()} if key == "images" else value[:1] for key, value in batch.items()}
 
 
 def test_policy_output_independent_of_batch_mates_budget():
@@ -149,13 +126,19 @@ def test_tokenizer_is_deterministic_and_pads():
 
 def test_predict_returns_env_units():
     policy = make_policy().eval()
-    stats = {"action_mean": np.full(ACTION_DIM, 100.0), "action_std": np.full(ACTION_DIM, 0.01),
-             "proprio_mean": np.zeros(PROPRIO_DIM), "proprio_std": np.ones(PROPRIO_DIM)}
+    stats = {
+        "action_mean": np.full(ACTION_DIM, 100.0),
+        "action_std": np.full(ACTION_DIM, 0.01),
+        "proprio_mean": np.zeros(PROPRIO_DIM),
+        "proprio_std": np.ones(PROPRIO_DIM),
+    }
     policy.set_normalization(stats)
     assert torch.equal(policy.state_dict()["processor.action_mean"], torch.full((ACTION_DIM,), 100.0))
     batch = make_batch(policy, batch=2)
-    observations = {"images": {c: v.numpy() for c, v in batch["images"].items()},
-                    "proprio": batch["proprio"].numpy().astype(np.float32)}
+    observations = {
+        "images": {c: v.numpy() for c, v in batch["images"].items()},
+        "proprio": batch["proprio"].numpy().astype(np.float32),
+    }
     chunk = policy.predict(observations, INSTRUCTIONS)
     assert chunk.shape == (2, 8, ACTION_DIM) and chunk.dtype == np.float32
     assert ((chunk > 99) & (chunk < 101)).all()
@@ -209,3 +192,11 @@ def test_config_errors_are_one_line():
     cfg = as_policy_config({"chunk": 4, "vision": {"stem": "patchify"}})
     assert isinstance(cfg, PolicyConfig) and cfg.vision.stem == "patchify" and cfg.replan_steps == 4
     assert PolicyConfig(**{"chunk": 6, "replan_every": 3, "vision": {"depth": 1, "compress_after": 1}}).vision.depth == 1
+
+
+def test_tower_registries_match_the_names_the_config_accepts():
+    from gridslab.policy.backbones import LM_BACKBONES, VISION_TOWERS
+    from gridslab.policy.config import LM_BACKBONES as LM_NAMES
+    from gridslab.policy.config import VISION_BACKBONES as VISION_NAMES
+
+    assert VISION_TOWERS.names() == sorted(VISION_NAMES) and LM_BACKBONES.names() == sorted(LM_NAMES)

@@ -7,24 +7,32 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gridslab.checkpoint import load_policy
 from gridslab.compress import COMPRESSORS
 from gridslab.config import load_config, to_plain
 from gridslab.errors import UserError
-from gridslab.module import build_policy
-from gridslab.training import fit
-from test_training import tiny_config
+from gridslab.eval.checkpoint import load_policy
+from gridslab.policy.factory import build_policy
+from gridslab.train.fit import fit
+from tests.helpers import tiny_config
 
-TINY_VISION = "{hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 2, image_size: 32, patch_size: 8}"
-TINY_LM = {"qwen2": "{hidden_size: 48, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, vocab_size: 8}",
-           "llama": "{hidden_size: 48, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, vocab_size: 8}",
-           "gemma": "{hidden_size: 48, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, head_dim: 24, vocab_size: 8}"}
+TINY_VISION = (
+    "{hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 2, image_size: 32, patch_size: 8}"
+)
+TINY_LM = {
+    "qwen2": "{hidden_size: 48, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, vocab_size: 8}",
+    "llama": "{hidden_size: 48, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, vocab_size: 8}",
+    "gemma": "{hidden_size: 48, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, head_dim: 24, vocab_size: 8}",
+}
 PAIRS = [("siglip", "qwen2"), ("dinov2", "llama"), ("siglip", "gemma")]
 
 
 def pretrained(vision: str = "siglip", lm: str = "qwen2") -> list[str]:
-    return [f"policy.vision.backbone={vision}", f"policy.vision.hf_config={TINY_VISION}",
-            f"policy.lm.backbone={lm}", f"policy.lm.hf_config={TINY_LM[lm]}"]
+    return [
+        f"policy.vision.backbone={vision}",
+        f"policy.vision.hf_config={TINY_VISION}",
+        f"policy.lm.backbone={lm}",
+        f"policy.lm.hf_config={TINY_LM[lm]}",
+    ]
 
 
 def policy_from(overrides: list[str], seed: int = 0):
@@ -35,8 +43,11 @@ def policy_from(overrides: list[str], seed: int = 0):
 def with_targets(batch: dict, chunk: int = 8) -> dict:
     size = batch["proprio"].shape[0]
     generator = torch.Generator().manual_seed(1)
-    return {**batch, "actions": torch.randn(size, chunk, 7, generator=generator),
-            "action_mask": torch.ones(size, chunk, dtype=torch.bool)}
+    return {
+        **batch,
+        "actions": torch.randn(size, chunk, 7, generator=generator),
+        "action_mask": torch.ones(size, chunk, dtype=torch.bool),
+    }
 
 
 @pytest.mark.parametrize("compressor", COMPRESSORS.names())
@@ -64,12 +75,19 @@ def test_grids_samples_the_towers_patch_grid():
 
 @pytest.mark.parametrize("vision, lm", PAIRS)
 def test_pretrained_pair_trains_saves_and_reloads(tmp_path, lift_demos, vision, lm):
-    cfg = tiny_config(tmp_path, lift_demos, *pretrained(vision, lm), "trainer.max_epochs=1",
-                      "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "optim.ema_decay=0")
+    cfg = tiny_config(
+        tmp_path,
+        lift_demos,
+        *pretrained(vision, lm),
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "optim.ema_decay=0",
+    )
     result = fit(cfg)
     assert result["global_step"] == 2
     policy, _, _ = load_policy(result["last_checkpoint"])
-    from gridslab.module import VLAModule
+    from gridslab.train.module import VLAModule
 
     module = VLAModule.load_from_checkpoint(result["last_checkpoint"], map_location="cpu", weights_only=True)
     batch = policy.example_batch(2)
@@ -83,9 +101,16 @@ def test_checkpoint_of_a_path_trained_policy_needs_no_path(tmp_path, lift_demos)
     source = policy_from(pretrained("siglip", "qwen2"))
     source.vision["agentview"].model.save_pretrained(tmp_path / "siglip")
     source.backbone.model.save_pretrained(tmp_path / "qwen")
-    cfg = tiny_config(tmp_path, lift_demos, *pretrained(), f"policy.vision.path={tmp_path / 'siglip'}",
-                      f"policy.lm.path={tmp_path / 'qwen'}", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
-                      "trainer.limit_val_batches=1")
+    cfg = tiny_config(
+        tmp_path,
+        lift_demos,
+        *pretrained(),
+        f"policy.vision.path={tmp_path / 'siglip'}",
+        f"policy.lm.path={tmp_path / 'qwen'}",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+    )
     result = fit(cfg)
     shutil.rmtree(tmp_path / "siglip")
     shutil.rmtree(tmp_path / "qwen")
@@ -109,8 +134,10 @@ def test_towers_load_from_a_local_directory(tmp_path):
     source = policy_from(pretrained("dinov2", "llama"))
     source.vision["agentview"].model.save_pretrained(tmp_path / "dino")
     source.backbone.model.save_pretrained(tmp_path / "llama")
-    loaded = policy_from([*pretrained("dinov2", "llama"), f"policy.vision.path={tmp_path / 'dino'}",
-                          f"policy.lm.path={tmp_path / 'llama'}"], seed=1)
+    loaded = policy_from(
+        [*pretrained("dinov2", "llama"), f"policy.vision.path={tmp_path / 'dino'}", f"policy.lm.path={tmp_path / 'llama'}"],
+        seed=1,
+    )
     for name, tensor in source.vision["agentview"].model.state_dict().items():
         assert torch.equal(tensor, loaded.vision["agentview"].model.state_dict()[name])
     for name, tensor in source.backbone.model.state_dict().items():
@@ -130,13 +157,17 @@ def test_freeze_and_frozen_lm_keep_weights_fixed():
     policy = policy_from([*pretrained(), "policy.vision.freeze=true", "policy.lm.finetune=frozen"])
     assert not any(p.requires_grad for p in policy.vision["agentview"].model.parameters())
     assert not any(p.requires_grad for p in policy.backbone.model.parameters())
-    assert policy.backbone.vision_proj.weight.requires_grad and policy.vision["agentview"].compressor.coord_mlp[0].weight.requires_grad
+    assert (
+        policy.backbone.vision_proj.weight.requires_grad
+        and policy.vision["agentview"].compressor.coord_mlp[0].weight.requires_grad
+    )
 
 
 def test_lora_without_peft_is_a_clear_error():
     pytest.importorskip("transformers")
     try:
         import peft  # noqa: F401
+
         pytest.skip("peft is installed")
     except ImportError:
         pass
@@ -171,7 +202,7 @@ def test_bf16_autocast_runs_on_cpu():
 
 
 def test_flops_split_covers_the_pretrained_towers():
-    from gridslab.flops import COMPONENTS, flops_by_component
+    from gridslab.policy.flops import COMPONENTS, flops_by_component
 
     full = policy_from([*pretrained(), "compressor=identity"]).eval()
     grids = policy_from(pretrained()).eval()

@@ -12,11 +12,11 @@ import torch
 from torch.utils.data import default_collate
 
 from gridslab.config import load_config
+from gridslab.eval.rollout import PolicyRunner
 from gridslab.policy.config import as_policy_config
 from gridslab.policy.language import tokenize
 from gridslab.policy.processor import PolicyProcessor
-from gridslab.rollout import PolicyRunner
-from gridslab.training import build_datamodule
+from gridslab.train.fit import build_datamodule
 
 PRESETS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "policy").glob("*.yaml"))
 INSTRUCTION = "lift the red cube"
@@ -24,8 +24,16 @@ STEP = 5  # the frame compared: step 5 of the first training demo
 
 
 def _datamodule(tmp_path, lift_demos, *overrides: str):
-    cfg = load_config([f"data.paths=[{lift_demos}]", "data.episodes=3", "env.image_size=32", "data.val_fraction=0",
-                       f"output_dir={tmp_path}", *overrides])
+    cfg = load_config(
+        [
+            f"data.paths=[{lift_demos}]",
+            "data.episodes=3",
+            "env.image_size=32",
+            "data.val_fraction=0",
+            f"output_dir={tmp_path}",
+            *overrides,
+        ]
+    )
     datamodule = build_datamodule(cfg)
     datamodule.setup("fit")
     return cfg, datamodule
@@ -66,22 +74,25 @@ def test_training_and_rollout_batches_of_one_frame_are_identical(tmp_path, lift_
     expected_ids, _ = tokenize([INSTRUCTION], policy_cfg.language.max_len, policy_cfg.language.vocab_size)
     assert torch.equal(train["instruction_ids"], expected_ids)
     stats = datamodule.stats
-    np.testing.assert_allclose(train["proprio"][0].numpy(), (frame["proprio"][0] - stats["proprio_mean"]) / stats["proprio_std"],
-                               rtol=1e-5, atol=1e-5)
-    raw_actions = datamodule.train_set.demos[0].actions[STEP:STEP + policy_cfg.chunk]
-    np.testing.assert_allclose(processor.env_actions(train["actions"])[0, :len(raw_actions)].numpy(), raw_actions,
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        train["proprio"][0].numpy(), (frame["proprio"][0] - stats["proprio_mean"]) / stats["proprio_std"], rtol=1e-5, atol=1e-5
+    )
+    raw_actions = datamodule.train_set.demos[0].actions[STEP : STEP + policy_cfg.chunk]
+    np.testing.assert_allclose(
+        processor.env_actions(train["actions"])[0, : len(raw_actions)].numpy(), raw_actions, rtol=1e-5, atol=1e-5
+    )
 
 
 def test_training_step_and_rollout_give_the_same_actions(tmp_path, lift_demos):
     """The small policy end to end: the module's training-batch path and the rollout runner
     predict the same env-unit chunk from the same frame."""
-    from gridslab.module import VLAModule
     from gridslab.config import to_plain
+    from gridslab.train.module import VLAModule
 
     cfg, datamodule = _datamodule(tmp_path, lift_demos, "policy.language.vocab_size=32768")
-    module = VLAModule(to_plain(cfg), datamodule.proprio_dim, datamodule.action_dim, datamodule.instructions,
-                       stats=datamodule.stats)
+    module = VLAModule(
+        to_plain(cfg), datamodule.proprio_dim, datamodule.action_dim, datamodule.instructions, stats=datamodule.stats
+    )
     policy = module.eval_policy.eval()
     raw = default_collate([datamodule.train_set[STEP]])
     with torch.no_grad():

@@ -11,11 +11,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from gridslab.checkpoint import load_policy
-from gridslab.online_eval import RESULTS_FILE, evaluate_policy, read_records
-from gridslab.rollout import Condition, PolicyRunner, SafeEnv, run_condition
-from gridslab.training import fit
-from tests.test_training import tiny_config
+from gridslab.eval.checkpoint import load_policy
+from gridslab.eval.rollout import Condition, PolicyRunner, SafeEnv, run_condition
+from gridslab.eval.runner import RESULTS_FILE, evaluate_policy, read_records
+from gridslab.train.fit import fit
+from tests.helpers import tiny_config
 
 EVAL = ["eval.episodes=2", "eval.workers=2", "eval.max_steps=12", "eval.video_episodes=1"]
 
@@ -65,7 +65,7 @@ def test_rerun_resumes_and_is_deterministic(checkpoint, tmp_path):
 
 
 def test_point_object_distances():
-    from gridslab.rollout import point_object_distances, tracking_sample
+    from gridslab.eval.rollout import point_object_distances, tracking_sample
 
     points = np.array([[0.1, 0.1], [0.9, 0.1], [0.5, 0.5]], np.float32)
     objects = np.array([[0.5, 0.6]], np.float32)
@@ -118,8 +118,7 @@ def test_raising_env_does_not_stop_the_run(checkpoint):
     policy, cfg, _ = load_policy(checkpoint, EVAL)
     records = []
     condition = Condition("robosuite/Lift", {"cameras": ["agentview", "robot0_eye_in_hand"], "image_size": 32})
-    run_condition(PolicyRunner(policy), condition, [1, 2, 3], 10, 8, 1, records.append,
-                  env_factory=exploding_safe_env)
+    run_condition(PolicyRunner(policy), condition, [1, 2, 3], 10, 8, 1, records.append, env_factory=exploding_safe_env)
     assert [r.seed for r in records] == [1, 2, 3]
     assert all(not r.success and r.error.startswith("RuntimeError") and r.steps == 3 for r in records)
 
@@ -157,8 +156,16 @@ def test_crashed_worker_is_restarted_and_its_episode_rerun(checkpoint, tmp_path)
     policy, cfg, _ = load_policy(checkpoint, EVAL)
     records = []
     condition = Condition("robosuite/Lift", {"cameras": ["agentview", "robot0_eye_in_hand"], "image_size": 32})
-    run_condition(PolicyRunner(policy), condition, [1, 2, 3], 6, 8, 2, records.append,
-                  env_factory=functools.partial(crash_once_safe_env, str(tmp_path / "crashed")))
+    run_condition(
+        PolicyRunner(policy),
+        condition,
+        [1, 2, 3],
+        6,
+        8,
+        2,
+        records.append,
+        env_factory=functools.partial(crash_once_safe_env, str(tmp_path / "crashed")),
+    )
     assert (tmp_path / "crashed").exists()
     assert sorted(r.seed for r in records) == [1, 2, 3]
     assert all(r.error == "" and r.steps == 6 for r in records)
@@ -167,8 +174,15 @@ def test_crashed_worker_is_restarted_and_its_episode_rerun(checkpoint, tmp_path)
 def test_online_eval_callback_logs_success_rate(tmp_path, lift_demos):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    cfg = tiny_config(tmp_path, lift_demos, "trainer.max_epochs=1", "eval.every_n_epochs=1", "eval.callback_episodes=1",
-                      "eval.workers=1", "eval.max_steps=5")
+    cfg = tiny_config(
+        tmp_path,
+        lift_demos,
+        "trainer.max_epochs=1",
+        "eval.every_n_epochs=1",
+        "eval.callback_episodes=1",
+        "eval.workers=1",
+        "eval.max_steps=5",
+    )
     fit(cfg)
     events = EventAccumulator(str(Path(cfg.output_dir) / "tb"))
     events.Reload()

@@ -14,9 +14,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from gridslab.evaluation import summarize
-from gridslab.policy import VLA, PolicyConfig
-from gridslab.rollout import Condition, PolicyRunner, SafeEnv, record_to_json, run_condition
+from gridslab.eval.rollout import Condition, PolicyRunner, SafeEnv, record_to_json, run_condition
+from gridslab.eval.summary import summarize
+from gridslab.policy.config import PolicyConfig
+from gridslab.policy.vla import VLA
 
 CAMERAS = ["agentview", "robot0_eye_in_hand"]
 ENV_KWARGS = {"cameras": CAMERAS, "image_size": 32}
@@ -34,9 +35,12 @@ class ExpertActionInProprio(gym.Wrapper):
         super().__init__(env)
         self.expert = make_expert(env.unwrapped.task)
         proprio = env.observation_space["proprio"]
-        self.observation_space = gym.spaces.Dict({
-            "images": env.observation_space["images"],
-            "proprio": gym.spaces.Box(-np.inf, np.inf, (proprio.shape[0] + ACTION_DIM,), np.float32)})
+        self.observation_space = gym.spaces.Dict(
+            {
+                "images": env.observation_space["images"],
+                "proprio": gym.spaces.Box(-np.inf, np.inf, (proprio.shape[0] + ACTION_DIM,), np.float32),
+            }
+        )
 
     def _with_expert(self, obs: dict) -> dict:
         action = self.expert.act(self.env.unwrapped.privileged_state()).astype(np.float32)
@@ -74,12 +78,25 @@ class ExpertReadoutVLA(VLA):
 
 def test_a_succeeding_policy_is_recorded_as_succeeding():
     torch.manual_seed(0)
-    policy = ExpertReadoutVLA(PolicyConfig(vision={"image_size": 32, "patch_size": 8, "dim": 32, "heads": 2}, chunk=4),
-                              {"name": "grids", "k": 4}, CAMERAS, PROPRIO_DIM + ACTION_DIM, ACTION_DIM)
+    policy = ExpertReadoutVLA(
+        PolicyConfig(vision={"image_size": 32, "patch_size": 8, "dim": 32, "heads": 2}, chunk=4),
+        {"name": "grids", "k": 4},
+        CAMERAS,
+        PROPRIO_DIM + ACTION_DIM,
+        ACTION_DIM,
+    )
     records = []
     condition = Condition("robosuite/Lift", ENV_KWARGS)
-    run_condition(PolicyRunner(policy), condition, [0, 1], MAX_STEPS, replan_every=1, workers=2, on_record=records.append,
-                  env_factory=expert_env)
+    run_condition(
+        PolicyRunner(policy),
+        condition,
+        [0, 1],
+        MAX_STEPS,
+        replan_every=1,
+        workers=2,
+        on_record=records.append,
+        env_factory=expert_env,
+    )
     assert sorted(r.seed for r in records) == [0, 1]
     assert all(r.success and r.error == "" and r.steps < MAX_STEPS for r in records), records
     assert all(r.tokens_per_image == 4.0 and len(r.tokens_per_plan) == r.steps for r in records)

@@ -13,10 +13,9 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from gridslab.config import load_config
-from gridslab.sampling import EpochSampler
-from gridslab.training import fit
-from tests.conftest import run_python
-from tests.test_training import TINY, tiny_config
+from gridslab.data.sampling import EpochSampler
+from gridslab.train.fit import fit
+from tests.helpers import TINY, run_python, tiny_config
 
 
 class RankProbe(L.Callback):
@@ -31,14 +30,27 @@ class RankProbe(L.Callback):
 
     def on_train_end(self, trainer, module):
         weights = torch.cat([p.detach().flatten() for p in module.policy.parameters()])
-        report = {"rank": trainer.global_rank, "world": trainer.world_size, "seen": self.seen,
-                  "weights": weights[:64].tolist(), "weights_sum": float(weights.double().sum())}
+        report = {
+            "rank": trainer.global_rank,
+            "world": trainer.world_size,
+            "seen": self.seen,
+            "weights": weights[:64].tolist(),
+            "weights_sum": float(weights.double().sum()),
+        }
         Path(self.out_dir, f"rank{trainer.global_rank}.json").write_text(json.dumps(report))
 
 
 def test_ddp_two_cpu_processes(tmp_path, lift_demos):
-    cfg = tiny_config(tmp_path, lift_demos, "trainer.max_epochs=1", "trainer.devices=2", "trainer.strategy=ddp_spawn",
-                      "trainer.accelerator=cpu", "trainer.threads=1", "data.batch_size=8")
+    cfg = tiny_config(
+        tmp_path,
+        lift_demos,
+        "trainer.max_epochs=1",
+        "trainer.devices=2",
+        "trainer.strategy=ddp_spawn",
+        "trainer.accelerator=cpu",
+        "trainer.threads=1",
+        "data.batch_size=8",
+    )
     fit(cfg, extra_callbacks=[RankProbe(str(tmp_path))])
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world"] for r in ranks] == [2, 2]
@@ -55,8 +67,18 @@ EPOCHS = 2  # of the kill tests' runs
 
 
 def _config(run_dir: Path, demos: Path, *extra: str):
-    return load_config([*TINY, f"output_dir={run_dir}", f"data.paths=[{demos}]", "data.episodes=3", "data.batch_size=8",
-                        f"trainer.max_epochs={EPOCHS}", "trainer.threads=1", *extra])
+    return load_config(
+        [
+            *TINY,
+            f"output_dir={run_dir}",
+            f"data.paths=[{demos}]",
+            "data.episodes=3",
+            "data.batch_size=8",
+            f"trainer.max_epochs={EPOCHS}",
+            "trainer.threads=1",
+            *extra,
+        ]
+    )
 
 
 class SigkillAt(L.Callback):
@@ -73,8 +95,13 @@ class SigkillAt(L.Callback):
 
 def train_until_killed(run_dir: str, demos: str, step: int, *extra: str) -> None:
     """Subprocess entry point: fit the kill tests' config, checkpoint at ``step`` into ``run_dir/steps``, die."""
-    at_step = ModelCheckpoint(dirpath=Path(run_dir, "steps"), filename="step{step}", every_n_train_steps=step,
-                              save_top_k=-1, auto_insert_metric_name=False)
+    at_step = ModelCheckpoint(
+        dirpath=Path(run_dir, "steps"),
+        filename="step{step}",
+        every_n_train_steps=step,
+        save_top_k=-1,
+        auto_insert_metric_name=False,
+    )
     fit(_config(Path(run_dir), Path(demos), *extra), extra_callbacks=[at_step, SigkillAt(step)])
 
 
@@ -105,7 +132,9 @@ def test_sigkill_then_resume_ends_with_the_uninterrupted_weights(tmp_path, lift_
     killed = run_python(["-c", f"from tests.test_scale import train_until_killed; {entry}"], tmp_path)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     checkpoint = run_dir / "steps" / f"step{step}.ckpt" if resume_from == "step" else run_dir / "checkpoints" / "last.ckpt"
-    assert torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"] == (step if resume_from == "step" else steps_per_epoch)
+    assert torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"] == (
+        step if resume_from == "step" else steps_per_epoch
+    )
     resumed = fit(_config(run_dir, lift_demos, f"resume={checkpoint if resume_from == 'step' else 'auto'}", *extra))
     final = torch.load(resumed["last_checkpoint"], map_location="cpu", weights_only=True)
     assert (final["epoch"], final["global_step"]) == (EPOCHS - 1, EPOCHS * steps_per_epoch)

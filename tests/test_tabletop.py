@@ -14,8 +14,7 @@ from envs import tabletop
 from envs.errors import EnvUserError
 from envs.experts import rollout_expert
 from envs.registry import expand
-from tests.conftest import ROOT, run_python
-from tests.test_training import TINY
+from tests.helpers import ROOT, TINY, run_python
 
 ONE_CAMERA = {"cameras": ["agentview"], "image_size": 32}
 
@@ -117,16 +116,26 @@ def test_suite_trains_one_policy_and_evaluates_every_task(tmp_path):
     """``train.py conf=tabletop_spatial``: collects each task's demos (freshly sampled scenes),
     trains one instruction-conditioned policy, evaluates it per task with a pooled row."""
     run = tmp_path / "run"
-    common = [*TINY, "conf=tabletop_spatial", f"output_dir={run}", f"data.root={tmp_path / 'data'}", "data.episodes=1",
-              "data.val_fraction=0", "trainer.max_epochs=1", "env.cameras=[agentview]"]
+    common = [
+        *TINY,
+        "conf=tabletop_spatial",
+        f"output_dir={run}",
+        f"data.root={tmp_path / 'data'}",
+        "data.episodes=1",
+        "data.val_fraction=0",
+        "trainer.max_epochs=1",
+        "env.cameras=[agentview]",
+    ]
     trained = run_python(["train.py", *common], cwd=ROOT)
     assert trained.returncode == 0, trained.stderr[-2000:]
     files = sorted((tmp_path / "data").glob("tabletop_spatial_*_32px.hdf5"))
     assert len(files) == 10
     with h5py.File(files[3], "r") as f:
         assert f["data"].attrs["instruction"] == tabletop.TASKS["tabletop_spatial/3"].instruction
-    evaluated = run_python(["evaluate.py", f"output_dir={run}", "--episodes", "1", "eval.max_steps=5", "eval.workers=2",
-                            "eval.video_episodes=0"], cwd=ROOT)
+    evaluated = run_python(
+        ["evaluate.py", f"output_dir={run}", "--episodes", "1", "eval.max_steps=5", "eval.workers=2", "eval.video_episodes=0"],
+        cwd=ROOT,
+    )
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     (summary,) = (run / "eval").glob("*/summary.json")
     rows = json.loads(summary.read_text())["conditions"]

@@ -7,21 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from gridslab.checkpoint import load_policy, read_checkpoint
-from gridslab.config import load_config
-from gridslab.training import fit
-
-TINY = [
-    "policy.vision.image_size=32", "policy.vision.patch_size=8", "policy.vision.dim=32", "policy.vision.heads=2",
-    "policy.language.dim=32", "policy.language.heads=2", "policy.backbone.dim=32", "policy.backbone.heads=2",
-    "env.image_size=32", "data.batch_size=16", "trainer.progress_bar=false", "trainer.log_every_n_steps=1",
-    "optim.warmup_steps=2",
-]
-
-
-def tiny_config(tmp_path, lift_demos, *extra: str):
-    return load_config([*TINY, f"output_dir={tmp_path / 'run'}", f"data.paths=[{lift_demos}]", "data.episodes=3",
-                        "trainer.max_epochs=2", *extra])
+from gridslab.eval.checkpoint import load_policy, read_checkpoint
+from gridslab.train.fit import fit
+from tests.helpers import tiny_config
 
 
 def _event_tags(run_dir):
@@ -48,8 +36,13 @@ def test_two_epochs_write_checkpoint_and_tensorboard(trained):
     tags = _event_tags(run_dir)
     assert "train/loss" in tags["scalars"] and "val/loss" in tags["scalars"] and "val/action_l1" in tags["scalars"]
     assert any(t.startswith("lr-") for t in tags["scalars"])
-    assert {"train/tokens_per_image/mean", "train/tokens_per_image/min", "train/tokens_per_image/max",
-            "train/gflops_per_sample", "val/tokens_per_image/mean"} <= set(tags["scalars"])
+    assert {
+        "train/tokens_per_image/mean",
+        "train/tokens_per_image/min",
+        "train/tokens_per_image/max",
+        "train/gflops_per_sample",
+        "val/tokens_per_image/mean",
+    } <= set(tags["scalars"])
     assert "val/coords/agentview" in tags["images"]
 
 
@@ -64,8 +57,8 @@ def test_checkpoint_is_weights_only_and_holds_config_and_stats(trained):
 
 def test_checkpoint_rebuilds_the_same_policy(trained, lift_demos):
     cfg, result = trained
-    from gridslab.module import VLAModule
-    from gridslab.training import build_datamodule
+    from gridslab.train.fit import build_datamodule
+    from gridslab.train.module import VLAModule
 
     module = VLAModule.load_from_checkpoint(result["last_checkpoint"], map_location="cpu", weights_only=True)
     policy, _, _ = load_policy(result["last_checkpoint"])
@@ -79,8 +72,13 @@ def test_checkpoint_rebuilds_the_same_policy(trained, lift_demos):
     assert torch.allclose(expected, actual, atol=1e-6)
 
 
-@pytest.mark.parametrize("budget", [["budget=adaptive", "budget.k_min=2", "budget.k_max=8"],
-                                    ["budget=per_task", "budget.default_k=2", "budget.k_by_task={lift the red cube: 3}"]])
+@pytest.mark.parametrize(
+    "budget",
+    [
+        ["budget=adaptive", "budget.k_min=2", "budget.k_max=8"],
+        ["budget=per_task", "budget.default_k=2", "budget.k_by_task={lift the red cube: 3}"],
+    ],
+)
 def test_budgets_train_log_k_and_reload(tmp_path, lift_demos, budget):
     cfg = tiny_config(tmp_path, lift_demos, "trainer.max_epochs=1", *budget)
     result = fit(cfg)

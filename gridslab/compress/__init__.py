@@ -14,15 +14,10 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from gridslab.errors import UserError
-from gridslab.registry import Registry
-
+from gridslab.compress import grids, identity, pool, random, tokenlearner, topk  # noqa: F401 - each registers itself
+from gridslab.compress._registry import COMPRESSORS
 from gridslab.compress.base import Compressor
-
-COMPRESSORS: Registry[Compressor] = Registry("compressor")
-
-# Imported after COMPRESSORS exists: each module registers its compressor on import.
-from gridslab.compress import grids, identity, pool, random, tokenlearner, topk  # noqa: E402,F401
+from gridslab.errors import UserError
 
 
 def build_compressor(cfg: DictConfig | dict[str, Any], dim: int) -> Compressor:

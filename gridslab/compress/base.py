@@ -13,9 +13,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -100,8 +99,10 @@ class Compressor(nn.Module):
         """Raise a one-line ``UserError`` if ``k`` exceeds ``max_k(H, W)``; builds nothing."""
         limit = cls.max_k(height, width)
         if k > limit:
-            raise UserError(f"compressor {name!r}: k={k} exceeds the {height * width} patches of the "
-                            f"{height}x{width} feature map; valid: 1 <= k <= {limit}")
+            raise UserError(
+                f"compressor {name!r}: k={k} exceeds the {height * width} patches of the "
+                f"{height}x{width} feature map; valid: 1 <= k <= {limit}"
+            )
 
     def num_tokens(self, height: int, width: int) -> int:
         """Slots emitted for an ``height x width`` patch grid (``K_max``)."""

@@ -59,9 +59,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gridslab.compress import COMPRESSORS
-from gridslab.compress.base import (CompressContext, Compressor, CompressorConfig, Tokens, budget_mask,
-                                    masked_mean, most_square_grid)
+from gridslab.compress._registry import COMPRESSORS
+from gridslab.compress.base import (
+    CompressContext,
+    Compressor,
+    CompressorConfig,
+    Tokens,
+    budget_mask,
+    masked_mean,
+    most_square_grid,
+)
 from gridslab.errors import UserError
 
 INITS = ("random", "uniform")
@@ -111,8 +118,9 @@ def sample_at(feats: Tensor, coords: Tensor, align_corners: bool = False, paddin
             raise ValueError("padding='clamp' is openpi's corner-aligned read; it needs align_corners=True")
         return read_index_clamped(feats, coords)
     grid = (2.0 * coords - 1.0).unsqueeze(2)  # [B, K, 1, 2]
-    sampled = F.grid_sample(feats.permute(0, 3, 1, 2), grid, mode="bilinear", padding_mode=padding,
-                            align_corners=align_corners)  # [B, C, K, 1]
+    sampled = F.grid_sample(
+        feats.permute(0, 3, 1, 2), grid, mode="bilinear", padding_mode=padding, align_corners=align_corners
+    )  # [B, C, K, 1]
     return sampled.squeeze(3).transpose(1, 2)
 
 
@@ -126,10 +134,12 @@ def read_index_clamped(feats: Tensor, coords: Tensor) -> Tensor:
     x0 = x.detach().floor().clamp(0, width - 1)
     y0 = y.detach().floor().clamp(0, height - 1)
     x1, y1 = x0 + 1, y0 + 1
-    return (((x1 - x) * (y1 - y))[..., None] * gather_clamped(feats, y0, x0)
-            + ((x1 - x) * (y - y0))[..., None] * gather_clamped(feats, y1, x0)
-            + ((x - x0) * (y1 - y))[..., None] * gather_clamped(feats, y0, x1)
-            + ((x - x0) * (y - y0))[..., None] * gather_clamped(feats, y1, x1))
+    return (
+        ((x1 - x) * (y1 - y))[..., None] * gather_clamped(feats, y0, x0)
+        + ((x1 - x) * (y - y0))[..., None] * gather_clamped(feats, y1, x0)
+        + ((x - x0) * (y1 - y))[..., None] * gather_clamped(feats, y0, x1)
+        + ((x - x0) * (y - y0))[..., None] * gather_clamped(feats, y1, x1)
+    )
 
 
 def gather_clamped(feats: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
@@ -157,8 +167,10 @@ def check_sampling(cfg: GridSConfig) -> None:
     if cfg.padding not in PADDINGS:
         raise UserError(f"compressor.padding must be one of {', '.join(PADDINGS)}, got {cfg.padding!r}")
     if cfg.padding == "clamp" and not cfg.align_corners:
-        raise UserError("compressor.padding=clamp is openpi's corner-aligned read and needs "
-                        "compressor.align_corners=true; use padding=zeros or border with align_corners=false")
+        raise UserError(
+            "compressor.padding=clamp is openpi's corner-aligned read and needs "
+            "compressor.align_corners=true; use padding=zeros or border with align_corners=false"
+        )
 
 
 @COMPRESSORS.register("grids", config=GridSConfig)
@@ -172,8 +184,9 @@ class GridS(Compressor):
         if not 0.0 <= cfg.margin < 0.5:
             raise UserError(f"compressor.margin must be in [0, 0.5), got {cfg.margin}")
         if cfg.hidden < 1 or cfg.coord_hidden < 1:
-            raise UserError(f"compressor.hidden and compressor.coord_hidden must be >= 1, "
-                            f"got {cfg.hidden} and {cfg.coord_hidden}")
+            raise UserError(
+                f"compressor.hidden and compressor.coord_hidden must be >= 1, got {cfg.hidden} and {cfg.coord_hidden}"
+            )
         check_sampling(cfg)
         self.k_max = cfg.k
         self.margin = cfg.margin
@@ -184,8 +197,9 @@ class GridS(Compressor):
         self.film = nn.Linear(dim, 2 * dim) if cfg.condition else None
         self.uses_text = bool(cfg.condition)
         self.coord_mlp = nn.Sequential(nn.Linear(dim, cfg.hidden), act(), nn.Linear(cfg.hidden, 2 * cfg.k))
-        self.coord_embed = (nn.Sequential(nn.Linear(2, cfg.coord_hidden), act(), nn.Linear(cfg.coord_hidden, dim))
-                            if cfg.embed_coords else None)
+        self.coord_embed = (
+            nn.Sequential(nn.Linear(2, cfg.coord_hidden), act(), nn.Linear(cfg.coord_hidden, dim)) if cfg.embed_coords else None
+        )
         if self.film is not None:
             self._init_film_identity(dim)
         if cfg.init == "uniform":
@@ -202,9 +216,11 @@ class GridS(Compressor):
         grid = uniform_grid(k)
         nearest_edge = float(grid.min())
         if self.margin >= nearest_edge:
-            raise UserError(f"compressor.margin={self.margin} leaves no room for the uniform grid of "
-                            f"k={k} (its outermost points are {nearest_edge:.4g} from the border); "
-                            f"use margin < {nearest_edge:.4g}")
+            raise UserError(
+                f"compressor.margin={self.margin} leaves no room for the uniform grid of "
+                f"k={k} (its outermost points are {nearest_edge:.4g} from the border); "
+                f"use margin < {nearest_edge:.4g}"
+            )
         unit = (grid - self.margin) / (1.0 - 2.0 * self.margin)
         last = self.coord_mlp[-1]
         nn.init.zeros_(last.weight)
@@ -216,8 +232,10 @@ class GridS(Compressor):
         pooled = self.pooled_norm(feats.mean(dim=(1, 2)))
         if self.film is not None:
             if ctx.text is None:
-                raise UserError("compressor.condition=true needs an instruction, but the policy passed "
-                                "no text; set compressor.condition=false")
+                raise UserError(
+                    "compressor.condition=true needs an instruction, but the policy passed "
+                    "no text; set compressor.condition=false"
+                )
             gamma, beta = self.film(masked_mean(ctx.text, ctx.text_mask)).chunk(2, dim=-1)
             pooled = gamma * pooled + beta
         logits = self.coord_mlp(pooled).view(feats.shape[0], self.k_max, 2)

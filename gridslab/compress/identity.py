@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gridslab.compress import COMPRESSORS
+from gridslab.compress._registry import COMPRESSORS
 from gridslab.compress.base import CompressContext, Compressor, CompressorConfig, Tokens, patch_centres
 
 

@@ -15,9 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gridslab.compress import COMPRESSORS
-from gridslab.compress.base import (CompressContext, Compressor, CompressorConfig, Tokens, budget_mask,
-                                    most_square_grid)
+from gridslab.compress._registry import COMPRESSORS
+from gridslab.compress.base import CompressContext, Compressor, CompressorConfig, Tokens, budget_mask, most_square_grid
 from gridslab.errors import UserError
 
 
@@ -58,8 +57,10 @@ class Pool(Compressor):
         super().check_k(name, k, height, width)
         rows, cols = pooled_grid(k, height, width)
         if rows > height or cols > width:
-            raise UserError(f"compressor {name!r}: k={k} needs a {rows}x{cols} grid, which does not fit "
-                            f"the {height}x{width} feature map; pick a k with a factorisation that fits")
+            raise UserError(
+                f"compressor {name!r}: k={k} needs a {rows}x{cols} grid, which does not fit "
+                f"the {height}x{width} feature map; pick a k with a factorisation that fits"
+            )
 
     def grid_shape(self, height: int, width: int) -> tuple[int, int]:
         """``(rows, cols)`` of the pooled grid for an ``H x W`` feature map; it must fit in it."""

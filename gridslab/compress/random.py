@@ -24,9 +24,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gridslab.compress import COMPRESSORS
-from gridslab.compress.base import (CompressContext, Compressor, CompressorConfig, Tokens, budget_mask,
-                                    order_within_budget, take_patches)
+from gridslab.compress._registry import COMPRESSORS
+from gridslab.compress.base import (
+    CompressContext,
+    Compressor,
+    CompressorConfig,
+    Tokens,
+    budget_mask,
+    order_within_budget,
+    take_patches,
+)
 
 
 @dataclass
@@ -40,7 +47,7 @@ class RandomConfig(CompressorConfig):
 def seeded_noise(seeds: tuple[int, ...], size: int) -> Tensor:
     """``[size]`` uniform noise on the CPU from a generator seeded with the tuple ``seeds``
     (mixed by numpy's ``SeedSequence``; negative entries are taken modulo 2**64)."""
-    entropy = [seed % 2 ** 64 for seed in seeds]
+    entropy = [seed % 2**64 for seed in seeds]
     state = int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0])
     return torch.rand(size, generator=torch.Generator().manual_seed(state))
 
@@ -67,9 +74,10 @@ class RandomPatches(Compressor):
         elif ctx.noise_seed.shape != (batch,):
             raise ValueError(f"ctx.noise_seed must have shape [{batch}], got {list(ctx.noise_seed.shape)}")
         else:
-            noise = torch.stack([seeded_noise((self.seed, int(seed), ctx.camera_index), num_patches)
-                                 for seed in ctx.noise_seed.tolist()]).to(device)
-        return noise.argsort(dim=1)[:, :self.k_max]
+            noise = torch.stack(
+                [seeded_noise((self.seed, int(seed), ctx.camera_index), num_patches) for seed in ctx.noise_seed.tolist()]
+            ).to(device)
+        return noise.argsort(dim=1)[:, : self.k_max]
 
     def forward(self, feats: Tensor, ctx: CompressContext) -> Tokens:
         """feats ``[B, H, W, C]`` -> Tokens(``[B, K, C]``, centres ``[B, K, 2]``, mask ``[B, K]``)."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from gridslab.compress import COMPRESSORS
+from gridslab.compress._registry import COMPRESSORS
 from gridslab.compress.base import CompressContext, Compressor, CompressorConfig, Tokens, budget_mask, patch_centres
 from gridslab.errors import UserError
 

@@ -27,9 +27,17 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from gridslab.compress import COMPRESSORS
-from gridslab.compress.base import (CompressContext, Compressor, CompressorConfig, Tokens, budget_mask,
-                                    masked_mean, order_within_budget, take_patches)
+from gridslab.compress._registry import COMPRESSORS
+from gridslab.compress.base import (
+    CompressContext,
+    Compressor,
+    CompressorConfig,
+    Tokens,
+    budget_mask,
+    masked_mean,
+    order_within_budget,
+    take_patches,
+)
 from gridslab.errors import UserError
 
 QUERIES = ("text", "learned")
@@ -76,8 +84,10 @@ class TopK(Compressor):
         keys = self.key(feats.reshape(batch, height * width, dim))  # [B, N, d]
         if self.text_query is not None:
             if ctx.text is None:
-                raise UserError("compressor 'topk' with query=text needs an instruction, but the policy "
-                                "passed no text; set compressor.query=learned")
+                raise UserError(
+                    "compressor 'topk' with query=text needs an instruction, but the policy "
+                    "passed no text; set compressor.query=learned"
+                )
             queries, query_mask = self.text_query(ctx.text), ctx.text_mask  # [B, T, d]
         else:
             queries, query_mask = self.learned_query.expand(batch, 1, -1), None

@@ -1,14 +1,9 @@
-"""The VLA policy: vision encoders with compressors, instruction encoder, backbone, head.
+"""The VLA policy, one module a job, in the order data flows through it:
 
-``VLA(PolicyConfig, compressor_cfg, cameras, proprio_dim, action_dim)`` is the entry
-point; ``tokenize`` turns instructions into the ids the batch carries.
+``config`` (typed schema, light) -> ``processor`` (raw observations -> policy batch, and
+actions back to env units) -> ``vision`` / ``pretrained`` (patch features; the compressor
+from ``gridslab.compress``) -> ``budget`` (K per sample) -> ``language`` -> ``layers`` /
+``backbone`` -> ``heads`` -> ``vla`` (the whole policy); ``backbones`` registers the vision
+and LM towers, ``factory`` builds a policy from an experiment config, ``flops`` counts its
+cost. This package file imports nothing, so ``gridslab.policy.config`` stays light.
 """
-
-from gridslab.policy.config import (BackboneConfig, HeadConfig, LanguageConfig, PolicyConfig, VisionConfig,
-                                    as_policy_config)
-from gridslab.policy.heads import HEADS
-from gridslab.policy.language import tokenize
-from gridslab.policy.vla import VLA
-
-__all__ = ["VLA", "PolicyConfig", "VisionConfig", "LanguageConfig", "BackboneConfig", "HeadConfig",
-           "as_policy_config", "HEADS", "tokenize"]

@@ -12,7 +12,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -72,11 +72,11 @@ class VisionConfig:
         if self.stem not in STEMS:
             raise UserError(f"policy.vision.stem must be one of {', '.join(STEMS)}, got {self.stem!r}")
         if self.image_size % self.patch_size:
-            raise UserError(f"policy.vision.image_size ({self.image_size}) must be a multiple of "
-                            f"policy.vision.patch_size ({self.patch_size})")
+            raise UserError(
+                f"policy.vision.image_size ({self.image_size}) must be a multiple of policy.vision.patch_size ({self.patch_size})"
+            )
         if not 0 <= self.compress_after <= self.depth:
-            raise UserError(f"policy.vision.compress_after must be in [0, depth={self.depth}], "
-                            f"got {self.compress_after}")
+            raise UserError(f"policy.vision.compress_after must be in [0, depth={self.depth}], got {self.compress_after}")
         _check_heads("policy.vision", self.dim, self.heads)
 
     @property
@@ -199,8 +199,7 @@ class PolicyConfig:
         if self.chunk < 1:
             raise UserError(f"policy.chunk must be >= 1, got {self.chunk}")
         if not 0 <= self.replan_every <= self.chunk:
-            raise UserError(f"policy.replan_every must be in [0, chunk={self.chunk}] (0 = chunk), "
-                            f"got {self.replan_every}")
+            raise UserError(f"policy.replan_every must be in [0, chunk={self.chunk}] (0 = chunk), got {self.replan_every}")
 
     @property
     def replan_steps(self) -> int:
@@ -208,8 +207,13 @@ class PolicyConfig:
         return self.replan_every or self.chunk
 
 
-_SECTIONS: dict[str, type] = {"vision": VisionConfig, "language": LanguageConfig,
-                              "backbone": BackboneConfig, "lm": LMConfig, "head": HeadConfig}
+_SECTIONS: dict[str, type] = {
+    "vision": VisionConfig,
+    "language": LanguageConfig,
+    "backbone": BackboneConfig,
+    "lm": LMConfig,
+    "head": HeadConfig,
+}
 
 
 def _check_heads(where: str, dim: int, heads: int) -> None:

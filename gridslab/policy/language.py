@@ -14,8 +14,8 @@ import zlib
 import torch
 from torch import Tensor, nn
 
-from gridslab.policy.backbone import TransformerBlock
 from gridslab.policy.config import LanguageConfig
+from gridslab.policy.layers import TransformerBlock
 
 PAD_ID = 0
 _WORD = re.compile(r"[^\W_]+")
@@ -26,13 +26,14 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def tokenize(texts: list[str], max_len: int = LanguageConfig.max_len,
-             vocab_size: int = LanguageConfig.vocab_size) -> tuple[Tensor, Tensor]:
+def tokenize(
+    texts: list[str], max_len: int = LanguageConfig.max_len, vocab_size: int = LanguageConfig.vocab_size
+) -> tuple[Tensor, Tensor]:
     """Hashed word ids ``[B, max_len]`` long and mask ``[B, max_len]`` bool (True = word)."""
     ids = torch.full((len(texts), max_len), PAD_ID, dtype=torch.long)
     for row, text in enumerate(texts):
         hashed = [1 + zlib.crc32(word.encode("utf-8")) % (vocab_size - 1) for word in words(text)[:max_len]]
-        ids[row, :len(hashed)] = torch.tensor(hashed, dtype=torch.long)
+        ids[row, : len(hashed)] = torch.tensor(hashed, dtype=torch.long)
     return ids, ids != PAD_ID
 
 
@@ -52,7 +53,7 @@ class LanguageEncoder(nn.Module):
 
     def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
         """ids: ``[B, T]`` long (``T <= max_len``), mask: ``[B, T]`` bool -> ``[B, T, D]``."""
-        features = self.embed(ids) + self.positions[:, :ids.shape[1]]
+        features = self.embed(ids) + self.positions[:, : ids.shape[1]]
         for block in self.blocks:
             features = block(features, mask)
         return self.norm(features)

@@ -34,9 +34,7 @@ from gridslab.compress.base import Tokens
 from gridslab.errors import UserError
 from gridslab.policy.backbone import TokenSequence
 from gridslab.policy.config import LMConfig, VisionConfig
-from gridslab.policy.vision import PatchEncoder
-
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+from gridslab.policy.vision import IMAGENET_MEAN, IMAGENET_STD, PatchEncoder
 
 
 @dataclass(frozen=True)
@@ -77,8 +75,10 @@ def load_model(family_name: str, family: Family, path: str, hf_config: dict[str,
             raise UserError(f"{where}.hf_config does not make a {family.config}: {str(err).splitlines()[0]}") from None
     directory = Path(path).expanduser()
     if not (directory / "config.json").is_file():
-        raise UserError(f"{where}.path={path} is not a local {family_name} model directory (no config.json there); "
-                        f"gridslab never downloads: point it at a directory holding config.json and the weights")
+        raise UserError(
+            f"{where}.path={path} is not a local {family_name} model directory (no config.json there); "
+            f"gridslab never downloads: point it at a directory holding config.json and the weights"
+        )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         return model_class.from_pretrained(directory, local_files_only=True, dtype=torch.float32)
@@ -98,8 +98,10 @@ def check_local_paths(vision: VisionConfig, lm: LMConfig) -> None:
     """Fail early (before data or files) on a pretrained path that is not a model directory."""
     for where, cfg in (("policy.vision", vision), ("policy.lm", lm)):
         if cfg.path and not (Path(cfg.path).expanduser() / "config.json").is_file():
-            raise UserError(f"{where}.path={cfg.path} is not a local {cfg.backbone} model directory (no config.json "
-                            f"there); gridslab never downloads: point it at a directory holding config.json and the weights")
+            raise UserError(
+                f"{where}.path={cfg.path} is not a local {cfg.backbone} model directory (no config.json "
+                f"there); gridslab never downloads: point it at a directory holding config.json and the weights"
+            )
 
 
 class PretrainedVisionEncoder(PatchEncoder):
@@ -113,8 +115,9 @@ class PretrainedVisionEncoder(PatchEncoder):
         hf = self.model.config
         self.image_size = int(cfg.input_size or hf.image_size)
         if self.image_size % hf.patch_size:
-            raise UserError(f"policy.vision.input_size={self.image_size} must be a multiple of the tower's patch size "
-                            f"{hf.patch_size}")
+            raise UserError(
+                f"policy.vision.input_size={self.image_size} must be a multiple of the tower's patch size {hf.patch_size}"
+            )
         self.grid_size = self.image_size // hf.patch_size
         self.dim = int(hf.hidden_size)
         self.prefix_tokens = family.prefix_tokens + int(getattr(hf, "num_register_tokens", 0) or 0)
@@ -122,9 +125,11 @@ class PretrainedVisionEncoder(PatchEncoder):
         self.compressor = build_compressor(compressor_cfg, self.dim)
         self.register_buffer("image_mean", torch.tensor(family.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(family.std).view(1, 3, 1, 1), persistent=False)
-        unused = [getattr(self.model, "head", None),  # SigLIP's pooling head (transformers >= 5)
-                  getattr(getattr(self.model, "vision_model", None), "head", None),  # ... and where 4.x keeps it
-                  getattr(self.model.embeddings, "mask_token", None)]  # DINOv2's masked-image token
+        unused = [
+            getattr(self.model, "head", None),  # SigLIP's pooling head (transformers >= 5)
+            getattr(getattr(self.model, "vision_model", None), "head", None),  # ... and where 4.x keeps it
+            getattr(self.model.embeddings, "mask_token", None),
+        ]  # DINOv2's masked-image token
         for module_or_param in (u for u in unused if u is not None):
             module_or_param.requires_grad_(False)  # never in the loss: DDP would wait for its gradient
         if cfg.freeze:
@@ -135,7 +140,7 @@ class PretrainedVisionEncoder(PatchEncoder):
     def patch_features(self, images: Tensor) -> Tensor:
         """The tower's last hidden state on the patch grid: ``[B, g, g, C]``."""
         kwargs = {"interpolate_pos_encoding": True} if self.interpolate else {}
-        hidden = self.model(pixel_values=self.normalize(images), **kwargs).last_hidden_state[:, self.prefix_tokens:]
+        hidden = self.model(pixel_values=self.normalize(images), **kwargs).last_hidden_state[:, self.prefix_tokens :]
         return hidden.reshape(hidden.shape[0], self.grid_size, self.grid_size, self.dim)
 
     def encode_tokens(self, compressed: Tokens) -> Tokens:
@@ -147,8 +152,16 @@ class PretrainedBackbone(TokenSequence):
     """A decoder LM over the assembled sequence -> action-query features ``[B, H, D]`` (D = the
     LM's hidden size). Soft slot weights are not supported (the LM takes a 0/1 padding mask)."""
 
-    def __init__(self, cfg: LMConfig, text_dim: int, vision_dim: int, num_cameras: int, proprio_dim: int,
-                 chunk: int, checkpointing: bool = False):
+    def __init__(
+        self,
+        cfg: LMConfig,
+        text_dim: int,
+        vision_dim: int,
+        num_cameras: int,
+        proprio_dim: int,
+        chunk: int,
+        checkpointing: bool = False,
+    ):
         family = LM_FAMILIES[cfg.backbone]
         model = load_model(cfg.backbone, family, cfg.path, cfg.hf_config, "policy.lm")
         super().__init__(int(model.config.hidden_size), text_dim, vision_dim, num_cameras, proprio_dim, chunk)
@@ -166,11 +179,13 @@ class PretrainedBackbone(TokenSequence):
     def forward(self, text: Tensor, text_mask: Tensor, visual: list[Tokens], proprio: Tensor) -> Tensor:
         """Action-query features ``[B, H, D]`` (arguments as in ``TokenSequence.assemble``)."""
         if any(camera_tokens.weight is not None for camera_tokens in visual):
-            raise UserError("soft token weights (budget=adaptive with rule=head while training) need the built-in "
-                            "backbone; with policy.lm use budget.rule=saliency")
+            raise UserError(
+                "soft token weights (budget=adaptive with rule=head while training) need the built-in "
+                "backbone; with policy.lm use budget.rule=saliency"
+            )
         sequence, key_mask = self.assemble(text, text_mask, visual, proprio)
         hidden = self.model(inputs_embeds=sequence * self.input_scale, attention_mask=key_mask.long()).last_hidden_state
-        return hidden[:, -self.action_queries.shape[1]:]
+        return hidden[:, -self.action_queries.shape[1] :]
 
 
 def with_lora(model: nn.Module, cfg: LMConfig) -> nn.Module:

@@ -76,8 +76,9 @@ class PolicyProcessor(nn.Module):
             buffer = getattr(self, key)
             value = torch.as_tensor(np.asarray(stats[key], dtype=np.float32))
             if value.shape != buffer.shape:
-                raise UserError(f"normalisation stat {key} has shape {tuple(value.shape)}, "
-                                f"the policy expects {tuple(buffer.shape)}")
+                raise UserError(
+                    f"normalisation stat {key} has shape {tuple(value.shape)}, the policy expects {tuple(buffer.shape)}"
+                )
             buffer.copy_(value)
 
     # raw -> policy --------------------------------------------------------------------
@@ -88,8 +89,14 @@ class PolicyProcessor(nn.Module):
         device = self.action_mean.device
         return ids.to(device), mask.to(device)
 
-    def observation_batch(self, images: Mapping[str, Any], proprio: Any, instructions: list[str],
-                          k: Tensor | None = None, noise_seed: Tensor | None = None) -> dict[str, Any]:
+    def observation_batch(
+        self,
+        images: Mapping[str, Any],
+        proprio: Any,
+        instructions: list[str],
+        k: Tensor | None = None,
+        noise_seed: Tensor | None = None,
+    ) -> dict[str, Any]:
         """The policy batch of B observations (numpy arrays or tensors; see module docstring)."""
         device = self.action_mean.device
         missing = [camera for camera in self.cameras if camera not in images]

@@ -19,11 +19,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gridslab.compress.base import CompressContext, Compressor, Tokens
-from gridslab.policy.backbone import TransformerBlock, run_blocks
 from gridslab.policy.config import VisionConfig
+from gridslab.policy.layers import TransformerBlock, run_blocks
 
-IMAGE_MEAN = (0.485, 0.456, 0.406)
-IMAGE_STD = (0.229, 0.224, 0.225)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # per-channel pixel statistics in [0, 1], the ViT's and DINOv2's
+IMAGENET_STD = (0.229, 0.224, 0.225)
 MAX_GROUPS = 8
 
 
@@ -49,8 +49,11 @@ def conv_stem(dim: int, patch_size: int) -> nn.Sequential:
     in_channels = 3
     for index, stride in enumerate(strides):
         out_channels = max(dim >> (len(strides) - 1 - index), MAX_GROUPS)
-        layers += [nn.Conv2d(in_channels, out_channels, 2 * stride - 1, stride, stride - 1, bias=False),
-                   nn.GroupNorm(math.gcd(MAX_GROUPS, out_channels), out_channels), nn.GELU()]
+        layers += [
+            nn.Conv2d(in_channels, out_channels, 2 * stride - 1, stride, stride - 1, bias=False),
+            nn.GroupNorm(math.gcd(MAX_GROUPS, out_channels), out_channels),
+            nn.GELU(),
+        ]
         in_channels = out_channels
     layers.append(nn.Conv2d(in_channels, dim, 1))
     return nn.Sequential(*layers)
@@ -83,8 +86,9 @@ class PatchEncoder(nn.Module):
         """uint8 ``[B, H, W, 3]`` -> float ``[B, 3, S, S]`` normalised, resized to ``image_size``."""
         pixels = images.permute(0, 3, 1, 2).float().div_(255.0)
         if pixels.shape[-2:] != (self.image_size, self.image_size):
-            pixels = F.interpolate(pixels, size=(self.image_size, self.image_size), mode="bilinear",
-                                   align_corners=False, antialias=True)
+            pixels = F.interpolate(
+                pixels, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False, antialias=True
+            )
         return (pixels - self.image_mean) / self.image_std
 
     def patch_features(self, images: Tensor) -> Tensor:  # pragma: no cover - interface
@@ -131,14 +135,14 @@ class VisionEncoder(PatchEncoder):
         self.stem = make_stem(cfg.dim, cfg.patch_size)
         self.positions = nn.Parameter(torch.zeros(1, cfg.grid_size, cfg.grid_size, cfg.dim))
         nn.init.trunc_normal_(self.positions, std=0.02)
-        self.grid_blocks = nn.ModuleList(TransformerBlock(cfg.dim, cfg.heads, cfg.mlp_ratio)
-                                         for _ in range(cfg.compress_after))
+        self.grid_blocks = nn.ModuleList(TransformerBlock(cfg.dim, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.compress_after))
         self.compressor = compressor
-        self.token_blocks = nn.ModuleList(TransformerBlock(cfg.dim, cfg.heads, cfg.mlp_ratio)
-                                          for _ in range(cfg.depth - cfg.compress_after))
+        self.token_blocks = nn.ModuleList(
+            TransformerBlock(cfg.dim, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth - cfg.compress_after)
+        )
         self.norm = nn.LayerNorm(cfg.dim)
-        self.register_buffer("image_mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("image_std", torch.tensor(IMAGE_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("image_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("image_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def patch_features(self, images: Tensor) -> Tensor:
         """Patch features after the stem, positions and grid blocks: ``[B, g, g, C]``."""

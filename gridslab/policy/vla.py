@@ -3,7 +3,7 @@
 ``forward`` / ``loss`` take the *policy batch* that ``self.processor``
 (``gridslab.policy.processor.PolicyProcessor``) builds from raw observations: uint8
 images per camera, normalised proprio, instruction ids and mask, the instructions as text,
-optional per-sample ``k`` (overrides the policy's own budget, ``gridslab.budget``) and
+optional per-sample ``k`` (overrides the policy's own budget, ``gridslab.policy.budget``) and
 ``noise_seed``, and, for ``loss``, normalised ``actions [B, H, A]`` with ``action_mask [B, H]``.
 ``predict`` and ``example_batch`` go through the same processor, and so do training and
 rollouts, so a frame becomes one batch wherever it comes from. The normalisation
@@ -20,17 +20,14 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from gridslab.budget import BudgetChoice, build_budget
-from gridslab.compress import build_compressor, check_k
 from gridslab.compress.base import CompressContext, Tokens
 from gridslab.errors import UserError
-from gridslab.policy.backbone import Backbone
+from gridslab.policy.backbones import make_backbone, make_vision_encoder
+from gridslab.policy.budget import BudgetChoice, build_budget
 from gridslab.policy.config import PolicyConfig, as_policy_config
 from gridslab.policy.heads import HEADS
 from gridslab.policy.language import LanguageEncoder
-from gridslab.policy.pretrained import PretrainedBackbone, PretrainedVisionEncoder
 from gridslab.policy.processor import PolicyProcessor
-from gridslab.policy.vision import PatchEncoder, VisionEncoder
 
 
 class VLA(nn.Module):
@@ -42,9 +39,15 @@ class VLA(nn.Module):
     budget_cfg: the token-budget node (``{"name": "fixed"}`` when None).
     """
 
-    def __init__(self, cfg: PolicyConfig | DictConfig | dict[str, Any], compressor_cfg: DictConfig | dict[str, Any],
-                 cameras: list[str], proprio_dim: int, action_dim: int,
-                 budget_cfg: DictConfig | dict[str, Any] | None = None):
+    def __init__(
+        self,
+        cfg: PolicyConfig | DictConfig | dict[str, Any],
+        compressor_cfg: DictConfig | dict[str, Any],
+        cameras: list[str],
+        proprio_dim: int,
+        action_dim: int,
+        budget_cfg: DictConfig | dict[str, Any] | None = None,
+    ):
         super().__init__()
         cfg = as_policy_config(cfg)
         if not cameras:
@@ -68,16 +71,16 @@ class VLA(nn.Module):
         self.budget = build_budget(budget_cfg, self.max_tokens_per_image(), vision_dim, cfg.language.dim)
         honours = all(encoder.compressor.honours_budget for encoder in self.vision.values())
         if (budget_cfg["name"] != "fixed" or self.budget.anneal_end) and not honours:
-            raise UserError(f"budget={budget_cfg['name']} needs a compressor that honours a per-sample k; "
-                            f"compressor={compressor_cfg['name']} keeps every patch (use budget=fixed)")
+            raise UserError(
+                f"budget={budget_cfg['name']} needs a compressor that honours a per-sample k; "
+                f"compressor={compressor_cfg['name']} keeps every patch (use budget=fixed)"
+            )
         if cfg.lm.backbone != "none" and getattr(self.budget, "rule", None) == "head":
-            raise UserError("budget=adaptive with rule=head trains through soft token weights, which policy.lm "
-                            "backbones do not take; use budget.rule=saliency")
-        backbone_args = (cfg.language.dim, vision_dim, len(self.cameras), proprio_dim, cfg.chunk)
-        if cfg.lm.backbone == "none":
-            self.backbone = Backbone(cfg.backbone, *backbone_args, checkpointing=cfg.gradient_checkpointing)
-        else:
-            self.backbone = PretrainedBackbone(cfg.lm, *backbone_args, checkpointing=cfg.gradient_checkpointing)
+            raise UserError(
+                "budget=adaptive with rule=head trains through soft token weights, which policy.lm "
+                "backbones do not take; use budget.rule=saliency"
+            )
+        self.backbone = make_backbone(cfg, cfg.language.dim, vision_dim, len(self.cameras), proprio_dim, cfg.chunk)
         self.head = HEADS.build(asdict(cfg.head), self.backbone.dim, action_dim)
         self.processor = PolicyProcessor(self.cameras, proprio_dim, action_dim, cfg.language)
 
@@ -120,9 +123,10 @@ class VLA(nn.Module):
         else:
             choice = self.budget(feats, text, text_mask, batch.get("instruction"))
         ctx = CompressContext(text=vision_text, text_mask=text_mask, k=choice.k, noise_seed=batch.get("noise_seed"))
-        tokens = {camera: self.vision[camera].tokens_from_features(feats[camera], replace(ctx, camera_index=index),
-                                                                   choice.weight)
-                  for index, camera in enumerate(self.cameras)}
+        tokens = {
+            camera: self.vision[camera].tokens_from_features(feats[camera], replace(ctx, camera_index=index), choice.weight)
+            for index, camera in enumerate(self.cameras)
+        }
         features = self.backbone(text, text_mask, [tokens[camera] for camera in self.cameras], batch["proprio"])
         return features, tokens, choice
 
@@ -153,14 +157,17 @@ class VLA(nn.Module):
         shapes (for FLOP counts and latency), on the policy's device."""
         generator = torch.Generator().manual_seed(seed)
         size = self.vision[self.cameras[0]].image_size
-        images = {camera: torch.randint(0, 256, (batch_size, size, size, 3), dtype=torch.uint8, generator=generator)
-                  for camera in self.cameras}
+        images = {
+            camera: torch.randint(0, 256, (batch_size, size, size, 3), dtype=torch.uint8, generator=generator)
+            for camera in self.cameras
+        }
         proprio = torch.randn(batch_size, self.proprio_dim, generator=generator)
         return self.processor.observation_batch(images, proprio, [instruction] * batch_size)
 
     @torch.no_grad()
-    def predict(self, observations: Mapping[str, Any], instructions: list[str], k: Tensor | None = None,
-                noise_seed: Tensor | None = None) -> np.ndarray:
+    def predict(
+        self, observations: Mapping[str, Any], instructions: list[str], k: Tensor | None = None, noise_seed: Tensor | None = None
+    ) -> np.ndarray:
         """Action chunks ``[B, H, A]`` float32 in env units from env observations.
 
         observations: ``{"images": {camera: uint8 [B, H, W, 3]}, "proprio": float32 [B, P]}``
@@ -168,17 +175,7 @@ class VLA(nn.Module):
         noise_seed: optional ``[B]`` seeds of a compressor's random draw.
         Runs in the module's current train/eval mode (rollouts call ``.eval()``).
         """
-        batch = self.processor.observation_batch(observations["images"], observations["proprio"], instructions,
-                                                 k=k, noise_seed=noise_seed)
+        batch = self.processor.observation_batch(
+            observations["images"], observations["proprio"], instructions, k=k, noise_seed=noise_seed
+        )
         return self.processor.env_actions(self(batch)["actions"]).float().cpu().numpy()
-
-
-def make_vision_encoder(cfg: PolicyConfig, compressor_cfg: DictConfig | dict[str, Any]) -> PatchEncoder:
-    """The built-in ViT or a pretrained tower (``cfg.vision.backbone``), with its compressor."""
-    side = cfg.vision.patch_grid_side()
-    if side is not None:
-        check_k(compressor_cfg, side, side)
-    if cfg.vision.backbone == "vit":
-        compressor = build_compressor(compressor_cfg, cfg.vision.dim)
-        return VisionEncoder(cfg.vision, compressor, checkpointing=cfg.gradient_checkpointing)
-    return PretrainedVisionEncoder(cfg.vision, compressor_cfg, checkpointing=cfg.gradient_checkpointing)

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 from gridslab.config import load_config, to_plain
 from gridslab.errors import UserError
-from gridslab.module import build_policy
+from gridslab.policy.factory import build_policy
 from gridslab.policy.vla import VLA
 
 
@@ -39,11 +39,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:  # torch's own text here advises an unsafe load: not repeated
-        raise UserError(f"{path} is not a readable checkpoint (UnpicklingError: not a torch file of tensors and plain data)") from None
+        raise UserError(
+            f"{path} is not a readable checkpoint (UnpicklingError: not a torch file of tensors and plain data)"
+        ) from None
     except Exception as err:  # noqa: BLE001 - any other unreadable file (bad zip, truncated, I/O) is one line
         raise UserError(f"{path} is not a readable checkpoint ({reason(err)})") from None
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("hyper_parameters"), dict) \
-            or "config" not in checkpoint["hyper_parameters"]:
+    if (
+        not isinstance(checkpoint, dict)
+        or not isinstance(checkpoint.get("hyper_parameters"), dict)
+        or "config" not in checkpoint["hyper_parameters"]
+    ):
         raise UserError(f"{path} is not a gridslab checkpoint (no state_dict / hyper_parameters.config)")
     state_dict = checkpoint.get("state_dict")
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
@@ -57,7 +62,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def policy_state(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The evaluation weights: the EMA copy when the run kept one, else the trained policy."""
     prefix = "ema.module." if any(k.startswith("ema.module.") for k in state_dict) else "policy."
-    return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
 
 
 def weights_fingerprint(module: torch.nn.Module) -> str:
@@ -81,7 +86,13 @@ def load_policy(path: str | Path, overrides: list[str] | None = None) -> tuple[V
     try:
         policy.load_state_dict(policy_state(checkpoint["state_dict"]))
     except RuntimeError as err:
-        detail = next((line.strip() for line in str(err).splitlines() if "size mismatch" in line or "Missing key" in line
-                       or "Unexpected key" in line), reason(err))
+        detail = next(
+            (
+                line.strip()
+                for line in str(err).splitlines()
+                if "size mismatch" in line or "Missing key" in line or "Unexpected key" in line
+            ),
+            reason(err),
+        )
         raise UserError(f"checkpoint {path} does not fit the configured policy (another policy shape?): {detail[:200]}") from None
     return policy.eval(), cfg, hparams

@@ -10,10 +10,8 @@ The checkpoint holds the resolved config and the normalisation statistics (polic
 
 from __future__ import annotations
 
-import copy
 import math
 import random
-from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
@@ -21,112 +19,42 @@ import numpy as np
 import torch
 from torchmetrics import MeanAbsoluteError
 
-from gridslab.errors import UserError
-from gridslab.flops import flops_by_tokens, gflops_at
-from gridslab.policy.config import as_policy_config
+from gridslab.config.load import typed
+from gridslab.config.schema import OptimConfig
+from gridslab.policy.factory import build_policy
+from gridslab.policy.flops import flops_by_tokens, gflops_at
 from gridslab.policy.pretrained import self_contained
 from gridslab.policy.vla import VLA
+from gridslab.train.ema import EMA
 from gridslab.viz import draw_points, tile
 
 IMAGES_PER_GRID = 8
 
 
-@dataclass
-class OptimConfig:
-    """AdamW with linear warm-up then cosine decay to ``lr * min_lr_ratio``.
-
-    lr: peak learning rate for the per-device batch (see README for the DDP scaling rule);
-    warmup_steps: optimiser steps; grad_clip: max gradient L2 norm (0 = off);
-    ema_decay: exponential moving average of weights used for validation/evaluation (0 = off);
-    lr_scaling: how ``lr`` grows with the number of DDP processes N (the effective batch is
-    ``data.batch_size * N``): "sqrt" (lr * sqrt(N), the default for AdamW), "linear" (lr * N)
-    or "none". With one process every rule gives ``lr``.
-    """
-
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 200
-    min_lr_ratio: float = 0.05
-    grad_clip: float = 1.0
-    ema_decay: float = 0.995
-    lr_scaling: str = "sqrt"
-
-
-@dataclass
-class TrainerConfig:
-    """Lightning Trainer settings. devices/strategy/num_nodes select DDP (see README);
-    threads: torch CPU threads per process (0 = leave torch's default);
-    image_every_n_steps: how often the coordinate image grid is logged."""
-
-    max_epochs: int = 30
-    max_steps: int = -1
-    accelerator: str = "auto"
-    devices: int = 1
-    strategy: str = "auto"
-    num_nodes: int = 1
-    precision: str = "32-true"
-    log_every_n_steps: int = 20
-    image_every_n_steps: int = 500
-    check_val_every_n_epoch: int = 1
-    limit_train_batches: float = 1.0
-    limit_val_batches: float = 1.0
-    threads: int = 0
-    deterministic: bool = False
-    progress_bar: bool = True
-
-
-class EMA(torch.nn.Module):
-    """Exponential moving average of a model's weights (buffers are copied as they are).
-
-    The decay ramps up as ``min(decay, (1 + n) / (10 + n))`` over the first updates, so
-    the average follows the quickly changing early weights instead of the initialisation.
-    """
-
-    def __init__(self, model: torch.nn.Module, decay: float):
-        super().__init__()
-        self.module = copy.deepcopy(model).requires_grad_(False)
-        self.decay = decay
-        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
-
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
-        self.updates += 1
-        n = int(self.updates)
-        decay = min(self.decay, (1 + n) / (10 + n))
-        for averaged, current in zip(self.module.parameters(), model.parameters()):
-            averaged.lerp_(current.detach(), 1.0 - decay)
-        for averaged, current in zip(self.module.buffers(), model.buffers()):
-            averaged.copy_(current)
-
-
-def build_policy(config: dict[str, Any], proprio_dim: int, action_dim: int) -> VLA:
-    """The VLA described by a resolved experiment config (plain dict)."""
-    return VLA(as_policy_config(config["policy"]), config["compressor"], list(config["env"]["cameras"]), proprio_dim, action_dim,
-               config["budget"])
-
-
 class VLAModule(L.LightningModule):
     """Trains a ``VLA``. ``config``: the resolved experiment config as plain data."""
 
-    def __init__(self, config: dict[str, Any], proprio_dim: int, action_dim: int, instructions: list[str],
-                 stats: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        config: dict[str, Any],
+        proprio_dim: int,
+        action_dim: int,
+        instructions: list[str],
+        stats: dict[str, Any] | None = None,
+    ):
         super().__init__()
         self.save_hyperparameters(ignore=["stats"])
         self.policy = build_policy(config, proprio_dim, action_dim)
         # pretrained paths -> the loaded towers' configs: checkpoints rebuild without the directories
         config = {**config, "policy": self_contained(config["policy"], self.policy)}
         self.hparams["config"] = config
-        self.config = config
+        self.cfg = typed(config)  # typed once: modules below read attributes, not dict keys
         if stats is not None:
             self.policy.set_normalization(stats)
         if hasattr(self.policy.budget, "check_tasks"):
             self.policy.budget.check_tasks(instructions)
         self.gflops_table: dict[int, float] = {}
-        optim = config["optim"]
-        self.ema = None
-        if optim["ema_decay"] > 0:
-            self.ema = EMA(self.policy, optim["ema_decay"])
+        self.ema = EMA(self.policy, self.cfg.optim.ema_decay) if self.cfg.optim.ema_decay > 0 else None
         self.val_l1 = MeanAbsoluteError(num_outputs=action_dim)
 
     @property
@@ -135,7 +63,7 @@ class VLAModule(L.LightningModule):
         return self.ema.module if self.ema is not None else self.policy
 
     def setup(self, stage: str) -> None:
-        threads = int(self.config["trainer"]["threads"])
+        threads = self.cfg.trainer.threads
         if threads > 0:  # again here: processes spawned by DDP do not inherit the launcher's setting
             torch.set_num_threads(threads)
 
@@ -151,14 +79,23 @@ class VLAModule(L.LightningModule):
         train = stage == "train"
         size = per_sample.shape[0]
         for name, value in (("mean", per_sample.mean()), ("min", per_sample.min()), ("max", per_sample.max())):
-            self.log(f"{stage}/tokens_per_image/{name}", value, on_step=train, on_epoch=not train, batch_size=size,
-                     sync_dist=not train, reduce_fx={"mean": "mean", "min": "min", "max": "max"}[name])
+            self.log(
+                f"{stage}/tokens_per_image/{name}",
+                value,
+                on_step=train,
+                on_epoch=not train,
+                batch_size=size,
+                sync_dist=not train,
+                reduce_fx={"mean": "mean", "min": "min", "max": "max"}[name],
+            )
         if self.gflops_table:
             gflops = sum(gflops_at(self.gflops_table, float(k)) for k in per_sample.tolist()) / size
-            self.log(f"{stage}/gflops_per_sample", gflops, on_step=train, on_epoch=not train, batch_size=size, sync_dist=not train)
+            self.log(
+                f"{stage}/gflops_per_sample", gflops, on_step=train, on_epoch=not train, batch_size=size, sync_dist=not train
+            )
 
     def training_step(self, raw: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        """One step on a collated raw batch (``gridslab.datamodule``), processed by the policy."""
+        """One step on a collated raw batch (``gridslab.data.datamodule``), processed by the policy."""
         batch = self.policy.processor.training_batch(raw)
         loss, outputs = self.policy.loss(batch)
         batch_size = batch["proprio"].shape[0]
@@ -166,12 +103,15 @@ class VLAModule(L.LightningModule):
         if outputs["action_loss"] is not loss:  # the budget added a compute penalty
             self.log("train/action_loss", outputs["action_loss"], batch_size=batch_size)
         self._log_tokens(outputs, "train")
-        every = self.config["trainer"]["image_every_n_steps"]
+        every = self.cfg.trainer.image_every_n_steps
         if every > 0 and self.global_step % every == 0:
             self._log_coordinate_images(batch, outputs, "train")
         return loss
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The optimiser step, then the EMA update: both before any callback's
+        ``on_train_batch_end``, so a checkpoint saved there (every_n_train_steps) holds them."""
+        super().optimizer_step(*args, **kwargs)
         if self.ema is not None:
             self.ema.update(self.policy)
 
@@ -216,12 +156,16 @@ class VLAModule(L.LightningModule):
             restore_rng_state(checkpoint["rng_state"])
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optim = self.config["optim"]
-        optimizer = torch.optim.AdamW(self.policy.parameters(), lr=scaled_lr(optim, self.trainer.world_size), weight_decay=optim["weight_decay"],
-                                      betas=tuple(optim["betas"]))
+        optim = self.cfg.optim
+        optimizer = torch.optim.AdamW(
+            self.policy.parameters(),
+            lr=scaled_lr(optim, self.trainer.world_size),
+            weight_decay=optim.weight_decay,
+            betas=tuple(optim.betas),
+        )
         total = max(int(self.trainer.estimated_stepping_batches), 1)
-        warmup = min(int(optim["warmup_steps"]), max(total // 10, 1))
-        floor = float(optim["min_lr_ratio"])
+        warmup = min(optim.warmup_steps, max(total // 10, 1))
+        floor = optim.min_lr_ratio
 
         def lr_factor(step: int) -> float:
             if step < warmup:
@@ -233,22 +177,23 @@ class VLAModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-LR_SCALING = {"none": lambda world: 1.0, "sqrt": math.sqrt, "linear": float}
+LR_SCALING = {"none": lambda world: 1.0, "sqrt": math.sqrt, "linear": float}  # the rules of OptimConfig.lr_scaling
 
 
-def scaled_lr(optim: dict[str, Any], world_size: int) -> float:
+def scaled_lr(optim: OptimConfig, world_size: int) -> float:
     """``optim.lr`` scaled for ``world_size`` DDP processes by ``optim.lr_scaling``."""
-    rule = optim["lr_scaling"]
-    if rule not in LR_SCALING:
-        raise UserError(f"unknown optim.lr_scaling {rule!r}; valid: {', '.join(LR_SCALING)}")
-    return float(optim["lr"]) * LR_SCALING[rule](world_size)
+    return optim.lr * LR_SCALING[optim.lr_scaling](world_size)
 
 
 def rng_state() -> dict[str, Any]:
     """torch, numpy and python RNG states as tensors and plain data (``weights_only``-safe)."""
     kind, keys, position, has_gauss, cached = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached],
-            "python": list(random.getstate()[1]), "python_version": random.getstate()[0]}
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached],
+        "python": list(random.getstate()[1]),
+        "python_version": random.getstate()[0],
+    }
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:

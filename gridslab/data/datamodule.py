@@ -16,8 +16,9 @@ by the scripted expert in ``prepare_data`` when it is missing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import h5py
@@ -26,31 +27,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from envs.hdf5_format import CAMERA_ALIASES, IMAGE_SUFFIX, demo_keys
+from envs import hdf5_format, libero_format
+from envs.hdf5_format import demo_keys
+from gridslab.config.schema import DataConfig, env_kwargs
 from gridslab.errors import UserError
 
 STD_FLOOR = 1e-2  # keeps near-constant dimensions (e.g. unused rotation) from blowing up
-
-
-@dataclass
-class DataConfig:
-    """Where demos come from and how they are batched.
-
-    paths: HDF5 files, one per task ([] = the default files for ``env``, collected if
-    missing, under ``root``); episodes: demos per file to use (and to collect per task); collect_noise: std of the expert's executed
-    xyz noise when collecting; val_fraction: share of demos held out for validation;
-    batch_size: per device; num_workers: DataLoader workers; shift_pixels: random-shift
-    augmentation amplitude in pixels (0 = off).
-    """
-
-    root: str = "data"
-    paths: list[str] = field(default_factory=list)
-    episodes: int = 100
-    collect_noise: float = 0.1
-    val_fraction: float = 0.1
-    batch_size: int = 64
-    num_workers: int = 0
-    shift_pixels: int = 4
 
 
 def default_dataset_paths(root: str, env_cfg: Any) -> list[Path]:
@@ -73,60 +55,14 @@ class Demo:
     instruction: str
 
 
-def _image_key(obs: h5py.Group, camera: str, path: Path) -> str:
-    for name in (camera, CAMERA_ALIASES.get(camera, camera)):
-        if f"{name}{IMAGE_SUFFIX}" in obs:
-            return f"{name}{IMAGE_SUFFIX}"
-    found = sorted(k[: -len(IMAGE_SUFFIX)] for k in obs.keys() if k.endswith(IMAGE_SUFFIX))
-    raise UserError(f"{path} has no images for camera {camera!r}; cameras in the file: {', '.join(found)}")
-
-
-class _OwnLayout:
-    """Files written by ``envs.collect``: ``instruction`` attribute, right-side-up images, ``obs/proprio``."""
-
-    @staticmethod
-    def instruction(data: h5py.Group, path: Path) -> str:
-        return str(data.attrs["instruction"])
-
-    @staticmethod
-    def images(obs: h5py.Group, camera: str, path: Path) -> np.ndarray:
-        return obs[_image_key(obs, camera, path)][:]
-
-    @staticmethod
-    def proprio(obs: h5py.Group, path: Path) -> np.ndarray:
-        if "proprio" not in obs:
-            raise UserError(f"{path} has no obs/proprio")
-        return obs["proprio"][:].astype(np.float32)
-
-
-class _LiberoLayout:
-    """Real LIBERO files (``envs.libero_format``): instruction from the task, images stored
-    upside down, proprio rebuilt from ``ee_states`` + ``gripper_states``."""
-
-    @staticmethod
-    def instruction(data: h5py.Group, path: Path) -> str:
-        from envs.libero_format import libero_instruction
-
-        return libero_instruction(data, path)
-
-    @staticmethod
-    def images(obs: h5py.Group, camera: str, path: Path) -> np.ndarray:
-        from envs.libero_format import libero_images
-
-        return libero_images(obs, camera)
-
-    @staticmethod
-    def proprio(obs: h5py.Group, path: Path) -> np.ndarray:
-        from envs.libero_format import libero_proprio
-
-        return libero_proprio(obs)
-
-
-def _layout(data: h5py.Group, path: Path) -> type:
+def _format(data: h5py.Group, path: Path) -> ModuleType:
+    """The reader of ``path``'s layout: our own (``envs.hdf5_format``, an ``instruction``
+    attribute) or LIBERO's (``envs.libero_format``); each has ``read_instruction``,
+    ``read_images`` and ``read_proprio``."""
     if "instruction" in data.attrs:
-        return _OwnLayout
+        return hdf5_format
     if "problem_info" in data.attrs or path.stem.endswith("_demo"):
-        return _LiberoLayout
+        return libero_format
     raise UserError(f"{path} has no instruction (attribute 'instruction', or LIBERO's 'problem_info')")
 
 
@@ -150,8 +86,8 @@ def _load_file(path: Path, cameras: list[str], limit: int) -> list[Demo]:
             if "data" not in f:
                 raise UserError(f"{path} is not a demonstration file: no 'data' group (keys: {', '.join(f.keys()) or 'none'})")
             data = f["data"]
-            layout = _layout(data, path)
-            instruction = layout.instruction(data, path)
+            layout = _format(data, path)
+            instruction = layout.read_instruction(data, path)
             keys = demo_keys(data)
             if not keys:
                 raise UserError(f"{path} holds no demos (no data/demo_<i> groups)")
@@ -161,8 +97,8 @@ def _load_file(path: Path, cameras: list[str], limit: int) -> list[Demo]:
                     if needed not in demo:
                         raise UserError(f"{path}:{key} lacks '{needed}'; expected obs/<camera>_rgb, obs/proprio, actions")
                 obs = demo["obs"]
-                images = {camera: layout.images(obs, camera, path) for camera in cameras}
-                demos.append(Demo(images, layout.proprio(obs, path), demo["actions"][:].astype(np.float32), instruction))
+                images = {camera: layout.read_images(obs, camera, path) for camera in cameras}
+                demos.append(Demo(images, layout.read_proprio(obs, path), demo["actions"][:].astype(np.float32), instruction))
     except OSError as err:
         raise UserError(f"{path} is not a readable HDF5 file ({str(err).splitlines()[0]})") from None
     return demos
@@ -245,8 +181,6 @@ class DemoDataModule(L.LightningDataModule):
 
         if not check_datasets(self.env_cfg.name, self.cfg.root):  # a suite's own files (LIBERO): nothing to collect
             return
-        from gridslab.config import env_kwargs
-
         names = expand(self.env_cfg.name)
         for index, (name, path) in enumerate(zip(names, self.paths)):
             collect(name, self.cfg.episodes, path, env_kwargs(self.env_cfg),
@@ -256,8 +190,6 @@ class DemoDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        if self.cfg.episodes < 1:
-            raise UserError(f"data.episodes={self.cfg.episodes} must be >= 1")
         demos = load_demos(self.paths, list(self.env_cfg.cameras), self.cfg.episodes)
         order = np.random.default_rng(self.seed).permutation(len(demos))
         n_val = int(round(len(demos) * self.cfg.val_fraction)) if len(demos) > 1 else 0
@@ -281,10 +213,10 @@ class DemoDataModule(L.LightningDataModule):
         return sorted({d.instruction for d in self.train_set.demos})
 
     def _loader(self, dataset: ChunkDataset, shuffle: bool) -> DataLoader:
-        """Training (``shuffle``): ``gridslab.sampling``'s sampler (order from seed and epoch only,
+        """Training (``shuffle``): ``gridslab.data.sampling``'s sampler (order from seed and epoch only,
         one shard per DDP rank, resumes mid-epoch); validation: in order. The generator only
         seeds the workers, so making an iterator never draws from the global RNG."""
-        from gridslab.sampling import training_sampler
+        from gridslab.data.sampling import training_sampler
 
         sampler = training_sampler(dataset, self.cfg.batch_size, self.seed, self.trainer) if shuffle else None
         return DataLoader(dataset, batch_size=self.cfg.batch_size, sampler=sampler, drop_last=shuffle and len(dataset) > self.cfg.batch_size,

@@ -26,11 +26,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from envs.errors import EnvUserError
 from envs.hdf5_format import package_versions
-from gridslab.checkpoint import reason, weights_fingerprint
-from gridslab.config import env_kwargs
+from gridslab.config.schema import env_kwargs
 from gridslab.errors import UserError
-from gridslab.evaluation import render_table, summarize, timing, write_summary
-from gridslab.rollout import (
+from gridslab.eval.checkpoint import reason, weights_fingerprint
+from gridslab.eval.rollout import (
     Condition,
     EpisodeRecord,
     PolicyRunner,
@@ -38,6 +37,7 @@ from gridslab.rollout import (
     record_to_json,
     run_condition,
 )
+from gridslab.eval.summary import render_table, summarize, timing, write_summary
 from gridslab.viz import tile
 
 RESULTS_FILE = "results.jsonl"
@@ -55,7 +55,6 @@ def conditions_for(cfg: DictConfig) -> list[Condition]:
     if cfg.eval.max_steps:
         kwargs["max_steps"] = int(cfg.eval.max_steps)
     specs = [s.strip() for s in str(cfg.eval.ood).split(",") if s.strip() and s.strip() != "clean"]
-    ood.check_severity(cfg.eval.severity)
     for spec in specs:
         ood.parse(spec)
     conditions = []
@@ -95,8 +94,10 @@ def check_settings(out_dir: Path, settings: dict[str, Any]) -> None:
         recorded, wanted = json.loads(path.read_text()), json.loads(json.dumps(settings))
         if recorded != wanted:
             changed = sorted(k for k in set(recorded) | set(wanted) if recorded.get(k) != wanted.get(k))
-            raise UserError(f"{out_dir} holds episodes made with other settings ({', '.join(changed)}); "
-                            f"pass --out DIR for a new evaluation or delete that folder")
+            raise UserError(
+                f"{out_dir} holds episodes made with other settings ({', '.join(changed)}); "
+                f"pass --out DIR for a new evaluation or delete that folder"
+            )
         return
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
@@ -201,8 +202,11 @@ class VideoSaver:
             _save_video(self.out_dir, condition, seed, frames, self.writer)
         except Exception as err:  # noqa: BLE001 - any video failure leaves the results intact
             if not self.warned:
-                print(f"warning: video {video_path(self.out_dir, condition, seed)} not saved ({reason(err)}); "
-                      "episodes are recorded, later videos may be missing", file=sys.stderr)
+                print(
+                    f"warning: video {video_path(self.out_dir, condition, seed)} not saved ({reason(err)}); "
+                    "episodes are recorded, later videos may be missing",
+                    file=sys.stderr,
+                )
                 self.warned = True
 
 
@@ -211,8 +215,9 @@ def _slug(task: str) -> str:
     return task.replace("/", "_").replace(" ", "_")
 
 
-def evaluate_policy(policy: Any, cfg: DictConfig, out_dir: Path, checkpoint: str = "", progress: bool = True,
-                    k: int | None = None) -> list[dict[str, Any]]:
+def evaluate_policy(
+    policy: Any, cfg: DictConfig, out_dir: Path, checkpoint: str = "", progress: bool = True, k: int | None = None
+) -> list[dict[str, Any]]:
     """Run every condition of ``cfg.eval`` for ``policy``; write the files; return summary rows.
 
     ``out_dir`` is tied to ``policy``'s weights (``weights_fingerprint``) and the settings
@@ -231,15 +236,23 @@ def evaluate_policy(policy: Any, cfg: DictConfig, out_dir: Path, checkpoint: str
     conditions = conditions_for(cfg)
     tasks = list(dict.fromkeys(c.env_name for c in conditions))
     eval_cfg = cfg.eval
-    if eval_cfg.episodes < 1:
-        raise UserError(f"eval.episodes={eval_cfg.episodes} must be >= 1")
     max_steps = eval_cfg.max_steps or probe_conditions(conditions, eval_cfg.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = weights_fingerprint(policy)
-    check_settings(out_dir, {"weights": weights, "env": cfg.env.name, "env_kwargs": env_kwargs(cfg.env),
-                             "max_steps": max_steps, "replan_every": cfg.policy.replan_every, "chunk": cfg.policy.chunk,
-                             "compressor": OmegaConf.to_container(cfg.compressor), "budget": OmegaConf.to_container(cfg.budget),
-                             "k": k})
+    check_settings(
+        out_dir,
+        {
+            "weights": weights,
+            "env": cfg.env.name,
+            "env_kwargs": env_kwargs(cfg.env),
+            "max_steps": max_steps,
+            "replan_every": cfg.policy.replan_every,
+            "chunk": cfg.policy.chunk,
+            "compressor": OmegaConf.to_container(cfg.compressor),
+            "budget": OmegaConf.to_container(cfg.budget),
+            "k": k,
+        },
+    )
     seeds = [eval_cfg.seed + i for i in range(eval_cfg.episodes)]
     versions = package_versions()
     writer = ResultsWriter(out_dir / RESULTS_FILE, {"versions": versions})
@@ -248,16 +261,22 @@ def evaluate_policy(policy: Any, cfg: DictConfig, out_dir: Path, checkpoint: str
     save_video = VideoSaver(out_dir, tb)
     runner = PolicyRunner(policy, k=k)
     workers = eval_cfg.workers or default_workers()
-    columns = (TextColumn("[bold]eval[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("success {task.fields[rate]}"), TimeElapsedColumn())
+    columns = (
+        TextColumn("[bold]eval[/] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("success {task.fields[rate]}"),
+        TimeElapsedColumn(),
+    )
     try:
         with Progress(*columns, disable=not progress, console=Console(stderr=True)) as bar:
             for condition in conditions:
                 key = (condition.env_name, condition.perturbation, float(condition.severity))
                 finished = [done[(*key, s)] for s in seeds if (*key, s) in done]
                 todo = [s for s in seeds if (*key, s) not in done]
-                task = bar.add_task(f"{condition.env_name} {condition.label}", total=len(seeds), completed=len(finished),
-                                    rate=_rate(finished))
+                task = bar.add_task(
+                    f"{condition.env_name} {condition.label}", total=len(seeds), completed=len(finished), rate=_rate(finished)
+                )
 
                 def on_record(record: EpisodeRecord, _finished=finished, _task=task) -> None:
                     if writer.write(record):
@@ -265,22 +284,49 @@ def evaluate_policy(policy: Any, cfg: DictConfig, out_dir: Path, checkpoint: str
                         bar.update(_task, completed=len(_finished), rate=_rate(_finished))
 
                 video_seeds = set(seeds[: eval_cfg.video_episodes]) & set(todo)
-                run_condition(runner, condition, todo, max_steps, cfg.policy.replan_every or cfg.policy.chunk, workers, on_record,
-                              video_seeds, lambda seed, frames, _c=condition: save_video(_c, seed, frames))
+                run_condition(
+                    runner,
+                    condition,
+                    todo,
+                    max_steps,
+                    cfg.policy.replan_every or cfg.policy.chunk,
+                    workers,
+                    on_record,
+                    video_seeds,
+                    lambda seed, frames, _c=condition: save_video(_c, seed, frames),
+                )
     finally:
         writer.close()
     records = [done[(c.env_name, c.perturbation, float(c.severity), s)] for c in conditions for s in seeds]
     rows = summarize(records)
     timings = timing(records)
-    write_summary(out_dir, rows, {"checkpoint_name": Path(checkpoint).name, "weights_sha256": weights, "env": cfg.env.name,
-                                  "episodes_per_condition": eval_cfg.episodes, "first_seed": eval_cfg.seed,
-                                  "versions": versions}, timings)
+    write_summary(
+        out_dir,
+        rows,
+        {
+            "checkpoint_name": Path(checkpoint).name,
+            "weights_sha256": weights,
+            "env": cfg.env.name,
+            "episodes_per_condition": eval_cfg.episodes,
+            "first_seed": eval_cfg.seed,
+            "versions": versions,
+        },
+        timings,
+    )
     for row in rows:
         label = row["perturbation"] if row["perturbation"] == "clean" else f"{row['perturbation']}@{row['severity']:g}"
         if len(tasks) > 1:  # a suite: one tag group per task and one for the pooled row
             label = f"{_slug(row['task'])}/{label}"
-        for metric in ("success_rate", "ci95_low", "ci95_high", "mean_steps", "tokens_per_image", "tokens_min", "tokens_max",
-                       "policy_gflops"):
+        for metric in (
+            "success_rate",
+            "ci95_low",
+            "ci95_high",
+            "mean_steps",
+            "tokens_per_image",
+            "tokens_min",
+            "tokens_max",
+            "policy_gflops",
+        ):
             tb.add_scalar(f"eval/{label}/{metric}", row[metric], 0)
         if row["drop_vs_clean"] is not None and row["perturbation"] != "clean":
             tb.add_scalar(f"eval/{label}/drop_vs_clean", row["drop_vs_clean"], 0)

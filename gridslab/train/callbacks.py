@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from gridslab.online_eval import evaluate_policy
+from gridslab.config.run_layout import eval_dir
+from gridslab.eval.runner import evaluate_policy
 
 
 class OnlineEvalCallback(L.Callback):
@@ -24,7 +24,7 @@ class OnlineEvalCallback(L.Callback):
         if self.every <= 0 or trainer.sanity_checking or epoch % self.every or trainer.global_rank != 0:
             return
         cfg = OmegaConf.merge(self.cfg, {"eval": {"episodes": self.cfg.eval.callback_episodes, "ood": "", "video_episodes": 0}})
-        out_dir = Path(self.cfg.output_dir) / "eval" / f"online_epoch{epoch:03d}"
+        out_dir = eval_dir(self.cfg.output_dir, f"online_epoch{epoch:03d}")
         shutil.rmtree(out_dir, ignore_errors=True)  # a folder left by an earlier run holds other weights' episodes
         policy = module.eval_policy
         was_training = policy.training

@@ -15,34 +15,10 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 Z_95 = 1.959963984540054
-
-
-@dataclass
-class EvalConfig:
-    """Online evaluation settings.
-
-    episodes: episodes per condition; ood: comma list of perturbation specs evaluated
-    besides "clean" (``+`` combines, e.g. "lighting,lighting+distractors"); severity: in
-    [0, 1]; seed: first episode seed (episode i uses seed + i; keep it apart from the
-    collection seeds 0..N); workers: vector-env processes (0 = CPU cores);
-    video_episodes: MP4s saved for the first E episodes of each condition;
-    every_n_epochs / callback_episodes: online evaluation during training (0 = off).
-    """
-
-    episodes: int = 50
-    ood: str = ""
-    severity: float = 0.5
-    seed: int = 100000
-    workers: int = 0
-    max_steps: int = 0
-    video_episodes: int = 2
-    every_n_epochs: int = 0
-    callback_episodes: int = 10
 
 
 def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
@@ -82,7 +58,9 @@ def summarize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         for record in records:
             groups.setdefault((ALL_TASKS, record["perturbation"], float(record["severity"])), []).append(record)
     clean_rate = {task: sum(r["success"] for r in rs) / len(rs) for (task, pert, _), rs in groups.items() if pert == "clean"}
-    order = sorted(groups.items(), key=lambda kv: (kv[0][0] != ALL_TASKS, task_order(kv[0][0]), kv[0][1] != "clean", kv[0][1], kv[0][2]))
+    order = sorted(
+        groups.items(), key=lambda kv: (kv[0][0] != ALL_TASKS, task_order(kv[0][0]), kv[0][1] != "clean", kv[0][1], kv[0][2])
+    )
     return [_row(task, perturbation, severity, group, clean_rate.get(task)) for (task, perturbation, severity), group in order]
 
 
@@ -131,9 +109,14 @@ def timing(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
     for record in records:
         for task in (record["task"], ALL_TASKS) if pooled else (record["task"],):
             groups.setdefault(f"{task}|{record['perturbation']}|{record['severity']}", []).append(record)
-    return {key: {"policy_ms_per_step": sum(r["policy_ms_per_step"] for r in rs) / len(rs),
-                  "episode_seconds": sum(r["wall_s"] for r in rs) / len(rs),
-                  **{name: _mean_of(rs, name) for name in TRACKING}} for key, rs in sorted(groups.items())}
+    return {
+        key: {
+            "policy_ms_per_step": sum(r["policy_ms_per_step"] for r in rs) / len(rs),
+            "episode_seconds": sum(r["wall_s"] for r in rs) / len(rs),
+            **{name: _mean_of(rs, name) for name in TRACKING},
+        }
+        for key, rs in sorted(groups.items())
+    }
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -163,8 +146,18 @@ def _drop(row: dict[str, Any]) -> str:
     return "-" if row["drop_vs_clean"] is None or row["perturbation"] == "clean" else f"{row['drop_vs_clean']:+.0%}"
 
 
-MARKDOWN_COLUMNS = ("task", "perturbation", "severity", "success", "95% CI", "drop vs clean", "mean steps", "tokens/image",
-                    "policy ms/step", "errors")
+MARKDOWN_COLUMNS = (
+    "task",
+    "perturbation",
+    "severity",
+    "success",
+    "95% CI",
+    "drop vs clean",
+    "mean steps",
+    "tokens/image",
+    "policy ms/step",
+    "errors",
+)
 
 
 def markdown_table(rows: list[dict[str, Any]], timings: dict[str, Any]) -> str:
@@ -172,9 +165,11 @@ def markdown_table(rows: list[dict[str, Any]], timings: dict[str, Any]) -> str:
     episodes that ended in an env or worker error (counted as failures in "success")."""
     lines = ["| " + " | ".join(MARKDOWN_COLUMNS) + " |", "|" + "---|" * len(MARKDOWN_COLUMNS)]
     for row in rows:
-        lines.append(f"| {row['task']} | {row['perturbation']} | {row['severity']:g} | {row['successes']}/{row['episodes']} "
-                     f"({row['success_rate']:.0%}) | [{row['ci95_low']:.0%}, {row['ci95_high']:.0%}] | {_drop(row)} | "
-                     f"{row['mean_steps']:.0f} | {row['tokens_per_image']:g} | {_latency(row, timings):.2f} | {row['errors']} |")
+        lines.append(
+            f"| {row['task']} | {row['perturbation']} | {row['severity']:g} | {row['successes']}/{row['episodes']} "
+            f"({row['success_rate']:.0%}) | [{row['ci95_low']:.0%}, {row['ci95_high']:.0%}] | {_drop(row)} | "
+            f"{row['mean_steps']:.0f} | {row['tokens_per_image']:g} | {_latency(row, timings):.2f} | {row['errors']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -184,12 +179,30 @@ def render_table(rows: list[dict[str, Any]], timings: dict[str, Any], title: str
     from rich.table import Table
 
     table = Table(title=title)
-    for column in ("task", "perturbation", "sev.", "success (95% CI)", "drop vs clean", "mean steps", "policy ms/step", "tokens/image (min-max)", "GFLOPs/call", "errors"):
+    for column in (
+        "task",
+        "perturbation",
+        "sev.",
+        "success (95% CI)",
+        "drop vs clean",
+        "mean steps",
+        "policy ms/step",
+        "tokens/image (min-max)",
+        "GFLOPs/call",
+        "errors",
+    ):
         table.add_column(column, justify="left" if column in ("task", "perturbation") else "right")
     for row in rows:
-        table.add_row(row["task"], row["perturbation"], f"{row['severity']:g}",
-                      f"{row['successes']}/{row['episodes']} = {row['success_rate']:.0%} [{row['ci95_low']:.0%}, {row['ci95_high']:.0%}]",
-                      _drop(row), f"{row['mean_steps']:.0f}", f"{_latency(row, timings):.1f}",
-                      f"{row['tokens_per_image']:g} ({row['tokens_min']:g}-{row['tokens_max']:g})", f"{row['policy_gflops']:.3f}",
-                      str(row["errors"]))
+        table.add_row(
+            row["task"],
+            row["perturbation"],
+            f"{row['severity']:g}",
+            f"{row['successes']}/{row['episodes']} = {row['success_rate']:.0%} [{row['ci95_low']:.0%}, {row['ci95_high']:.0%}]",
+            _drop(row),
+            f"{row['mean_steps']:.0f}",
+            f"{_latency(row, timings):.1f}",
+            f"{row['tokens_per_image']:g} ({row['tokens_min']:g}-{row['tokens_max']:g})",
+            f"{row['policy_gflops']:.3f}",
+            str(row["errors"]),
+        )
     return table

@@ -39,9 +39,9 @@ def flops_by_tokens(policy: torch.nn.Module) -> dict[int, float]:
     honours = all(encoder.compressor.honours_budget for encoder in policy.vision.values())
     batch = policy.example_batch(1)
     table = {}
-    for k in (table_ks(k_max) if honours else [k_max]):
+    for k in table_ks(k_max) if honours else [k_max]:
         k_batch = {**batch, "k": torch.tensor([k], device=batch["proprio"].device)} if honours else batch
-        table[k] = count_flops(lambda: policy(k_batch), depth=0)["total"] / 1e9
+        table[k] = count_flops(lambda k_batch=k_batch: policy(k_batch), depth=0)["total"] / 1e9
     policy.train(was_training)
     return table
 
@@ -51,7 +51,7 @@ def table_ks(k_max: int) -> list[int]:
     (FLOPs grow almost linearly in K, so interpolation between them is close)."""
     if k_max <= 16:
         return list(range(1, k_max + 1))
-    return sorted({*range(1, 17), *(2 ** i for i in range(5, k_max.bit_length())), k_max})
+    return sorted({*range(1, 17), *(2**i for i in range(5, k_max.bit_length())), k_max})
 
 
 def gflops_at(table: dict[int, float], tokens: float) -> float:
@@ -85,9 +85,14 @@ def flops_by_component(policy: torch.nn.Module, batch: dict[str, Any]) -> dict[s
             split["compressor"] += flops
         elif len(parts) >= 4 and parts[1] == "vision":
             # modules called directly: stem, compressor, norm (4 parts); blocks of a ModuleList (5 parts)
-            part = {("stem", 4): "vision_before", ("grid_blocks", 5): "vision_before", ("model", 4): "vision_before",
-                    ("compressor", 4): "compressor",
-                    ("token_blocks", 5): "vision_after", ("norm", 4): "vision_after"}.get((parts[3], len(parts)))
+            part = {
+                ("stem", 4): "vision_before",
+                ("grid_blocks", 5): "vision_before",
+                ("model", 4): "vision_before",
+                ("compressor", 4): "compressor",
+                ("token_blocks", 5): "vision_after",
+                ("norm", 4): "vision_after",
+            }.get((parts[3], len(parts)))
             if part is not None:
                 split[part] += flops
     split["total"] = counts["total"]

@@ -7,16 +7,15 @@
   ``conf/GROUP/OPTION.yaml``.
 * ``a.b=value`` is an OmegaConf dotlist override.
 
-The composed config is validated against typed dataclass schemas kept next to the code
-they configure (lerobot-style); compressor and budget nodes are validated against the
-schema their registry entry names. Every mistake is one ``UserError`` line naming the key
+The composed config is validated against the typed schemas of ``gridslab.config.schema``
+(and ``gridslab.policy.config``); compressor and budget nodes are validated against the
+schema their registry entry names; ``typed`` turns it into those dataclasses. Every mistake is one ``UserError`` line naming the key
 or value and the nearest valid choices. Plain OmegaConf: no interpolation resolvers, no
 ``_target_`` imports, so a config can never run code.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,63 +23,12 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from gridslab.datamodule import DataConfig
+from gridslab.config.schema import DEFAULT_EXPERIMENT, ExperimentConfig
 from gridslab.errors import UserError, nearest, unknown
-from gridslab.evaluation import EvalConfig
-from gridslab.module import OptimConfig, TrainerConfig
-from gridslab.policy.config import PolicyConfig, as_policy_config
+from gridslab.policy.config import as_policy_config
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 GROUPS = ("policy", "compressor", "budget", "data", "trainer", "optim", "eval")
-DEFAULT_EXPERIMENT = "robosuite_lift"
-
-
-@dataclass
-class EnvConfig:
-    """Which env to collect demos in and evaluate on, and how it renders.
-
-    name: registered env name (``envs.names()``) or suite (``envs.registry.suite_names()``:
-    one multi-task policy over its tasks, evaluated per task); cameras: rendered cameras;
-    image_size: pixels; render_quality: "fast" | "full" (same for data and evaluation);
-    max_steps: episode limit in env steps (0 = the task's own).
-    """
-
-    name: str = "robosuite/Lift"
-    cameras: list[str] = field(default_factory=lambda: ["agentview", "robot0_eye_in_hand"])
-    image_size: int = 84
-    render_quality: str = "fast"
-    max_steps: int = 0
-
-
-def env_kwargs(env: Any) -> dict[str, Any]:
-    """Keyword arguments for ``envs.make(env.name, **kwargs)`` from an ``EnvConfig`` node."""
-    kwargs: dict[str, Any] = {"cameras": list(env.cameras), "image_size": int(env.image_size),
-                              "render_quality": str(env.render_quality)}
-    if env.max_steps:
-        kwargs["max_steps"] = int(env.max_steps)
-    return kwargs
-
-
-@dataclass
-class ExperimentConfig:
-    """One run. output_dir: logs, checkpoints, results; resume: "", "auto" or a ckpt path.
-
-    compressor / budget are free-form here and validated against the schema their
-    registry entry names (``COMPRESSORS`` / ``BUDGETS``).
-    """
-
-    experiment: str = DEFAULT_EXPERIMENT
-    seed: int = 0
-    output_dir: str = "runs/default"
-    resume: str = ""
-    env: EnvConfig = field(default_factory=EnvConfig)
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
-    compressor: dict[str, Any] = field(default_factory=lambda: {"name": "grids", "k": 4})
-    budget: dict[str, Any] = field(default_factory=lambda: {"name": "fixed"})
-    data: DataConfig = field(default_factory=DataConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 def _options(directory: Path) -> list[str]:
@@ -138,7 +86,7 @@ def compose(experiment: str, groups: dict[str, str] | None = None) -> DictConfig
     for entry in raw.pop("defaults", []) or []:
         if not isinstance(entry, dict) or len(entry) != 1:
             raise UserError(f"{path}: each defaults entry is one 'group: option' pair, got {entry!r}")
-        (group, option), = entry.items()
+        ((group, option),) = entry.items()
         if group not in GROUPS:
             raise unknown("config group", group, GROUPS)
         chosen[group] = str(option)
@@ -162,7 +110,9 @@ def _explain(err: OmegaConfBaseException, cfg: DictConfig | None) -> UserError:
         valid = _schema_fields(parent)
         close = nearest(leaf, valid)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        return UserError(f"unknown config key {full_key!r}{hint}; valid keys{' of ' + parent_key if parent_key else ''}: {', '.join(valid)}")
+        return UserError(
+            f"unknown config key {full_key!r}{hint}; valid keys{' of ' + parent_key if parent_key else ''}: {', '.join(valid)}"
+        )
     message = str(err).splitlines()[0]
     return UserError(f"wrong type for {full_key}: {message}")
 
@@ -171,8 +121,8 @@ def _validate_registered(cfg: DictConfig) -> None:
     """Validate the compressor and budget nodes against their registered schemas; an
     adaptive budget's ``k_max`` becomes ``compressor.k`` (the slots it chooses among), which
     must fit the policy's patch grid (``gridslab.compress.check_k``)."""
-    from gridslab.budget import BUDGETS
     from gridslab.compress import COMPRESSORS, check_k
+    from gridslab.policy.budget import BUDGETS
 
     for key, registry in (("compressor", COMPRESSORS), ("budget", BUDGETS)):
         node = OmegaConf.create(OmegaConf.to_container(cfg[key]))
@@ -181,8 +131,10 @@ def _validate_registered(cfg: DictConfig) -> None:
             cfg[key] = OmegaConf.to_container(typed)
     if cfg.budget.name == "adaptive" and cfg.budget.k_max > 0:  # the adaptive range sets the slot count
         if cfg.compressor.name == "identity":
-            raise UserError("budget=adaptive needs a compressor that honours a per-sample k; "
-                            "compressor=identity keeps every patch (use budget=fixed)")
+            raise UserError(
+                "budget=adaptive needs a compressor that honours a per-sample k; "
+                "compressor=identity keeps every patch (use budget=fixed)"
+            )
         with _unlocked(cfg):
             cfg.compressor.k = int(cfg.budget.k_max)
     side = as_policy_config(cfg.policy).vision.patch_grid_side()
@@ -236,7 +188,18 @@ def load_config(args: list[str] | None = None, base: DictConfig | dict[str, Any]
     except yaml.YAMLError as err:  # e.g. a tag that would build a Python object
         raise UserError(f"bad config override value: {str(err).splitlines()[0]}") from None
     _validate_registered(cfg)
+    typed(cfg)  # every schema's __post_init__ checks its fields, here, once
     return cfg
+
+
+def typed(cfg: DictConfig | dict[str, Any]) -> ExperimentConfig:
+    """A resolved config (a ``load_config`` result or the plain dict a checkpoint stores) as
+    ``ExperimentConfig`` objects, each field checked by its schema's ``__post_init__``."""
+    node = cfg if isinstance(cfg, DictConfig) else OmegaConf.merge(OmegaConf.structured(ExperimentConfig), cfg)
+    try:
+        return OmegaConf.to_object(node)
+    except (ConfigKeyError, ConfigAttributeError, ValidationError) as err:
+        raise _explain(err, OmegaConf.structured(ExperimentConfig)) from None
 
 
 def to_yaml(cfg: DictConfig) -> str:

@@ -1,9 +1,6 @@
 """Build data, module and Trainer from a resolved config and fit (what ``train.py`` runs).
 
-Output layout under ``cfg.output_dir``:
-    config.yaml          the resolved config of the run
-    checkpoints/         last.ckpt and the best (lowest val/loss) checkpoint
-    tb/                  TensorBoard event files
+What it writes under ``cfg.output_dir``: see ``gridslab.config.run_layout``.
 """
 
 from __future__ import annotations
@@ -24,19 +21,18 @@ from lightning.pytorch.callbacks import (
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
-from gridslab.callbacks import OnlineEvalCallback
 from gridslab.config import to_plain, to_yaml
-from gridslab.datamodule import DemoDataModule
+from gridslab.config.run_layout import CONFIG_FILE, LAST_CHECKPOINT_STEM, checkpoint_dir, last_checkpoint
+from gridslab.data.datamodule import DemoDataModule
 from gridslab.errors import UserError
-from gridslab.module import VLAModule, build_policy, scaled_lr
+from gridslab.eval.checkpoint import read_checkpoint
 from gridslab.policy.config import as_policy_config
+from gridslab.policy.factory import build_policy
 from gridslab.policy.pretrained import check_local_paths
+from gridslab.train.callbacks import OnlineEvalCallback
+from gridslab.train.module import VLAModule
 
 WAIT_FOR_DATA_SECONDS = 3600  # non-zero ranks launched by torchrun wait this long for rank 0's collection
-
-
-def checkpoint_dir(output_dir: str | Path) -> Path:
-    return Path(output_dir) / "checkpoints"
 
 
 def resolve_resume(cfg: DictConfig) -> str | None:
@@ -44,10 +40,11 @@ def resolve_resume(cfg: DictConfig) -> str | None:
     if not cfg.resume:
         return None
     if cfg.resume == "auto":
-        last = checkpoint_dir(cfg.output_dir) / "last.ckpt"
+        last = last_checkpoint(cfg.output_dir)
         return str(last) if last.exists() else None
     if not Path(cfg.resume).exists():
         raise UserError(f"resume checkpoint {cfg.resume} does not exist; use resume=auto or a path to a .ckpt file")
+    read_checkpoint(cfg.resume)  # an empty, corrupt or foreign file fails here, in one line
     return str(cfg.resume)
 
 
@@ -78,7 +75,6 @@ def check_before_data(cfg: DictConfig) -> str | None:
     memory, no compute). Returns the checkpoint to resume from (None for a fresh run)."""
     check_env(cfg)
     resume_from = resolve_resume(cfg)
-    scaled_lr(to_plain(cfg.optim), 1)
     check_precision(cfg.trainer)
     policy_cfg = as_policy_config(cfg.policy)
     check_local_paths(policy_cfg.vision, policy_cfg.lm)
@@ -99,14 +95,9 @@ def check_env(cfg: DictConfig) -> None:
         check_datasets(cfg.env.name, cfg.data.root)
 
 
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")  # inputs stay float32: mixed precision autocasts the compute
-
-
 def check_precision(trainer: DictConfig) -> None:
-    """``trainer.precision`` must be one Lightning knows; fp16 needs a CUDA GPU (on CPU use
-    bf16-mixed, which CPUs run through autocast)."""
-    if trainer.precision not in PRECISIONS:
-        raise UserError(f"unknown trainer.precision {trainer.precision!r}; valid: {', '.join(PRECISIONS)}")
+    """fp16 needs a CUDA GPU (on CPU use bf16-mixed, which CPUs run through autocast); the
+    precision's name is checked by the schema."""
     on_gpu = trainer.accelerator in ("gpu", "cuda") or (trainer.accelerator == "auto" and torch.cuda.is_available())
     if trainer.precision == "16-mixed" and not on_gpu:
         raise UserError(f"trainer.precision={trainer.precision} needs a CUDA GPU; on CPU use bf16-mixed or 32-true")
@@ -118,9 +109,17 @@ def _checkpoint_callbacks(output_dir: Path) -> tuple[ModelCheckpoint, ModelCheck
     Not ``save_last=True``: since Lightning 2.6 that writes ``last.ckpt`` only when a top-k
     checkpoint is saved at the same step, so with ``save_top_k=1`` an epoch whose val/loss
     did not improve left ``last.ckpt`` an epoch (or more) behind the run."""
-    best = ModelCheckpoint(dirpath=checkpoint_dir(output_dir), filename="best-epoch{epoch:03d}-step{step}",
-                           monitor="val/loss", mode="min", save_top_k=1, auto_insert_metric_name=False)
-    last = ModelCheckpoint(dirpath=checkpoint_dir(output_dir), filename="last", save_top_k=1, enable_version_counter=False)
+    best = ModelCheckpoint(
+        dirpath=checkpoint_dir(output_dir),
+        filename="best-epoch{epoch:03d}-step{step}",
+        monitor="val/loss",
+        mode="min",
+        save_top_k=1,
+        auto_insert_metric_name=False,
+    )
+    last = ModelCheckpoint(
+        dirpath=checkpoint_dir(output_dir), filename=LAST_CHECKPOINT_STEM, save_top_k=1, enable_version_counter=False
+    )
     return best, last
 
 
@@ -137,12 +136,13 @@ def fit(cfg: DictConfig, extra_callbacks: list[L.Callback] | None = None) -> dic
     datamodule = build_datamodule(cfg)
     _prepare_data(datamodule)
     datamodule.setup("fit")
-    module = VLAModule(to_plain(cfg), datamodule.proprio_dim, datamodule.action_dim, datamodule.instructions,
-                       stats=datamodule.stats)
+    module = VLAModule(
+        to_plain(cfg), datamodule.proprio_dim, datamodule.action_dim, datamodule.instructions, stats=datamodule.stats
+    )
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0:
-        (output_dir / "config.yaml").write_text(to_yaml(cfg))
+        (output_dir / CONFIG_FILE).write_text(to_yaml(cfg))
 
     best, last = _checkpoint_callbacks(output_dir)
     callbacks: list[L.Callback] = [best, last, LearningRateMonitor(logging_interval="step")]
@@ -172,9 +172,14 @@ def fit(cfg: DictConfig, extra_callbacks: list[L.Callback] | None = None) -> dic
         enable_progress_bar=trainer_cfg.progress_bar,
         enable_model_summary=trainer_cfg.progress_bar,
     )
-    with warnings.catch_warnings():  # our sampler does resume mid-epoch (gridslab.sampling)
+    with warnings.catch_warnings():  # our sampler does resume mid-epoch (gridslab.data.sampling)
         warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     metrics = {key: float(value) for key, value in trainer.callback_metrics.items() if value.numel() == 1}
-    return {"best_checkpoint": best.best_model_path, "last_checkpoint": last.best_model_path,
-            "output_dir": str(output_dir), "metrics": metrics, "global_step": trainer.global_step}
+    return {
+        "best_checkpoint": best.best_model_path,
+        "last_checkpoint": last.best_model_path,
+        "output_dir": str(output_dir),
+        "metrics": metrics,
+        "global_step": trainer.global_step,
+    }

@@ -25,7 +25,7 @@ import torch
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode
 
 from gridslab.compress.grids import uniform_grid
-from gridslab.flops import flops_by_tokens, gflops_at
+from gridslab.policy.flops import flops_by_tokens, gflops_at
 from gridslab.viz import draw_points
 
 CRASHES_BEFORE_ERROR = 2
@@ -94,8 +94,10 @@ class SafeEnv(gym.Wrapper):
     def _failure(self, err: BaseException | str) -> tuple[dict, dict]:
         self.broken = True
         reason = err if isinstance(err, str) else f"{type(err).__name__}: {err}".splitlines()[0]
-        blank = {"images": {c: np.zeros(s.shape, s.dtype) for c, s in self.observation_space["images"].items()},
-                 "proprio": np.zeros(self.observation_space["proprio"].shape, np.float32)}
+        blank = {
+            "images": {c: np.zeros(s.shape, s.dtype) for c, s in self.observation_space["images"].items()},
+            "proprio": np.zeros(self.observation_space["proprio"].shape, np.float32),
+        }
         return blank, {"success": False, "error": reason}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -145,7 +147,7 @@ class PolicyRunner:
     ``act`` returns actions ``[N, H, A]``, sampled coordinates per camera ``[N, K, 2]`` with
     masks ``[N, K]``, visual tokens per image ``[N]`` (valid slots, averaged over cameras;
     chosen by the policy's budget unless ``k`` fixes it) and GFLOPs per sample ``[N]`` at
-    those token counts (``gridslab.flops.flops_by_tokens``). Observations become the policy
+    those token counts (``gridslab.policy.flops.flops_by_tokens``). Observations become the policy
     batch through the policy's own processor, as in training.
     """
 
@@ -155,8 +157,9 @@ class PolicyRunner:
         self.gflops_table = flops_by_tokens(policy)
 
     @torch.no_grad()
-    def act(self, images: dict[str, np.ndarray], proprio: np.ndarray, instructions: list[str],
-            noise_seeds: list[int] | None = None) -> dict[str, Any]:
+    def act(
+        self, images: dict[str, np.ndarray], proprio: np.ndarray, instructions: list[str], noise_seeds: list[int] | None = None
+    ) -> dict[str, Any]:
         """images: {camera: uint8 [N, H, W, 3]}; proprio: [N, P] env units; noise_seeds: N
         seeds of the compressor's random draw (``noise_seed``)."""
         k = None if self.k is None else torch.full((len(instructions),), self.k, dtype=torch.long)
@@ -217,8 +220,13 @@ def run_condition(
     crashes: dict[int, int] = {}
     while pending:
         n_envs = max(1, min(workers, len(pending)))
-        vector = AsyncVectorEnv([functools.partial(env_factory, condition)] * n_envs, context=WORKER_CONTEXT,
-                                autoreset_mode=AutoresetMode.DISABLED, shared_memory=False, daemon=True)
+        vector = AsyncVectorEnv(
+            [functools.partial(env_factory, condition)] * n_envs,
+            context=WORKER_CONTEXT,
+            autoreset_mode=AutoresetMode.DISABLED,
+            shared_memory=False,
+            daemon=True,
+        )
         slots: list[_Episode | None] = [None] * n_envs
         try:
             _run_on_vector(vector, runner, condition, pending, slots, max_steps, replan_every, on_record, video_seeds, on_video)
@@ -255,17 +263,27 @@ def _record(episode: _Episode, condition: Condition) -> EpisodeRecord:
     # 3 decimals (a tenth of a percent of the image): identical runs differ around 1e-4 here
     tracking = np.mean(episode.tracking, axis=0).round(3).tolist() if episode.tracking else [None] * 4
     return EpisodeRecord(
-        task=condition.env_name, env=condition.env_name, perturbation=condition.perturbation,
-        severity=float(condition.severity), seed=episode.seed, success=bool(episode.success and not episode.error),
-        steps=episode.steps, wall_s=round(time.perf_counter() - episode.started, 3),
+        task=condition.env_name,
+        env=condition.env_name,
+        perturbation=condition.perturbation,
+        severity=float(condition.severity),
+        seed=episode.seed,
+        success=bool(episode.success and not episode.error),
+        steps=episode.steps,
+        wall_s=round(time.perf_counter() - episode.started, 3),
         policy_ms_per_step=1000 * episode.policy_seconds / max(episode.steps, 1),
         tokens_per_image=float(np.mean(episode.tokens)) if episode.tokens else 0.0,
-        instruction=episode.instruction, error=episode.error,
-        tokens_min=min(episode.tokens, default=0.0), tokens_max=max(episode.tokens, default=0.0),
+        instruction=episode.instruction,
+        error=episode.error,
+        tokens_min=min(episode.tokens, default=0.0),
+        tokens_max=max(episode.tokens, default=0.0),
         tokens_per_plan=[round(k, 3) for k in episode.tokens],
         policy_gflops=round(float(np.mean(episode.gflops)), 6) if episode.gflops else 0.0,
-        points_to_object=tracking[0], object_to_points=tracking[1], grid_points_to_object=tracking[2],
-        grid_object_to_points=tracking[3])
+        points_to_object=tracking[0],
+        object_to_points=tracking[1],
+        grid_points_to_object=tracking[2],
+        grid_object_to_points=tracking[3],
+    )
 
 
 def _info_at(info: dict[str, Any], key: str, index: int, default: Any) -> Any:
@@ -318,9 +336,12 @@ def _run_on_vector(vector, runner, condition, pending, slots, max_steps, replan_
         need_plan = [i for i in range(n_envs) if slots[i] is not None and not slots[i].queue]
         if need_plan:
             started = time.perf_counter()
-            plan = runner.act({c: frames[need_plan] for c, frames in obs["images"].items()}, obs["proprio"][need_plan],
-                              [slots[i].instruction for i in need_plan],
-                              [noise_seed(slots[i].seed, len(slots[i].tokens)) for i in need_plan])
+            plan = runner.act(
+                {c: frames[need_plan] for c, frames in obs["images"].items()},
+                obs["proprio"][need_plan],
+                [slots[i].instruction for i in need_plan],
+                [noise_seed(slots[i].seed, len(slots[i].tokens)) for i in need_plan],
+            )
             share = (time.perf_counter() - started) / len(need_plan)
             for row, i in enumerate(need_plan):
                 episode = slots[i]

@@ -132,8 +132,9 @@ class Budget(nn.Module):
             if cfg.anneal_shape not in ANNEAL_SHAPES:
                 raise UserError(f"budget.anneal_shape={cfg.anneal_shape!r}; valid: {', '.join(ANNEAL_SHAPES)}")
             if not 0 <= self.anneal_start < self.anneal_end:
-                raise UserError(f"budget.anneal_start={self.anneal_start} must be >= 0 and below "
-                                f"budget.anneal_end={self.anneal_end}")
+                raise UserError(
+                    f"budget.anneal_start={self.anneal_start} must be >= 0 and below budget.anneal_end={self.anneal_end}"
+                )
             for key, value in (("k_start", self.k_start), ("k_end", self.k_end)):
                 if not 1 <= value <= k_max:
                     raise UserError(f"budget.{key}={value} is out of range; valid: 1..{k_max} (the compressor's slots)")
@@ -149,12 +150,14 @@ class Budget(nn.Module):
             progress = 0.5 * (1.0 - math.cos(math.pi * progress))
         return self.k_start + (self.k_end - self.k_start) * progress
 
-    def choose(self, feats: dict[str, Tensor], text: Tensor, text_mask: Tensor,
-               instructions: list[str] | None) -> BudgetChoice:  # pragma: no cover - interface
+    def choose(
+        self, feats: dict[str, Tensor], text: Tensor, text_mask: Tensor, instructions: list[str] | None
+    ) -> BudgetChoice:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def forward(self, feats: dict[str, Tensor], text: Tensor, text_mask: Tensor,
-                instructions: list[str] | None = None) -> BudgetChoice:
+    def forward(
+        self, feats: dict[str, Tensor], text: Tensor, text_mask: Tensor, instructions: list[str] | None = None
+    ) -> BudgetChoice:
         """feats: camera -> ``[B, H, W, C]`` patch features; text: ``[B, T, D]`` instruction
         tokens with ``text_mask [B, T]``; instructions: the B instruction strings."""
         choice = self.choose(feats, text, text_mask, instructions)
@@ -231,14 +234,19 @@ class AdaptiveBudget(Budget):
         if not 1 <= cfg.k_min <= k_max:
             raise UserError(f"budget.k_min={cfg.k_min} is out of range; valid: 1..{k_max} (budget.k_max)")
         if cfg.penalty < 0 or cfg.temperature <= 0 or not 0 < cfg.mass <= 1:
-            raise UserError(f"budget needs penalty >= 0, temperature > 0 and 0 < mass <= 1; got penalty={cfg.penalty}, "
-                            f"temperature={cfg.temperature}, mass={cfg.mass}")
+            raise UserError(
+                f"budget needs penalty >= 0, temperature > 0 and 0 < mass <= 1; got penalty={cfg.penalty}, "
+                f"temperature={cfg.temperature}, mass={cfg.mass}"
+            )
         if self.anneal_end and self.k_end < cfg.k_min:
-            raise UserError(f"budget.k_end={self.k_end} is below budget.k_min={cfg.k_min}; the curriculum must end "
-                            f"inside [k_min, k_max]")
+            raise UserError(
+                f"budget.k_end={self.k_end} is below budget.k_min={cfg.k_min}; the curriculum must end inside [k_min, k_max]"
+            )
         if cfg.k_max and cfg.k_max != k_max:
-            raise UserError(f"budget.k_max={cfg.k_max} but the compressor emits {k_max} slots; set compressor.k={cfg.k_max} "
-                            f"(load_config does this)")
+            raise UserError(
+                f"budget.k_max={cfg.k_max} but the compressor emits {k_max} slots; set compressor.k={cfg.k_max} "
+                f"(load_config does this)"
+            )
         self.rule = cfg.rule
         self.k_min = int(cfg.k_min)
         self.penalty = float(cfg.penalty)
@@ -246,8 +254,12 @@ class AdaptiveBudget(Budget):
         self.mass = float(cfg.mass)
         self.head = None
         if self.rule == "head":
-            self.head = nn.Sequential(nn.LayerNorm(vision_dim + text_dim), nn.Linear(vision_dim + text_dim, cfg.hidden),
-                                      nn.GELU(), nn.Linear(cfg.hidden, 1))
+            self.head = nn.Sequential(
+                nn.LayerNorm(vision_dim + text_dim),
+                nn.Linear(vision_dim + text_dim, cfg.hidden),
+                nn.GELU(),
+                nn.Linear(cfg.hidden, 1),
+            )
             nn.init.zeros_(self.head[-1].weight)  # start every sample at the middle of the range
             nn.init.zeros_(self.head[-1].bias)
 
