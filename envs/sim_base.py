@@ -184,6 +184,26 @@ class SimEnv(gym.Env):
         truncated = self._steps >= self.max_steps and not terminated
         return self._last_obs, float(reward), terminated, truncated, self._info(success)
 
+    def set_image_rendering(self, enabled: bool) -> None:
+        """Render the camera images on the following ``step`` calls (default) or not.
+
+        Off, a step keeps simulating, checking success and projecting ``object_xy`` but skips
+        the renders: its ``images`` are the last rendered frames (stale). The camera
+        observables keep their sampling clocks, so the frame rendered once it is back on is
+        the same pixels as with rendering on throughout. Turn it back on before ``reset``."""
+        for camera in self.cameras:
+            observable = self.sim_env._observables[f"{camera}_image"]
+            real = getattr(observable, "_real_sensor", None)
+            if enabled and real is not None:
+                observable._sensor, observable._real_sensor = real, None
+            elif not enabled and real is None:
+
+                def stale(_cache: dict, _observable: Any = observable) -> np.ndarray:
+                    return _observable._current_observed_value
+
+                stale.__modality__ = observable._sensor.__modality__
+                observable._real_sensor, observable._sensor = observable._sensor, stale
+
     def render(self) -> np.ndarray | None:
         """The first camera's latest frame, uint8 ``[H, W, 3]``."""
         if self._last_obs is None:

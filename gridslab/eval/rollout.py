@@ -84,12 +84,22 @@ class EpisodeRecord:
 
 class SafeEnv(gym.Wrapper):
     """Turns an exception or a non-finite observation inside ``reset``/``step`` into a
-    terminated episode with ``info["error"]``; the env is rebuilt before the next reset."""
+    terminated episode with ``info["error"]``; the env is rebuilt before the next reset.
+
+    ``render_images`` (set from the rollout by ``set_attr``): whether the next ``step`` renders
+    the cameras (envs with ``set_image_rendering``); off, its images are stale. Resets render."""
 
     def __init__(self, build: Callable[[], gym.Env]):
         self.build = build
         super().__init__(build())
         self.broken = False
+        self.render_images = True
+        self._rendering = True
+
+    def _apply_rendering(self, enabled: bool) -> None:
+        if enabled != self._rendering and hasattr(self.env.unwrapped, "set_image_rendering"):
+            self.env.unwrapped.set_image_rendering(enabled)
+        self._rendering = enabled
 
     def _failure(self, err: BaseException | str) -> tuple[dict, dict]:
         self.broken = True
@@ -105,7 +115,9 @@ class SafeEnv(gym.Wrapper):
             self.env.close()
             self.env = self.build()
             self.broken = False
+            self._rendering = True
         try:
+            self._apply_rendering(True)
             obs, info = self.env.reset(seed=seed, options=options)
         except Exception as err:  # noqa: BLE001 - any simulator failure becomes a recorded error
             return self._failure(err)
@@ -113,6 +125,7 @@ class SafeEnv(gym.Wrapper):
 
     def step(self, action: np.ndarray):
         try:
+            self._apply_rendering(self.render_images)
             obs, reward, terminated, truncated, info = self.env.step(action)
         except Exception as err:  # noqa: BLE001
             blank, info = self._failure(err)
@@ -208,13 +221,17 @@ def run_condition(
     video_seeds: set[int] = frozenset(),
     on_video: Callable[[int, list[np.ndarray]], None] | None = None,
     env_factory: Callable[[Condition], gym.Env] = make_safe_env,
+    render_every_step: bool = False,
 ) -> None:
     """Run one episode per seed in ``condition``; ``on_record`` gets each finished episode.
 
     max_steps: per-episode limit (env steps); replan_every: chunk steps executed before
     the next policy call; video_seeds: episodes whose first-camera frames (with the
     sampled coordinates drawn) go to ``on_video(seed, frames)``; env_factory: builds one
-    worker's env from the condition (module-level, so forkserver workers can import it).
+    worker's env from the condition (module-level, so forkserver workers can import it);
+    render_every_step: render the cameras at every step, not only at the steps whose
+    observation the policy reads (before a policy call) and in video episodes; the records
+    are the same either way, only slower.
     """
     pending = deque(seeds)
     crashes: dict[int, int] = {}
@@ -229,7 +246,19 @@ def run_condition(
         )
         slots: list[_Episode | None] = [None] * n_envs
         try:
-            _run_on_vector(vector, runner, condition, pending, slots, max_steps, replan_every, on_record, video_seeds, on_video)
+            _run_on_vector(
+                vector,
+                runner,
+                condition,
+                pending,
+                slots,
+                max_steps,
+                replan_every,
+                on_record,
+                video_seeds,
+                on_video,
+                render_every_step,
+            )
             vector.close()
         except (EOFError, BrokenPipeError, ConnectionResetError, OSError) as err:
             vector.close(terminate=True)
@@ -292,8 +321,11 @@ def _info_at(info: dict[str, Any], key: str, index: int, default: Any) -> Any:
     return default
 
 
-def _run_on_vector(vector, runner, condition, pending, slots, max_steps, replan_every, on_record, video_seeds, on_video) -> None:
+def _run_on_vector(
+    vector, runner, condition, pending, slots, max_steps, replan_every, on_record, video_seeds, on_video, render_every_step
+) -> None:
     n_envs = len(slots)
+    rendering = np.ones(n_envs, dtype=bool)  # what each worker's SafeEnv.render_images is set to
     action_dim = vector.single_action_space.shape[0]
     obs: dict[str, Any] = {}
 
@@ -351,6 +383,7 @@ def _run_on_vector(vector, runner, condition, pending, slots, max_steps, replan_
                 episode.queue.extend(plan["actions"][row][:replan_every])
                 episode.coords = (plan["coords"][first_camera][row], plan["masks"][first_camera][row])
         actions = np.zeros((n_envs, action_dim), dtype=np.float32)
+        render = np.ones(n_envs, dtype=bool)
         for i, episode in enumerate(slots):
             if episode is None:
                 continue
@@ -359,6 +392,11 @@ def _run_on_vector(vector, runner, condition, pending, slots, max_steps, replan_
             if objects[i] is not None and episode.coords[1].any():
                 episode.tracking.append(tracking_sample(*episode.coords, objects[i]))
             actions[i] = episode.queue.popleft()
+            # the next observation is read only by the next policy call or a video frame
+            render[i] = render_every_step or episode.frames is not None or not episode.queue
+        if not np.array_equal(render, rendering):
+            vector.set_attr("render_images", render.tolist())
+            rendering = render
         obs, _, terminated, truncated, info = vector.step(actions)
         note_objects(info, np.arange(n_envs))
         restart = np.zeros(n_envs, dtype=bool)

@@ -216,13 +216,20 @@ def _slug(task: str) -> str:
 
 
 def evaluate_policy(
-    policy: Any, cfg: DictConfig, out_dir: Path, checkpoint: str = "", progress: bool = True, k: int | None = None
+    policy: Any,
+    cfg: DictConfig,
+    out_dir: Path,
+    checkpoint: str = "",
+    progress: bool = True,
+    k: int | None = None,
+    render_every_step: bool = False,
 ) -> list[dict[str, Any]]:
     """Run every condition of ``cfg.eval`` for ``policy``; write the files; return summary rows.
 
     ``out_dir`` is tied to ``policy``'s weights (``weights_fingerprint``) and the settings
     episodes depend on: re-running with the same ones resumes, other ones are refused.
-    ``checkpoint`` only names the weights in the summary and the printed table."""
+    ``checkpoint`` only names the weights in the summary and the printed table;
+    ``render_every_step`` renders every env step (``run_condition``; same records, slower)."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -294,6 +301,7 @@ def evaluate_policy(
                     on_record,
                     video_seeds,
                     lambda seed, frames, _c=condition: save_video(_c, seed, frames),
+                    render_every_step=render_every_step,
                 )
     finally:
         writer.close()

@@ -27,7 +27,8 @@ class TokenSequence(nn.Module):
 
     text_dim / vision_dim: widths of the incoming text and visual tokens (projected to D);
     num_cameras: visual token groups, each with its own learned embedding;
-    proprio_dim: raw proprio width (already normalised by the caller); chunk: H queries.
+    proprio_dim: raw proprio width (already normalised by the caller); chunk: H queries
+    (0 = none: a head that reads the prefix, ``forward(..., prefix=True)``, needs no queries).
     """
 
     def __init__(self, dim: int, text_dim: int, vision_dim: int, num_cameras: int, proprio_dim: int, chunk: int):
@@ -38,13 +39,15 @@ class TokenSequence(nn.Module):
         self.proprio_proj = nn.Linear(proprio_dim, dim)
         self.text_type = nn.Parameter(torch.zeros(1, 1, dim))
         self.camera_embed = nn.Parameter(torch.zeros(num_cameras, dim))
-        self.action_queries = nn.Parameter(torch.zeros(1, chunk, dim))
+        self.action_queries = nn.Parameter(torch.zeros(1, chunk, dim)) if chunk else None
         for embedding in (self.text_type, self.camera_embed, self.action_queries):
-            nn.init.trunc_normal_(embedding, std=0.02)
+            if embedding is not None:
+                nn.init.trunc_normal_(embedding, std=0.02)
 
     def assemble(self, text: Tensor, text_mask: Tensor, visual: list[Tokens], proprio: Tensor) -> tuple[Tensor, Tensor]:
         """The sequence ``[B, N, D]`` and its attention keys ``[B, N]`` (bool, or float
-        weights when a camera's Tokens carry soft ``weight``); the last H are the queries.
+        weights when a camera's Tokens carry soft ``weight``); the last H are the queries
+        (none when built with chunk 0).
 
         text: ``[B, T, text_dim]``, text_mask: ``[B, T]`` bool; visual: one ``Tokens``
         (tokens ``[B, K_i, vision_dim]``, mask ``[B, K_i]``, optional soft weight ``[B, K_i]``)
@@ -53,7 +56,11 @@ class TokenSequence(nn.Module):
         """
         batch = proprio.shape[0]
         always = torch.ones(batch, 1, dtype=torch.bool, device=proprio.device)
-        queries = self.action_queries.expand(batch, -1, -1)
+        queries = (
+            self.action_queries.expand(batch, -1, -1)
+            if self.action_queries is not None
+            else proprio.new_zeros(batch, 0, self.dim)
+        )
         parts = [self.text_proj(text) + self.text_type]
         masks = [text_mask]
         for camera_index, camera_tokens in enumerate(visual):
@@ -90,8 +97,14 @@ class Backbone(TokenSequence):
         self.blocks = nn.ModuleList(TransformerBlock(cfg.dim, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(cfg.dim)
 
-    def forward(self, text: Tensor, text_mask: Tensor, visual: list[Tokens], proprio: Tensor) -> Tensor:
-        """Action-query features ``[B, H, D]`` (arguments as in ``assemble``)."""
+    def forward(
+        self, text: Tensor, text_mask: Tensor, visual: list[Tokens], proprio: Tensor, prefix: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Action-query features ``[B, H, D]`` (arguments as in ``assemble``), or with ``prefix``
+        (a backbone built with chunk 0) the final states over the whole prefix ``[B, N, D]``
+        and its attention keys ``[B, N]``."""
         sequence, key_mask = self.assemble(text, text_mask, visual, proprio)
-        sequence = run_blocks(self.blocks, sequence, key_mask, self.checkpointing)
-        return self.norm(sequence[:, -self.action_queries.shape[1] :])
+        sequence = self.norm(run_blocks(self.blocks, sequence, key_mask, self.checkpointing))
+        if prefix:
+            return sequence, key_mask
+        return sequence[:, -self.action_queries.shape[1] :]

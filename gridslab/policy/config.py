@@ -166,9 +166,30 @@ class LMConfig:
 
 @dataclass
 class HeadConfig:
-    """Action head. name: registered head (``gridslab.policy.heads.HEADS``), e.g. "l1"."""
+    """Action head. name: registered head (``gridslab.policy.heads.HEADS``): "l1" or "flow".
+
+    The flow head's action expert (``gridslab.policy.flow``; unused by "l1"): dim, depth,
+    heads, mlp_ratio of its transformer; steps: Euler steps at inference; time_alpha /
+    time_beta: the Beta distribution of the training flow time (pi0: 1.5, 1); seed: mixed
+    with a batch's ``noise_seed`` into the seeded initial noise.
+    """
 
     name: str = "l1"
+    dim: int = 128
+    depth: int = 2
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    steps: int = 10
+    time_alpha: float = 1.5
+    time_beta: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_heads("policy.head", self.dim, self.heads)
+        if self.steps < 1:
+            raise UserError(f"policy.head.steps must be >= 1, got {self.steps}")
+        if self.time_alpha <= 0 or self.time_beta <= 0:
+            raise UserError(f"policy.head.time_alpha and time_beta must be > 0, got {self.time_alpha}, {self.time_beta}")
 
 
 @dataclass

@@ -12,6 +12,18 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 
+def build_on_meta(build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+    """``build()`` on the meta device (shapes only, no memory for weights), in eval mode, so a
+    full-size policy's FLOPs can be counted. transformers' sdpa mask builder reads tensor values
+    (``.item()``), which meta tensors lack, so its models are switched to eager attention."""
+    with torch.device("meta"):
+        model = build().eval()
+    for module in model.modules():
+        if hasattr(getattr(module, "config", None), "_attn_implementation"):
+            module.config._attn_implementation = "eager"
+    return model
+
+
 def count_flops(fn: Callable[[], Any], depth: int = 2) -> dict[str, int]:
     """Run ``fn()`` under a FLOP counter; returns {"total": n, "<module path>": n, ...}.
 

@@ -176,8 +176,12 @@ class PretrainedBackbone(TokenSequence):
             model = with_lora(model, cfg)
         self.model = model
 
-    def forward(self, text: Tensor, text_mask: Tensor, visual: list[Tokens], proprio: Tensor) -> Tensor:
-        """Action-query features ``[B, H, D]`` (arguments as in ``TokenSequence.assemble``)."""
+    def forward(
+        self, text: Tensor, text_mask: Tensor, visual: list[Tokens], proprio: Tensor, prefix: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Action-query features ``[B, H, D]`` (arguments as in ``TokenSequence.assemble``), or
+        with ``prefix`` (built with chunk 0) the LM's last hidden states over the prefix
+        ``[B, N, D]`` and its padding mask ``[B, N]`` bool."""
         if any(camera_tokens.weight is not None for camera_tokens in visual):
             raise UserError(
                 "soft token weights (budget=adaptive with rule=head while training) need the built-in "
@@ -185,6 +189,8 @@ class PretrainedBackbone(TokenSequence):
             )
         sequence, key_mask = self.assemble(text, text_mask, visual, proprio)
         hidden = self.model(inputs_embeds=sequence * self.input_scale, attention_mask=key_mask.long()).last_hidden_state
+        if prefix:
+            return hidden, key_mask
         return hidden[:, -self.action_queries.shape[1] :]
 
 

@@ -80,8 +80,10 @@ class VLA(nn.Module):
                 "budget=adaptive with rule=head trains through soft token weights, which policy.lm "
                 "backbones do not take; use budget.rule=saliency"
             )
-        self.backbone = make_backbone(cfg, cfg.language.dim, vision_dim, len(self.cameras), proprio_dim, cfg.chunk)
-        self.head = HEADS.build(asdict(cfg.head), self.backbone.dim, action_dim)
+        self.uses_prefix = HEADS.entry(cfg.head.name).factory.uses_prefix  # head reads the prefix, no queries
+        queries = 0 if self.uses_prefix else cfg.chunk
+        self.backbone = make_backbone(cfg, cfg.language.dim, vision_dim, len(self.cameras), proprio_dim, queries)
+        self.head = HEADS.build(asdict(cfg.head), self.backbone.dim, action_dim, cfg.chunk)
         self.processor = PolicyProcessor(self.cameras, proprio_dim, action_dim, cfg.language)
 
     # normalisation ---------------------------------------------------------------------
@@ -112,8 +114,10 @@ class VLA(nn.Module):
 
     # forward ---------------------------------------------------------------------------
 
-    def encode(self, batch: Mapping[str, Any]) -> tuple[Tensor, dict[str, Tokens], BudgetChoice]:
-        """Action-query features ``[B, H, D]``, each camera's visual Tokens, and the budget's choice."""
+    def encode(self, batch: Mapping[str, Any]) -> tuple[Tensor, Tensor | None, dict[str, Tokens], BudgetChoice]:
+        """The head's features (action-query outputs ``[B, H, D]``, or for a head that reads the
+        prefix its states ``[B, N, D]``) with their keys (None, or ``[B, N]``), each camera's
+        visual Tokens, and the budget's choice."""
         text_mask = batch["instruction_mask"]
         text = self.language(batch["instruction_ids"], text_mask)
         vision_text = self.text_to_vision(text) if self.text_to_vision is not None else None
@@ -127,19 +131,23 @@ class VLA(nn.Module):
             camera: self.vision[camera].tokens_from_features(feats[camera], replace(ctx, camera_index=index), choice.weight)
             for index, camera in enumerate(self.cameras)
         }
-        features = self.backbone(text, text_mask, [tokens[camera] for camera in self.cameras], batch["proprio"])
-        return features, tokens, choice
+        visual = [tokens[camera] for camera in self.cameras]
+        if self.uses_prefix:
+            features, key_mask = self.backbone(text, text_mask, visual, batch["proprio"], prefix=True)
+            return features, key_mask, tokens, choice
+        return self.backbone(text, text_mask, visual, batch["proprio"]), None, tokens, choice
 
     def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         """``{"actions": normalised [B, H, A], "tokens": {camera: Tokens}, "budget": BudgetChoice}``."""
-        features, tokens, choice = self.encode(batch)
-        return {"actions": self.head(features), "tokens": tokens, "budget": choice}
+        features, key_mask, tokens, choice = self.encode(batch)
+        actions = self.head(features, key_mask, batch.get("noise_seed"))
+        return {"actions": actions, "tokens": tokens, "budget": choice}
 
     def loss(self, batch: Mapping[str, Any]) -> tuple[Tensor, dict[str, Any]]:
         """Head loss against ``batch["actions"]`` (masked by ``batch["action_mask"]``) plus the
         budget's compute penalty, and the ``forward`` outputs (``"action_loss"``: the head loss alone)."""
-        features, tokens, choice = self.encode(batch)
-        action_loss, actions = self.head.loss(features, batch["actions"], batch.get("action_mask"))
+        features, key_mask, tokens, choice = self.encode(batch)
+        action_loss, actions = self.head.loss(features, batch["actions"], batch.get("action_mask"), key_mask)
         penalty = self.budget.penalty_loss(choice)
         loss = action_loss if penalty is None else action_loss + penalty
         return loss, {"actions": actions, "tokens": tokens, "budget": choice, "action_loss": action_loss}
@@ -172,7 +180,8 @@ class VLA(nn.Module):
 
         observations: ``{"images": {camera: uint8 [B, H, W, 3]}, "proprio": float32 [B, P]}``
         (numpy or tensors); instructions: B strings; k: optional ``[B]`` token budget;
-        noise_seed: optional ``[B]`` seeds of a compressor's random draw.
+        noise_seed: optional ``[B]`` seeds of a compressor's random draw and of a flow
+        head's initial noise.
         Runs in the module's current train/eval mode (rollouts call ``.eval()``).
         """
         batch = self.processor.observation_batch(
