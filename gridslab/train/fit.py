@@ -30,6 +30,7 @@ from gridslab.policy.config import as_policy_config
 from gridslab.policy.factory import build_policy
 from gridslab.policy.pretrained import check_local_paths
 from gridslab.train.callbacks import OnlineEvalCallback
+from gridslab.train.event_log import drop_events_from
 from gridslab.train.module import VLAModule
 
 WAIT_FOR_DATA_SECONDS = 3600  # non-zero ranks launched by torchrun wait this long for rank 0's collection
@@ -61,12 +62,19 @@ def _prepare_data(datamodule: DemoDataModule) -> None:
 
 
 def _logger(output_dir: Path, resume_from: str | None) -> TensorBoardLogger:
-    """TensorBoard logger; on resume, events past the checkpoint's step are purged so
-    the steps re-run after a kill are not logged twice."""
-    purge_step = None
-    if resume_from is not None:
-        purge_step = int(torch.load(resume_from, map_location="cpu", weights_only=True)["global_step"])
-    return TensorBoardLogger(save_dir=str(output_dir), name="tb", version="", purge_step=purge_step)
+    """TensorBoard logger; on resume, the events a killed run logged at the checkpoint's step
+    or later are removed first (global rank 0), so no step is logged twice."""
+    if resume_from is not None and _is_global_zero():
+        step = int(torch.load(resume_from, map_location="cpu", weights_only=True)["global_step"])
+        drop_events_from(output_dir / "tb", step)
+    return TensorBoardLogger(save_dir=str(output_dir), name="tb", version="")
+
+
+def _is_global_zero() -> bool:
+    """Before the Trainer exists: rank 0 of rank 0's node (torchrun/SLURM/Lightning's launcher set these)."""
+    if "RANK" in os.environ:
+        return os.environ["RANK"] == "0"
+    return os.environ.get("NODE_RANK", "0") == "0" and os.environ.get("LOCAL_RANK", "0") == "0"
 
 
 def check_before_data(cfg: DictConfig) -> str | None:
