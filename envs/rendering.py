@@ -4,13 +4,19 @@ MuJoCo reads ``MUJOCO_GL`` once, at import. Unless the user set it, we probe
 ``egl`` then ``osmesa`` in a short subprocess (creating a 16x16 GL context) and keep
 the first that works; the choice is exported so vector-env workers inherit it. When
 neither works, the error names the system libraries to install.
+
+``close_at_exit`` closes the envs still open when the interpreter exits, before robosuite's own
+exit hook terminates the EGL display: a renderer freed after that prints an EGL traceback.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import subprocess
 import sys
+import weakref
+from typing import Any
 
 from envs.errors import EnvUserError
 
@@ -22,6 +28,7 @@ SYSTEM_PACKAGES = {
 USER_BACKENDS = ("egl", "osmesa", "glfw")  # the values MuJoCo's Python bindings accept
 _checked: set[str] = set()  # user-set backends already probed in this process
 _PROBE = "import mujoco; ctx = mujoco.GLContext(16, 16); ctx.make_current(); ctx.free()"
+_open_envs: weakref.WeakSet = weakref.WeakSet()  # envs ``close_at_exit`` closes at interpreter exit
 
 
 def _backend_works(backend: str) -> bool:
@@ -63,3 +70,21 @@ def ensure_gl_backend() -> str:
     if chosen in BACKENDS:
         os.environ.setdefault("PYOPENGL_PLATFORM", chosen)
     return chosen
+
+
+def close_at_exit(env: Any) -> None:
+    """Close ``env`` (anything with ``close()``, held weakly) at interpreter exit if it is still alive.
+
+    Call it once the env's renderer exists. robosuite registers ``eglTerminate`` with ``atexit``
+    when it creates the first EGL context, and ``atexit`` runs hooks last-registered-first, so
+    the hook is moved to the end of the list here, after any robosuite registered: the renderers
+    are released while the EGL display still works, not by the garbage collector after it is gone.
+    """
+    _open_envs.add(env)
+    atexit.unregister(_close_open_envs)
+    atexit.register(_close_open_envs)
+
+
+def _close_open_envs() -> None:
+    for env in list(_open_envs):
+        env.close()

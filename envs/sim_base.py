@@ -19,6 +19,7 @@ Info: success (bool), task (str), instruction (str), object_xy (camera -> [N, 2]
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 from typing import Any, Iterator
 
@@ -26,7 +27,7 @@ import gymnasium as gym
 import numpy as np
 
 from envs.errors import EnvUserError, unknown_name
-from envs.rendering import ensure_gl_backend
+from envs.rendering import close_at_exit, ensure_gl_backend
 
 DEFAULT_CAMERAS = ("agentview", "robot0_eye_in_hand")
 RENDER_QUALITIES = ("fast", "full")
@@ -36,10 +37,13 @@ PROPRIO_DIM = 9
 
 
 def import_robosuite() -> Any:
-    """Import robosuite after choosing a GL backend, with its import-time chatter silenced."""
+    """Import robosuite after choosing a GL backend, with its import-time chatter silenced
+    (its log warnings, and the line ``robosuite.wrappers`` prints when the old ``gym`` package is missing)."""
     ensure_gl_backend()
     logging.getLogger("robosuite_logs").setLevel(logging.ERROR)
-    import robosuite
+    with contextlib.redirect_stdout(io.StringIO()):
+        import robosuite
+        import robosuite.wrappers  # noqa: F401 - imported here for the notice its import prints
 
     return robosuite
 
@@ -107,7 +111,8 @@ class SimEnv(gym.Env):
 
     def _build_spaces(self) -> None:
         """Observation and action spaces from the cameras, image size and ``sim_env``'s action spec;
-        with ``render_quality="fast"``, the cheaper render settings."""
+        with ``render_quality="fast"``, the cheaper render settings. A ``sim_env`` never closed is
+        closed at interpreter exit, while its renderer can still be released (``close_at_exit``)."""
         if self.render_quality == "fast":
             self._disable_costly_render_effects()
         image_space = gym.spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
@@ -119,6 +124,7 @@ class SimEnv(gym.Env):
         )
         low, high = self.sim_env.action_spec
         self.action_space = gym.spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
+        close_at_exit(self.sim_env)
 
     @property
     def sim(self) -> Any:
