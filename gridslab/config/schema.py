@@ -18,6 +18,14 @@ from gridslab.policy.config import PolicyConfig
 
 DEFAULT_EXPERIMENT = "robosuite_lift"
 LR_SCALING_RULES = ("none", "sqrt", "linear")
+DATA_FORMATS = ("auto", "hdf5", "lerobot")
+# LeRobot feature read for each camera, the proprio vector and the actions (LeRobot's LIBERO names)
+LEROBOT_KEYS = {
+    "agentview": "observation.images.image",
+    "robot0_eye_in_hand": "observation.images.image2",
+    "proprio": "observation.state",
+    "actions": "action",
+}
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")  # inputs stay float32: mixed precision autocasts the compute
 
 
@@ -55,15 +63,21 @@ def env_kwargs(env: Any) -> dict[str, Any]:
 class DataConfig:
     """Where demos come from and how they are batched.
 
-    paths: HDF5 files, one per task ([] = the default files for ``env``, collected if
-    missing, under ``root``); episodes: demos per file to use (and to collect per task);
-    collect_noise: std of the expert's executed xyz noise when collecting; val_fraction:
-    share of demos held out for validation; batch_size: per device; num_workers:
-    DataLoader workers; shift_pixels: random-shift augmentation amplitude in pixels (0 = off).
+    paths: HDF5 files, one per task, or LeRobot dataset directories ([] = the default files
+    for ``env``, collected if missing, under ``root``); format: "auto" (a directory is a LeRobot
+    dataset, a file HDF5), "hdf5" or "lerobot"; lerobot_keys: which LeRobot feature feeds each
+    camera (an unlisted camera reads ``observation.images.<camera>``), ``proprio`` and
+    ``actions``; episodes: demos per file (a LeRobot dataset: per task) to use, and to collect
+    per task; collect_noise: std of the expert's executed xyz noise when collecting;
+    val_fraction: share of demos held out for validation; batch_size: per device;
+    num_workers: DataLoader workers; shift_pixels: random-shift augmentation amplitude in
+    pixels (0 = off).
     """
 
     root: str = "data"
     paths: list[str] = field(default_factory=list)
+    format: str = "auto"
+    lerobot_keys: dict[str, str] = field(default_factory=lambda: dict(LEROBOT_KEYS))
     episodes: int = 100
     collect_noise: float = 0.1
     val_fraction: float = 0.1
@@ -72,6 +86,15 @@ class DataConfig:
     shift_pixels: int = 4
 
     def __post_init__(self) -> None:
+        if self.format not in DATA_FORMATS:
+            raise UserError(f"unknown data.format {self.format!r}; valid: {', '.join(DATA_FORMATS)}")
+        if self.format == "lerobot" and not self.paths:
+            raise UserError("data.format=lerobot reads local LeRobot datasets: name their directories, data.paths=[DIR, ...]")
+        for role in ("proprio", "actions"):
+            if not self.lerobot_keys.get(role):
+                raise UserError(
+                    f"data.lerobot_keys.{role} is empty; name the LeRobot feature it reads (e.g. {LEROBOT_KEYS[role]})"
+                )
         if self.episodes < 1:
             raise UserError(f"data.episodes={self.episodes} must be >= 1")
         if self.batch_size < 1:

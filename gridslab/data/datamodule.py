@@ -66,12 +66,27 @@ def _format(data: h5py.Group, path: Path) -> ModuleType:
     raise UserError(f"{path} has no instruction (attribute 'instruction', or LIBERO's 'problem_info')")
 
 
-def load_demos(paths: list[Path], cameras: list[str], limit: int) -> list[Demo]:
-    """Read the first ``limit`` demos of each file in ``paths`` (one file per task) into
-    memory; bad files fail with one line."""
+def load_demos(
+    paths: list[Path], cameras: list[str], limit: int, data: DataConfig | None = None, image_size: int | None = None
+) -> list[Demo]:
+    """Read the first ``limit`` demos of each dataset in ``paths`` into memory: an HDF5 file
+    (one per task), or a LeRobot dataset directory (``data.format`` "lerobot", or "auto" for a
+    directory: the first ``limit`` demos of each of its tasks, features mapped by
+    ``data.lerobot_keys``, frames resized to ``image_size`` px; ``gridslab.data.lerobot_format``).
+    Bad files fail with one line."""
+    data = data or DataConfig()
     demos: list[Demo] = []
     for path in paths:
-        demos += _load_file(path, cameras, limit)
+        if data.format == "lerobot" or (data.format == "auto" and Path(path).is_dir()):
+            from gridslab.data.lerobot_format import camera_key, read_episodes
+
+            keys = dict(data.lerobot_keys)
+            episodes = read_episodes(
+                Path(path), {c: camera_key(keys, c) for c in cameras}, keys["proprio"], keys["actions"], limit, image_size
+            )
+            demos += [Demo(e["images"], e["proprio"], e["actions"], e["instruction"]) for e in episodes]
+        else:
+            demos += _load_file(path, cameras, limit)
     return demos
 
 
@@ -190,7 +205,7 @@ class DemoDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        demos = load_demos(self.paths, list(self.env_cfg.cameras), self.cfg.episodes)
+        demos = load_demos(self.paths, list(self.env_cfg.cameras), self.cfg.episodes, self.cfg, int(self.env_cfg.image_size))
         order = np.random.default_rng(self.seed).permutation(len(demos))
         n_val = int(round(len(demos) * self.cfg.val_fraction)) if len(demos) > 1 else 0
         n_val = max(n_val, 1) if (self.cfg.val_fraction > 0 and len(demos) > 1) else n_val

@@ -1,0 +1,309 @@
+"""Convert demonstrations between LeRobot datasets and HDF5 files (ours or LIBERO's), both ways.
+
+    python -m gridslab.data.convert data/robosuite_Lift_84px.hdf5 data/lift_lerobot       # HDF5 -> LeRobot v3.0
+    python -m gridslab.data.convert a_demo.hdf5 b_demo.hdf5 out --version v2.1 --fps 20   # several tasks, one dataset
+    python -m gridslab.data.convert data/lift_lerobot data/lift_hdf5                      # LeRobot -> HDF5, one file per task
+
+The output format is the other one by default (``--format`` picks it; LeRobot -> LeRobot
+rewrites a dataset in another ``--version``). HDF5 files are read in our layout
+(``envs.hdf5_format``) or LIBERO's (``envs.libero_format``: frames right side up, proprio as
+the env's 9-d vector) and written in ours, which training reads. Cameras and vectors map
+to LeRobot features by ``--keys`` (training's ``data.lerobot_keys`` defaults). Per-step
+rewards, dones and MuJoCo states travel as ``next.reward``, ``next.done`` and
+``observation.environment_state``; each source file's and demo's attributes go to
+``meta/gridslab_sources.json`` (LeRobot ignores it), so HDF5 -> LeRobot -> HDF5 gives back
+the same files: everything exact but the frames, which MP4 (yuv420p) changes slightly
+(``tests/test_lerobot.py`` bounds the mean absolute error). Writing HDF5 from a foreign
+LeRobot dataset: files grouped by task, rewards 0, the last step done, no MuJoCo states ([T, 0]).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+import h5py
+import numpy as np
+
+from envs import hdf5_format, libero_format
+from envs.hdf5_format import demo_keys, write_demo, write_file_attrs
+from gridslab.config.schema import LEROBOT_KEYS
+from gridslab.data.lerobot_format import (
+    CAMERA_PREFIX,
+    VIDEO_CODECS,
+    WRITE_VERSIONS,
+    LeRobotReader,
+    camera_key,
+    is_lerobot_dataset,
+    iter_episodes,
+    write_lerobot,
+)
+from gridslab.errors import UserError, run_cli
+
+FORMATS = ("lerobot", "hdf5")
+EXTRAS = {"rewards": "next.reward", "dones": "next.done", "states": "observation.environment_state"}
+SOURCES_PATH = "meta/gridslab_sources.json"
+DEFAULT_FPS = 20  # robosuite's and LIBERO's control frequency, Hz
+
+
+def _plain(value: Any) -> Any:
+    """An HDF5 attribute as JSON data (arrays as lists, numpy scalars as Python ones)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _hdf5_cameras(obs: h5py.Group, libero: bool) -> list[str]:
+    """Camera names of a demo's ``obs`` group (LIBERO's file names mapped to the env's)."""
+    inverse = {key: camera for camera, key in libero_format.IMAGE_KEYS.items()} if libero else {}
+    suffix = hdf5_format.IMAGE_SUFFIX
+    return [inverse.get(key, key[: -len(suffix)]) for key in sorted(obs) if key.endswith(suffix)]
+
+
+def count_hdf5(paths: list[Path]) -> int:
+    """Demos in ``paths``; a missing or foreign file fails with one line."""
+    total = 0
+    for path in paths:
+        if not path.is_file():
+            raise UserError(f"missing HDF5 file {path}")
+        try:
+            with h5py.File(path, "r") as f:
+                if "data" not in f:
+                    raise UserError(f"{path} is not a demonstration file: no 'data' group")
+                total += len(demo_keys(f["data"]))
+        except OSError as err:
+            raise UserError(f"{path} is not a readable HDF5 file ({str(err).splitlines()[0]})") from None
+    return total
+
+
+def iter_hdf5(paths: list[Path], sources: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Every demo of ``paths`` (our layout or LIBERO's) as an episode dict (``lerobot_format``'s:
+    images, proprio, actions, instruction, extras); appends one record per file to ``sources``
+    (its name, attributes, and each demo's group name and attributes)."""
+    for path in paths:
+        with h5py.File(path, "r") as f:
+            data = f["data"]
+            libero = "instruction" not in data.attrs
+            layout = libero_format if libero else hdf5_format
+            instruction = layout.read_instruction(data, path)
+            record = {"file": path.name, "attrs": {k: _plain(v) for k, v in data.attrs.items()}, "demos": []}
+            sources.append(record)
+            for key in demo_keys(data):
+                demo = data[key]
+                obs = demo["obs"]
+                extras = {
+                    EXTRAS["rewards"]: demo["rewards"][:].astype(np.float32),
+                    EXTRAS["dones"]: demo["dones"][:].astype(bool),
+                    EXTRAS["states"]: demo["states"][:].astype(np.float64),
+                }
+                record["demos"].append({"name": key, "attrs": {k: _plain(v) for k, v in demo.attrs.items()}})
+                yield {
+                    "images": {camera: layout.read_images(obs, camera, path) for camera in _hdf5_cameras(obs, libero)},
+                    "proprio": layout.read_proprio(obs, path),
+                    "actions": demo["actions"][:].astype(np.float32),
+                    "instruction": instruction,
+                    "extras": {k: v for k, v in extras.items() if v.size},
+                }
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:80] or "task"
+
+
+def write_hdf5(dst: Path, episodes: Iterator[dict[str, Any]], sources: list[dict[str, Any]] | None, origin: str) -> list[Path]:
+    """Write ``episodes`` as HDF5 files in our layout under the directory ``dst`` (or into the file
+    ``dst`` when it ends in .hdf5 and there is one file to write): the source files again when
+    ``sources`` (``meta/gridslab_sources.json``) says which episodes came from which, else one
+    file per task. Returns the files written."""
+    plan: list[tuple[str, dict[str, Any] | None, list[dict[str, Any]]]] = []  # (file name, source record, episodes)
+    by_task: dict[str, int] = {}
+    demo_index = 0
+    owners = [(s["file"], s, d) for s in sources or [] for d in s["demos"]]
+    for episode in episodes:
+        if sources:
+            if demo_index >= len(owners):
+                raise UserError(f"{origin}'s {SOURCES_PATH} lists {len(owners)} demos but the dataset holds more episodes")
+            name, record, _ = owners[demo_index]
+            if not plan or plan[-1][0] != name:
+                plan.append((name, record, []))
+            plan[-1][2].append(episode)
+        else:
+            task = episode["instruction"]
+            if task not in by_task:
+                by_task[task] = len(plan)
+                plan.append((f"{len(plan):02d}_{_slug(task)}.hdf5", None, []))
+            plan[by_task[task]][2].append(episode)
+        demo_index += 1
+    single = dst.suffix == ".hdf5"
+    if single and len(plan) != 1:
+        raise UserError(f"{dst} is one file but the source holds {len(plan)} tasks/files; give a directory")
+    written = []
+    for name, record, group in plan:
+        path = dst if single else dst / name
+        if path.exists():
+            raise UserError(f"{path} exists; choose a new destination")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with h5py.File(path, "w") as f:
+            data = f.create_group("data")
+            if record is None:
+                collector = {"converted_from": origin, "episode_indices": [e.get("episode_index") for e in group]}
+                write_file_attrs(data, f"lerobot/{Path(origin).name}", {}, group[0]["instruction"], collector)
+                data.attrs["total"] = sum(len(e["actions"]) for e in group)
+            else:
+                for key, value in record["attrs"].items():
+                    data.attrs[key] = value
+            data.attrs["instruction"] = group[0]["instruction"]  # our layout's instruction (LIBERO sources lack it)
+            for index, episode in enumerate(group):
+                demo_attrs = record["demos"][index]["attrs"] if record else {}
+                name_in_file = record["demos"][index]["name"] if record else f"demo_{index}"
+                _write_episode(data.create_group(name_in_file), episode, demo_attrs, index)
+        written.append(path)
+    return written
+
+
+def _write_episode(group: h5py.Group, episode: dict[str, Any], attrs: dict[str, Any], index: int) -> None:
+    """One episode into a ``demo_<i>`` group through ``envs.hdf5_format.write_demo``, then ``attrs``."""
+    steps = len(episode["actions"])
+    extras = episode.get("extras", {})
+    dones = np.zeros(steps, dtype=np.uint8)
+    dones[-1] = 1
+    cameras = tuple(episode["images"])
+    write_demo(
+        group,
+        {
+            "obs": [
+                {"images": {c: episode["images"][c][t] for c in cameras}, "proprio": episode["proprio"][t]} for t in range(steps)
+            ],
+            "actions": list(episode["actions"]),
+            "rewards": list(extras.get(EXTRAS["rewards"], np.zeros(steps, np.float32))),
+            "dones": list(extras.get(EXTRAS["dones"], dones)),
+            "states": list(extras.get(EXTRAS["states"], np.zeros((steps, 0)))),
+        },
+        cameras,
+        seed=int(attrs.get("seed", index)),
+    )
+    for key, value in attrs.items():
+        group.attrs[key] = value
+
+
+def _parse_keys(text: str) -> dict[str, str]:
+    """``--keys agentview=observation.images.image,proprio=observation.state`` over the defaults."""
+    keys = dict(LEROBOT_KEYS)
+    for pair in filter(None, text.split(",")):
+        if "=" not in pair:
+            raise UserError(f"--keys entry {pair!r} is not NAME=FEATURE (e.g. agentview=observation.images.image)")
+        name, feature = pair.split("=", 1)
+        keys[name.strip()] = feature.strip()
+    return keys
+
+
+def _counted(episodes: Iterator[dict[str, Any]], bar: Any, task: Any) -> Iterator[dict[str, Any]]:
+    """``episodes``, advancing the progress bar after each."""
+    for episode in episodes:
+        yield episode
+        bar.advance(task)
+
+
+def convert(
+    sources: list[Path],
+    dst: Path,
+    output: str | None = None,
+    version: str = "v3.0",
+    fps: int | None = None,
+    keys: dict[str, str] | None = None,
+    codec: str = "libx264",
+    crf: int = 10,
+    progress: bool = True,
+) -> list[Path]:
+    """Convert ``sources`` (one LeRobot directory, or HDF5 files) into ``dst`` in ``output``
+    ("lerobot" or "hdf5"; default: the other format). Returns what was written."""
+    keys = dict(keys or LEROBOT_KEYS)
+    from_lerobot = len(sources) == 1 and sources[0].is_dir()
+    if any(s.is_dir() for s in sources) and not from_lerobot:
+        raise UserError("give one LeRobot dataset directory, or HDF5 files, as the source (not both)")
+    output = output or ("hdf5" if from_lerobot else "lerobot")
+    if output not in FORMATS:
+        raise UserError(f"unknown output format {output!r}; valid: {', '.join(FORMATS)}")
+    records: list[dict[str, Any]] = []
+    if from_lerobot:
+        if not is_lerobot_dataset(sources[0]):
+            raise UserError(f"{sources[0]} is not a LeRobot dataset: missing {sources[0] / 'meta/info.json'}")
+        reader = LeRobotReader(sources[0])
+        inverse = {feature: name for name, feature in keys.items()}
+        cameras = {inverse.get(k, k.removeprefix(CAMERA_PREFIX)): k for k in reader.camera_keys()}
+        stored = sources[0] / SOURCES_PATH
+        records = json.loads(stored.read_text()) if stored.exists() else []
+        total, fps = len(reader.episodes), fps or int(reader.fps)
+        episodes = iter_episodes(reader, cameras, keys["proprio"], keys["actions"], extras=EXTRAS.values())
+    else:
+        total = count_hdf5(sources)
+        episodes = iter_hdf5(sources, records)
+        cameras = None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("[bold]convert[/] {task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    label = f"{sources[0].name if len(sources) == 1 else f'{len(sources)} files'} -> {dst.name}"
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        counted = _counted(episodes, bar, bar.add_task(label, total=total))
+        if output == "hdf5":
+            return write_hdf5(dst, counted, records if from_lerobot else None, str(sources[0]))
+        first = next(counted, None)
+        if first is None:
+            raise UserError(f"no demos in {', '.join(map(str, sources))}")
+        cameras = cameras or {camera: camera_key(keys, camera) for camera in first["images"]}
+        written = write_lerobot(
+            dst,
+            itertools.chain([first], counted),
+            fps or DEFAULT_FPS,
+            cameras,
+            keys["proprio"],
+            keys["actions"],
+            version,
+            codec,
+            crf,
+        )
+    if records:
+        (dst / SOURCES_PATH).write_text(json.dumps(records, indent=1))
+    return [written]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Convert demonstrations between LeRobot datasets and HDF5, both ways.")
+    parser.add_argument(
+        "paths", nargs="+", type=Path, help="SRC [SRC ...] DST: one LeRobot directory or HDF5 files, then the output"
+    )
+    parser.add_argument("--format", choices=FORMATS, default=None, help="output format (default: the other one)")
+    parser.add_argument("--version", choices=WRITE_VERSIONS, default="v3.0", help="LeRobot layout to write")
+    parser.add_argument(
+        "--fps", type=int, default=None, help=f"frames per second when writing LeRobot (HDF5 sources: {DEFAULT_FPS})"
+    )
+    parser.add_argument("--keys", default="", help="NAME=FEATURE pairs: cameras, proprio, actions (default: data.lerobot_keys')")
+    parser.add_argument("--codec", choices=list(VIDEO_CODECS), default="libx264", help="MP4 video encoder")
+    parser.add_argument("--crf", type=int, default=10, help="libx264 quality (0 = best, 51 = worst)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks (read by envs.errors.run_cli)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m gridslab.data.convert SRC [SRC ...] DST ...``: convert, then print what was written."""
+    args = build_parser().parse_args(argv)
+    if len(args.paths) < 2:
+        raise UserError("give a source and a destination: python -m gridslab.data.convert SRC [SRC ...] DST")
+    *sources, dst = args.paths
+    written = convert(
+        sources, dst, args.format, args.version, args.fps, _parse_keys(args.keys), args.codec, args.crf, not args.no_progress
+    )
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
