@@ -14,7 +14,7 @@ from torch.utils.data import default_collate
 from gridslab.config import load_config
 from gridslab.eval.rollout import PolicyRunner
 from gridslab.policy.config import as_policy_config
-from gridslab.policy.language import tokenize
+from gridslab.policy.language import HashedWords, tokenize
 from gridslab.policy.processor import PolicyProcessor
 from gridslab.train.fit import build_datamodule
 
@@ -64,7 +64,8 @@ def test_training_and_rollout_batches_of_one_frame_are_identical(tmp_path, lift_
     cfg, datamodule = _datamodule(tmp_path, lift_demos, f"policy={preset}")
     cameras = list(cfg.env.cameras)
     policy_cfg = as_policy_config(cfg.policy)
-    processor = PolicyProcessor(cameras, datamodule.proprio_dim, datamodule.action_dim, policy_cfg.language)
+    words = HashedWords(policy_cfg.language.max_len, policy_cfg.language.vocab_size)
+    processor = PolicyProcessor(cameras, datamodule.proprio_dim, datamodule.action_dim, words)
     processor.set_normalization(datamodule.stats)
     train = processor.training_batch(default_collate([datamodule.train_set[STEP]]))
     frame = _env_frame(lift_demos, datamodule, cameras)
@@ -102,3 +103,49 @@ def test_training_step_and_rollout_give_the_same_actions(tmp_path, lift_demos):
     # identical batches; float kernels may differ by memory layout (collated vs sliced frames)
     np.testing.assert_allclose(trained_path, rollout_path, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(policy.predict(frame, [INSTRUCTION]), rollout_path, rtol=1e-5, atol=1e-6)
+
+
+def test_training_and_rollout_batches_agree_with_the_lms_own_tokenizer(tmp_path, lift_demos):
+    from gridslab.policy.config import LMConfig
+    from gridslab.policy.pretrained import load_tokenizer
+    from tests.test_lm_tokenizer import save_tiny_lm
+
+    cfg, datamodule = _datamodule(tmp_path, lift_demos)
+    cameras = list(cfg.env.cameras)
+    language = as_policy_config(cfg.policy).language
+    tokenizer = load_tokenizer(LMConfig(backbone="qwen2", path=str(save_tiny_lm(tmp_path / "lm"))), language)
+    processor = PolicyProcessor(cameras, datamodule.proprio_dim, datamodule.action_dim, tokenizer)
+    processor.set_normalization(datamodule.stats)
+    train = processor.training_batch(default_collate([datamodule.train_set[STEP]]))
+    frame = _env_frame(lift_demos, datamodule, cameras)
+    _assert_same_batch(train, processor.observation_batch(frame["images"], frame["proprio"], [INSTRUCTION]))
+    assert train["instruction_ids"][0, :5].tolist() == tokenizer.tokenizer(INSTRUCTION)["input_ids"] == [2, 3, 4, 5, 6]
+
+
+class CountingWords(HashedWords):
+    """Hashed words that count how often they tokenize."""
+
+    calls = 0
+
+    def encode(self, text: str) -> list[int]:
+        self.calls += 1
+        return super().encode(text)
+
+
+def test_instruction_ids_are_cached_per_string_bounded_and_equal_fresh_ones(monkeypatch):
+    import gridslab.policy.processor as processor_module
+
+    monkeypatch.setattr(processor_module, "CACHE_SIZE", 3)
+    words = CountingWords(max_len=6, vocab_size=64)
+    processor = PolicyProcessor(["agentview"], 2, 2, words)
+    texts = ["lift the red cube", "Pick up the RED cube!", "", "one two three four five six seven"]
+    first = processor.tokenize(texts[:2] * 2)
+    again = processor.tokenize(texts[:2])
+    assert words.calls == 2  # one call per distinct string, however often it repeats
+    fresh = tokenize(texts[:2] * 2, max_len=6, vocab_size=64)
+    assert all(torch.equal(cached, new) for cached, new in zip(first, fresh))
+    assert all(torch.equal(cached, new[:2]) for cached, new in zip(again, fresh))
+    processor.tokenize(texts)  # four strings through a cache of three: the least recently used goes
+    assert list(processor.ids_cache) == texts[1:] and words.calls == 4
+    evicted = processor.tokenize(texts[:1])
+    assert words.calls == 5 and all(torch.equal(a, b) for a, b in zip(evicted, tokenize(texts[:1], 6, 64)))

@@ -25,7 +25,9 @@ class TokenSequence(nn.Module):
     """Builds the backbone's input: projections into width ``dim``, type/camera embeddings and
     the H learned action queries (``assemble``). Subclasses run a transformer over it.
 
-    text_dim / vision_dim: widths of the incoming text and visual tokens (projected to D);
+    text_dim / vision_dim: widths of the incoming text and visual tokens (projected to D;
+    text_dim 0: the text arrives already in width D, as an LM's own token embeddings, and
+    enters unprojected, without a type embedding);
     num_cameras: visual token groups, each with its own learned embedding;
     proprio_dim: raw proprio width (already normalised by the caller); chunk: H queries
     (0 = none: a head that reads the prefix, ``forward(..., prefix=True)``, needs no queries).
@@ -34,10 +36,10 @@ class TokenSequence(nn.Module):
     def __init__(self, dim: int, text_dim: int, vision_dim: int, num_cameras: int, proprio_dim: int, chunk: int):
         super().__init__()
         self.dim = dim
-        self.text_proj = nn.Linear(text_dim, dim)
+        self.text_proj = nn.Linear(text_dim, dim) if text_dim else None
         self.vision_proj = nn.Linear(vision_dim, dim)
         self.proprio_proj = nn.Linear(proprio_dim, dim)
-        self.text_type = nn.Parameter(torch.zeros(1, 1, dim))
+        self.text_type = nn.Parameter(torch.zeros(1, 1, dim)) if text_dim else None
         self.camera_embed = nn.Parameter(torch.zeros(num_cameras, dim))
         self.action_queries = nn.Parameter(torch.zeros(1, chunk, dim)) if chunk else None
         for embedding in (self.text_type, self.camera_embed, self.action_queries):
@@ -49,7 +51,7 @@ class TokenSequence(nn.Module):
         weights when a camera's Tokens carry soft ``weight``); the last H are the queries
         (none when built with chunk 0).
 
-        text: ``[B, T, text_dim]``, text_mask: ``[B, T]`` bool; visual: one ``Tokens``
+        text: ``[B, T, text_dim]`` (``[B, T, D]`` with text_dim 0), text_mask: ``[B, T]`` bool; visual: one ``Tokens``
         (tokens ``[B, K_i, vision_dim]``, mask ``[B, K_i]``, optional soft weight ``[B, K_i]``)
         per camera, in camera order;
         proprio: ``[B, P]`` normalised.
@@ -61,7 +63,7 @@ class TokenSequence(nn.Module):
             if self.action_queries is not None
             else proprio.new_zeros(batch, 0, self.dim)
         )
-        parts = [self.text_proj(text) + self.text_type]
+        parts = [text if self.text_proj is None else self.text_proj(text) + self.text_type]
         masks = [text_mask]
         for camera_index, camera_tokens in enumerate(visual):
             parts.append(self.vision_proj(camera_tokens.tokens) + self.camera_embed[camera_index])

@@ -48,7 +48,11 @@ class VisionConfig:
     hf_config: the transformers config fields for a randomly initialised tower when path is
     empty (tests, FLOP studies); input_size: image side fed to a pretrained tower (0 = the
     model's own image_size; other sizes interpolate its position embeddings);
-    freeze: keep the pretrained tower's weights fixed.
+    freeze: keep the pretrained tower's weights fixed;
+    tower_compress_after: for a pretrained tower, the compressor runs after this many of its
+    blocks and the remaining blocks run on the K compressed tokens only (their positions
+    carried by the compressor's coordinate embedding, e.g. GridS's), then the tower's final
+    norm; -1 (default) or the tower's depth = after the whole tower, as in the GridS reference.
     """
 
     image_size: int = 84
@@ -65,10 +69,21 @@ class VisionConfig:
     hf_config: dict[str, Any] = field(default_factory=dict)
     input_size: int = 0
     freeze: bool = False
+    tower_compress_after: int = -1
 
     def __post_init__(self) -> None:
         if self.backbone not in VISION_BACKBONES:
             raise UserError(f"policy.vision.backbone={self.backbone!r}; valid: {', '.join(VISION_BACKBONES)}")
+        if self.tower_compress_after < -1:
+            raise UserError(
+                f"policy.vision.tower_compress_after={self.tower_compress_after}; valid: -1 (after the whole tower) "
+                f"or 0 .. the tower's depth"
+            )
+        if self.backbone == "vit" and self.tower_compress_after != -1:
+            raise UserError(
+                f"policy.vision.tower_compress_after={self.tower_compress_after} is for the pretrained towers "
+                f"({', '.join(VISION_BACKBONES[1:])}); the vit places its compressor with policy.vision.compress_after"
+            )
         if self.stem not in STEMS:
             raise UserError(f"policy.vision.stem must be one of {', '.join(STEMS)}, got {self.stem!r}")
         if self.image_size % self.patch_size:
@@ -147,7 +162,13 @@ class LMConfig:
     (Qwen2 / Qwen2.5), "llama" (Llama family, SmolLM), "gemma"; it runs over the same token
     sequence, each part projected into its width; path: local directory (never downloaded);
     hf_config: config fields for a randomly initialised LM when path is empty;
-    finetune: "full", "frozen" or "lora" (needs peft; lora_rank, lora_alpha).
+    finetune: "full", "frozen" or "lora" (needs peft; lora_rank, lora_alpha);
+    tokenizer: how the instruction is tokenized: "" = the LM's own tokenizer when ``path``
+    holds one (tokenizer.json, tokenizer_config.json, ...), its ids going through the LM's own
+    token embeddings, else gridslab's hashed words and ``policy.language`` encoder (said once);
+    "hashed" = always gridslab's; a directory = the tokenizer there. A checkpoint records the
+    resolved choice (the directory, or "hashed") and tokenizer_sha256, the fingerprint of the
+    tokenizer's files, so evaluation tokenizes the same way or fails in one line.
     """
 
     backbone: str = "none"
@@ -156,12 +177,28 @@ class LMConfig:
     finetune: str = "full"
     lora_rank: int = 16
     lora_alpha: int = 32
+    tokenizer: str = ""
+    tokenizer_sha256: str = ""
 
     def __post_init__(self) -> None:
         if self.backbone not in LM_BACKBONES:
             raise UserError(f"policy.lm.backbone={self.backbone!r}; valid: {', '.join(LM_BACKBONES)}")
         if self.finetune not in FINETUNE:
             raise UserError(f"policy.lm.finetune={self.finetune!r}; valid: {', '.join(FINETUNE)}")
+        if self.backbone == "none" and self.tokenizer not in ("", "hashed"):
+            raise UserError(
+                f"policy.lm.tokenizer={self.tokenizer} needs a pretrained LM (policy.lm.backbone="
+                f"{', '.join(LM_BACKBONES[1:])}); the built-in backbone reads gridslab's hashed words"
+            )
+
+    def width(self) -> int | None:
+        """The LM's hidden size, known without building it: from ``hf_config`` or the local
+        ``config.json`` of ``path``; None when neither says."""
+        fields = dict(self.hf_config)
+        config_file = Path(self.path).expanduser() / "config.json" if self.path else None
+        if config_file is not None and config_file.is_file():
+            fields = json.loads(config_file.read_text())
+        return int(fields["hidden_size"]) if "hidden_size" in fields else None
 
 
 @dataclass

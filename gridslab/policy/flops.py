@@ -83,10 +83,12 @@ COMPONENTS = ("language", "vision_before", "compressor", "vision_after", "budget
 
 def flops_by_component(policy: torch.nn.Module, batch: dict[str, Any]) -> dict[str, int]:
     """FLOPs of one ``policy(batch)`` forward split by component (summed over cameras):
-    language, vision_before (stem + blocks on the full patch grid, or a whole pretrained
-    tower), compressor (with the
-    instruction projection it reads), vision_after (blocks on the K tokens + norm), budget,
-    backbone, head; plus "total" (equal to the sum of the components)."""
+    language, vision_before (stem + blocks on the full patch grid, or a pretrained tower's
+    embeddings and blocks up to its ``compress_after``, the whole tower by default),
+    compressor (with the instruction projection it reads), vision_after (blocks on the K
+    tokens + norm), budget, backbone, head; plus "total" (equal to the sum of the components).
+    Module paths are counted at every depth; each encoder's ``flop_component`` picks the ones
+    that do not overlap."""
     counts = count_flops(lambda: policy(batch), depth=5)
     split = dict.fromkeys(COMPONENTS, 0)
     for path, flops in counts.items():
@@ -95,16 +97,9 @@ def flops_by_component(policy: torch.nn.Module, batch: dict[str, Any]) -> dict[s
             split[parts[1]] += flops
         elif len(parts) == 2 and parts[1] == "text_to_vision":
             split["compressor"] += flops
-        elif len(parts) >= 4 and parts[1] == "vision":
-            # modules called directly: stem, compressor, norm (4 parts); blocks of a ModuleList (5 parts)
-            part = {
-                ("stem", 4): "vision_before",
-                ("grid_blocks", 5): "vision_before",
-                ("model", 4): "vision_before",
-                ("compressor", 4): "compressor",
-                ("token_blocks", 5): "vision_after",
-                ("norm", 4): "vision_after",
-            }.get((parts[3], len(parts)))
+        elif len(parts) >= 4 and parts[1] == "vision" and parts[2] in policy.vision:
+            # each encoder names the modules it calls directly (stem, blocks, tower parts, compressor, norm)
+            part = policy.vision[parts[2]].flop_component(".".join(parts[3:]))
             if part is not None:
                 split[part] += flops
     split["total"] = counts["total"]

@@ -62,6 +62,17 @@ class TransformerBlock(nn.Module):
         return x + self.mlp(self.mlp_norm(x))
 
 
+def additive_key_mask(keys: Tensor, dtype: torch.dtype) -> Tensor:
+    """Keys ``[B, N]`` (bool, True = may be attended, or float weights in [0, 1]) -> an additive
+    attention bias ``[B, 1, 1, N]`` in ``dtype``: log(weight) (0 on a True key), the dtype's
+    most negative value on a masked one. As in ``SelfAttention``, a row with no valid key
+    attends to all keys."""
+    weights = keys.to(dtype)
+    weights = torch.where(~(weights > 0).any(dim=1, keepdim=True), torch.ones_like(weights), weights)
+    masked = torch.full_like(weights, torch.finfo(dtype).min)
+    return torch.where(weights > 0, weights.clamp_min(1e-30).log(), masked)[:, None, None, :]
+
+
 def run_blocks(blocks: nn.ModuleList, x: Tensor, key_mask: Tensor | None, checkpointing: bool) -> Tensor:
     """Apply ``blocks`` in order to ``x [B, N, C]``; with ``checkpointing`` (and grad on) each
     block's activations are recomputed in the backward pass instead of stored."""

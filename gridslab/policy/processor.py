@@ -16,8 +16,9 @@ Policy batch (what ``VLA.forward`` / ``VLA.loss`` take)::
 
     images:           {camera: uint8 [B, H, W, 3]}  as given, on the policy's device
     proprio:          float32 [B, P]  zero-mean unit-std (``proprio_mean/std``)
-    instruction_ids:  long [B, T], instruction_mask: bool [B, T]  (``language.tokenize`` with
-                      the policy's own ``max_len`` and ``vocab_size``)
+    instruction_ids:  long [B, T], instruction_mask: bool [B, T]  (the policy's tokenizer:
+                      hashed words with its own ``max_len`` and ``vocab_size``, or its LM's
+                      own tokenizer; ``gridslab.policy.language``; T = ``max_len``)
     instruction:      list of B str   (read by a per-task budget)
     actions:          float32 [B, H, A] normalised (``action_mean/std``); action_mask as given
     k:                long [B] optional token budget; noise_seed: long [B] optional, seeds a
@@ -25,10 +26,14 @@ Policy batch (what ``VLA.forward`` / ``VLA.loss`` take)::
 
 Outputs go back the other way: ``env_actions`` turns normalised chunks ``[..., A]`` into
 env units. The statistics are buffers, so a checkpoint carries them.
+
+Instructions repeat (a dataset has a few tasks), so each string's ids are computed once and
+kept in a bounded cache (the ``CACHE_SIZE`` most recently used strings).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any, Mapping
 
 import numpy as np
@@ -36,17 +41,17 @@ import torch
 from torch import Tensor, nn
 
 from gridslab.errors import UserError
-from gridslab.policy.config import LanguageConfig
-from gridslab.policy.language import tokenize
+from gridslab.policy.language import InstructionTokenizer, pad_ids
 
 STAT_KEYS = ("action_mean", "action_std", "proprio_mean", "proprio_std")
+CACHE_SIZE = 4096  # instruction strings whose ids are kept
 
 
 class PolicyProcessor(nn.Module):
     """Raw observations + instructions -> policy batch, normalised actions -> env units.
 
     cameras: the policy's cameras (images of others are dropped); proprio_dim: P;
-    action_dim: A; language: the instruction tokenizer's settings.
+    action_dim: A; tokenizer: the instruction tokenizer (``HashedWords`` or ``LMTokenizer``).
     """
 
     action_mean: Tensor
@@ -54,11 +59,11 @@ class PolicyProcessor(nn.Module):
     proprio_mean: Tensor
     proprio_std: Tensor
 
-    def __init__(self, cameras: list[str], proprio_dim: int, action_dim: int, language: LanguageConfig):
+    def __init__(self, cameras: list[str], proprio_dim: int, action_dim: int, tokenizer: InstructionTokenizer):
         super().__init__()
         self.cameras = list(cameras)
-        self.max_len = language.max_len
-        self.vocab_size = language.vocab_size
+        self.tokenizer = tokenizer
+        self.ids_cache: OrderedDict[str, tuple[int, ...]] = OrderedDict()
         self.register_buffer("action_mean", torch.zeros(action_dim))
         self.register_buffer("action_std", torch.ones(action_dim))
         self.register_buffer("proprio_mean", torch.zeros(proprio_dim))
@@ -83,9 +88,23 @@ class PolicyProcessor(nn.Module):
 
     # raw -> policy --------------------------------------------------------------------
 
+    def token_ids(self, instruction: str) -> tuple[int, ...]:
+        """The tokenizer's ids of one instruction (at most ``max_len``), from the cache when seen."""
+        ids = self.ids_cache.get(instruction)
+        if ids is None:
+            ids = tuple(self.tokenizer.encode(instruction))
+            self.ids_cache[instruction] = ids
+            if len(self.ids_cache) > CACHE_SIZE:
+                self.ids_cache.popitem(last=False)
+        else:
+            self.ids_cache.move_to_end(instruction)
+        return ids
+
     def tokenize(self, instructions: list[str]) -> tuple[Tensor, Tensor]:
-        """Word ids ``[B, T]`` long and mask ``[B, T]`` bool on the policy's device."""
-        ids, mask = tokenize(list(instructions), self.max_len, self.vocab_size)
+        """Instruction ids ``[B, T]`` long (padded with the tokenizer's pad id) and mask
+        ``[B, T]`` bool (True = a real token) on the policy's device; T = ``max_len``."""
+        rows = [list(self.token_ids(text)) for text in instructions]
+        ids, mask = pad_ids(rows, self.tokenizer.max_len, self.tokenizer.pad_id)
         device = self.action_mean.device
         return ids.to(device), mask.to(device)
 

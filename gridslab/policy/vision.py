@@ -69,7 +69,8 @@ class PatchEncoder(nn.Module):
 
     Subclasses set ``image_size`` (input side), ``grid_size`` (g), ``dim`` (C),
     ``compressor``, the ``image_mean``/``image_std`` buffers ``[1, 3, 1, 1]``, and implement
-    ``patch_features`` (``[B, g, g, C]``) and ``encode_tokens`` (blocks after compression).
+    ``patch_features`` (``[B, g, g, C]``), ``encode_tokens`` (blocks after compression) and
+    ``flop_component`` (which of their modules count as vision before / after compression).
     """
 
     image_size: int
@@ -95,6 +96,9 @@ class PatchEncoder(nn.Module):
         raise NotImplementedError
 
     def encode_tokens(self, compressed: Tokens) -> Tokens:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def flop_component(self, path: str) -> str | None:  # pragma: no cover - interface
         raise NotImplementedError
 
     def tokens_from_features(self, feats: Tensor, ctx: CompressContext, weight: Tensor | None = None) -> Tokens:
@@ -157,3 +161,15 @@ class VisionEncoder(PatchEncoder):
         keys = compressed.mask if compressed.weight is None else compressed.key_weights()
         tokens = run_blocks(self.token_blocks, compressed.tokens, keys, self.checkpointing)
         return Tokens(self.norm(tokens), compressed.coords, compressed.mask, compressed.weight)
+
+    def flop_component(self, path: str) -> str | None:
+        """Which FLOPs component the module at ``path`` (relative to this encoder, e.g.
+        ``grid_blocks.0``) counts toward; None for the modules inside those."""
+        head, _, index = path.partition(".")
+        if "." in index:
+            return None
+        if head in ("stem", "grid_blocks") and (head == "stem") == (index == ""):
+            return "vision_before"
+        if head in ("norm", "token_blocks") and (head == "norm") == (index == ""):
+            return "vision_after"
+        return "compressor" if path == "compressor" else None

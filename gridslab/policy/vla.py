@@ -26,7 +26,8 @@ from gridslab.policy.backbones import make_backbone, make_vision_encoder
 from gridslab.policy.budget import BudgetChoice, build_budget
 from gridslab.policy.config import PolicyConfig, as_policy_config
 from gridslab.policy.heads import HEADS
-from gridslab.policy.language import LanguageEncoder
+from gridslab.policy.language import LanguageEncoder, LMTokenizer
+from gridslab.policy.pretrained import load_tokenizer
 from gridslab.policy.processor import PolicyProcessor
 
 
@@ -57,7 +58,10 @@ class VLA(nn.Module):
         self.chunk = cfg.chunk
         self.action_dim = action_dim
         self.proprio_dim = proprio_dim
-        self.language = LanguageEncoder(cfg.language)
+        tokenizer = load_tokenizer(cfg.lm, cfg.language)
+        own_text = isinstance(tokenizer, LMTokenizer)  # the LM's own tokenizer and token embeddings
+        self.language = None if own_text else LanguageEncoder(cfg.language)
+        text_dim = cfg.lm.width() if own_text else cfg.language.dim
         if cfg.vision.shared:
             shared = make_vision_encoder(cfg, compressor_cfg)
             self.vision = nn.ModuleDict({camera: shared for camera in self.cameras})
@@ -66,9 +70,9 @@ class VLA(nn.Module):
         vision_dim = self.vision[self.cameras[0]].dim
         uses_text = any(encoder.compressor.uses_text for encoder in self.vision.values())
         # instruction tokens projected to the vision width, only for compressors that read them
-        self.text_to_vision = nn.Linear(cfg.language.dim, vision_dim) if uses_text else None
+        self.text_to_vision = nn.Linear(text_dim, vision_dim) if uses_text else None
         budget_cfg = budget_cfg if budget_cfg is not None else {"name": "fixed"}
-        self.budget = build_budget(budget_cfg, self.max_tokens_per_image(), vision_dim, cfg.language.dim)
+        self.budget = build_budget(budget_cfg, self.max_tokens_per_image(), vision_dim, text_dim)
         honours = all(encoder.compressor.honours_budget for encoder in self.vision.values())
         if (budget_cfg["name"] != "fixed" or self.budget.anneal_end) and not honours:
             raise UserError(
@@ -82,9 +86,14 @@ class VLA(nn.Module):
             )
         self.uses_prefix = HEADS.entry(cfg.head.name).factory.uses_prefix  # head reads the prefix, no queries
         queries = 0 if self.uses_prefix else cfg.chunk
-        self.backbone = make_backbone(cfg, cfg.language.dim, vision_dim, len(self.cameras), proprio_dim, queries)
+        self.backbone = make_backbone(cfg, 0 if own_text else text_dim, vision_dim, len(self.cameras), proprio_dim, queries)
+        if own_text and tokenizer.vocab_size > self.backbone.vocab_rows:
+            raise UserError(
+                f"policy.lm tokenizer {tokenizer.source} has {tokenizer.vocab_size} tokens, more than the LM's "
+                f"{self.backbone.vocab_rows} embedding rows: use the LM's own tokenizer (or policy.lm.tokenizer=hashed)"
+            )
         self.head = HEADS.build(asdict(cfg.head), self.backbone.dim, action_dim, cfg.chunk)
-        self.processor = PolicyProcessor(self.cameras, proprio_dim, action_dim, cfg.language)
+        self.processor = PolicyProcessor(self.cameras, proprio_dim, action_dim, tokenizer)
 
     # normalisation ---------------------------------------------------------------------
 
@@ -119,7 +128,10 @@ class VLA(nn.Module):
         prefix its states ``[B, N, D]``) with their keys (None, or ``[B, N]``), each camera's
         visual Tokens, and the budget's choice."""
         text_mask = batch["instruction_mask"]
-        text = self.language(batch["instruction_ids"], text_mask)
+        if self.language is not None:
+            text = self.language(batch["instruction_ids"], text_mask)
+        else:  # the LM's own token embeddings [B, T, D]
+            text = self.backbone.embed_text(batch["instruction_ids"])
         vision_text = self.text_to_vision(text) if self.text_to_vision is not None else None
         feats = {camera: self.vision[camera].patch_features(batch["images"][camera]) for camera in self.cameras}
         if batch.get("k") is not None:
