@@ -7,7 +7,7 @@ Files in the evaluation directory:
     summary.json/csv  success with Wilson 95% CI per condition, drop vs clean (deterministic)
     timing.json       policy latency per step, episode wall time, where the points land
     videos/           MP4s of the first ``video_episodes`` episodes per condition
-    tb/               TensorBoard scalars and frame strips
+    tb/               TensorBoard scalars, frame strips and rollout videos (the MP4s' frames)
 Re-running the same command resumes: episodes already in ``results.jsonl`` are read back,
 not re-run, and an episode is never written twice. A video that cannot be saved is skipped
 with one warning; its episode's record stands.
@@ -38,7 +38,7 @@ from gridslab.eval.rollout import (
     run_condition,
 )
 from gridslab.eval.summary import render_table, summarize, timing, write_summary
-from gridslab.viz import tile
+from gridslab.viz import add_video, tile
 
 RESULTS_FILE = "results.jsonl"
 SETTINGS_FILE = "settings.json"
@@ -171,7 +171,8 @@ def video_path(out_dir: Path, condition: Condition, seed: int) -> Path:
 
 
 def _save_video(out_dir: Path, condition: Condition, seed: int, frames: list[np.ndarray], writer: Any) -> None:
-    """MP4 of ``frames`` (first camera, ``VIDEO_FPS``) written atomically, and an 8-frame strip to TensorBoard."""
+    """MP4 of ``frames`` (first camera, sampled points drawn, ``VIDEO_FPS``) written atomically; to
+    TensorBoard at step 0 an 8-frame strip (``rollouts/...``) and the whole video (``rollout_videos/...``)."""
     import imageio.v2 as imageio
 
     path = video_path(out_dir, condition, seed)
@@ -183,7 +184,9 @@ def _save_video(out_dir: Path, condition: Condition, seed: int, frames: list[np.
     finally:
         tmp.unlink(missing_ok=True)
     strip = tile([frames[i] for i in np.linspace(0, len(frames) - 1, min(8, len(frames))).astype(int)], columns=8)
-    writer.add_image(f"rollouts/{_slug(condition.env_name)}/{condition.label}/seed{seed}", strip, 0, dataformats="HWC")
+    name = f"{_slug(condition.env_name)}/{condition.label}/seed{seed}"
+    writer.add_image(f"rollouts/{name}", strip, 0, dataformats="HWC")
+    add_video(writer, f"rollout_videos/{name}", frames, 0, VIDEO_FPS)
 
 
 class VideoSaver:

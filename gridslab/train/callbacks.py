@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
+from typing import Any
 
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from gridslab.config.run_layout import eval_dir
-from gridslab.eval.runner import evaluate_policy
+from gridslab.eval.runner import VIDEO_FPS, evaluate_policy
+from gridslab.viz import add_video
 
 
 class OnlineEvalCallback(L.Callback):
     """Every ``eval.every_n_epochs`` epochs, roll out the EMA policy for
-    ``eval.callback_episodes`` clean episodes and log ``online/success_rate``."""
+    ``eval.callback_episodes`` clean episodes and log ``online/success_rate`` and, unless
+    ``eval.video_episodes=0``, the first episode as a TensorBoard video ``online/<video name>``."""
 
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
@@ -23,12 +27,32 @@ class OnlineEvalCallback(L.Callback):
         epoch = trainer.current_epoch + 1
         if self.every <= 0 or trainer.sanity_checking or epoch % self.every or trainer.global_rank != 0:
             return
-        cfg = OmegaConf.merge(self.cfg, {"eval": {"episodes": self.cfg.eval.callback_episodes, "ood": "", "video_episodes": 0}})
+        cfg = OmegaConf.merge(
+            self.cfg,
+            {
+                "eval": {
+                    "episodes": self.cfg.eval.callback_episodes,
+                    "ood": "",
+                    "video_episodes": min(self.cfg.eval.video_episodes, 1),
+                }
+            },
+        )
         out_dir = eval_dir(self.cfg.output_dir, f"online_epoch{epoch:03d}")
         shutil.rmtree(out_dir, ignore_errors=True)  # a folder left by an earlier run holds other weights' episodes
         policy = module.eval_policy
         was_training = policy.training
         rows = evaluate_policy(policy, cfg, out_dir, checkpoint=f"epoch{epoch}", progress=False)
         policy.train(was_training)
+        if trainer.global_rank == 0:
+            _log_videos(trainer.logger.experiment, out_dir / "videos", trainer.global_step)
         clean = next(r for r in rows if r["perturbation"] == "clean")
         module.log("online/success_rate", clean["success_rate"], rank_zero_only=True)
+
+
+def _log_videos(writer: Any, videos: Path, step: int) -> None:
+    """The MP4s ``evaluate_policy`` saved in ``videos`` (points drawn) as TensorBoard videos
+    ``online/<file stem>`` at ``step`` of the training run."""
+    import imageio.v3 as iio
+
+    for path in sorted(videos.glob("*.mp4")):
+        add_video(writer, f"online/{path.stem}", list(iio.imread(path, index=None)), step, VIDEO_FPS)
