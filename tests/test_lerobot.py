@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -274,7 +275,7 @@ def test_bad_dataset_fails_with_one_line(datasets, tmp_path, how, cameras, expec
     ],
 )
 def test_bad_data_config_is_one_line(args, expected):
-    with pytest.raises(UserError, match=expected.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
+    with pytest.raises(UserError, match=re.escape(expected)):
         load_config(args)
 
 

@@ -96,12 +96,12 @@ def iter_hdf5(paths: list[Path], sources: list[dict[str, Any]]) -> Iterator[dict
             sources.append(record)
             for key in demo_keys(data):
                 demo = data[key]
+                for needed in ("obs", "actions"):
+                    if needed not in demo:
+                        raise UserError(f"{path}:{key} lacks '{needed}'; expected obs/<camera>_rgb, obs/proprio, actions")
                 obs = demo["obs"]
-                extras = {
-                    EXTRAS["rewards"]: demo["rewards"][:].astype(np.float32),
-                    EXTRAS["dones"]: demo["dones"][:].astype(bool),
-                    EXTRAS["states"]: demo["states"][:].astype(np.float64),
-                }
+                kinds = {"rewards": np.float32, "dones": bool, "states": np.float64}
+                extras = {EXTRAS[name]: demo[name][:].astype(kind) for name, kind in kinds.items() if name in demo}
                 record["demos"].append({"name": key, "attrs": {k: _plain(v) for k, v in demo.attrs.items()}})
                 yield {
                     "images": {camera: layout.read_images(obs, camera, path) for camera in _hdf5_cameras(obs, libero)},

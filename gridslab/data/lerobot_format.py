@@ -88,7 +88,10 @@ def read_info(root: Path) -> dict[str, Any]:
     path = root / INFO_PATH
     if not path.exists():
         raise UserError(f"{root} is not a LeRobot dataset: missing {path}")
-    info = json.loads(path.read_text())
+    try:
+        info = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path} is not valid JSON ({err})") from None
     version = info.get("codebase_version")
     if version not in SUPPORTED_VERSIONS:
         raise UserError(f"{path}: unsupported LeRobot codebase_version {version!r}; supported: {', '.join(SUPPORTED_VERSIONS)}")
@@ -326,6 +329,8 @@ VIDEO_CODECS = {"libx264": "h264", "mpeg4": "mpeg4"}  # encoder -> codec name in
 WRITE_VERSIONS = ("v2.1", "v3.0")
 PIX_FMT = "yuv420p"  # what LeRobot writes and every player decodes; needs even frame sizes
 MPEG4_BIT_RATE = 20_000_000  # bits/s: near-lossless for small frames
+STATS_FRAMES = 100  # frames per episode that image statistics sample
+STATS_SIDE = 64  # pixels per side that image statistics sample
 
 
 class _VideoWriter:
@@ -362,18 +367,20 @@ class _VideoWriter:
 
 def feature_stats(values: np.ndarray, image: bool = False) -> dict[str, np.ndarray]:
     """LeRobot's stats of ``values`` [N, ...]: min, max, mean, std per dimension ([D]), or per
-    channel of frames [N, H, W, 3] scaled to [0, 1] ([3, 1, 1]); count [1] = N."""
-    flat = (
-        values.reshape(len(values), -1, 3).astype(np.float64) / 255
-        if image
-        else values.reshape(len(values), -1).astype(np.float64)
-    )
-    axes, shape = ((0, 1), (3, 1, 1)) if image else (0, (-1,))
+    channel of frames [N, H, W, 3] scaled to [0, 1] ([3, 1, 1]) over a sample, as LeRobot
+    takes it (at most ``STATS_FRAMES`` evenly spaced frames, every k-th pixel so a side is
+    at most ``STATS_SIDE``); count [1] = N."""
+    if image:
+        step = max(1, max(values.shape[1:3]) // STATS_SIDE)
+        sampled = values[:: max(1, len(values) // STATS_FRAMES), ::step, ::step]
+        flat, shape = np.ascontiguousarray(sampled.reshape(-1, 3).T, dtype=np.float32) / 255, (3, 1, 1)  # [3, pixels]
+    else:
+        flat, shape = np.ascontiguousarray(values.reshape(len(values), -1).T, dtype=np.float64), (-1,)  # [D, N]
     return {
-        "min": flat.min(axes).reshape(shape),
-        "max": flat.max(axes).reshape(shape),
-        "mean": flat.mean(axes).reshape(shape),
-        "std": flat.std(axes).reshape(shape),
+        "min": flat.min(1).reshape(shape),
+        "max": flat.max(1).reshape(shape),
+        "mean": flat.mean(1).reshape(shape),
+        "std": flat.std(1).reshape(shape),
         "count": np.array([len(values)]),
     }
 
