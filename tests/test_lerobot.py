@@ -59,13 +59,15 @@ def _episodes() -> list[dict]:
     ]
 
 
-def _mp4(path: Path, clips: list[np.ndarray]) -> list[tuple[float, float]]:
-    """H.264 yuv420p at FPS, clips one after another; returns each clip's (from, to) seconds."""
+def _mp4(path: Path, clips: list[np.ndarray], codec: str = "libx264") -> list[tuple[float, float]]:
+    """yuv420p MP4 at FPS (``codec``: H.264, or AV1 with LeRobot's default settings), clips one
+    after another; returns each clip's (from, to) seconds."""
     path.parent.mkdir(parents=True, exist_ok=True)
     spans, count = [], 0
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=FPS)
+        stream = container.add_stream(codec, rate=FPS)
         stream.width, stream.height, stream.pix_fmt = SIDE, SIDE, "yuv420p"
+        stream.options = {"g": "2", "crf": "30"} if codec == "libsvtav1" else {}
         for clip in clips:
             spans.append((count / FPS, (count + len(clip)) / FPS))
             for frame in clip:
@@ -108,7 +110,11 @@ def _info(version: str, image2: str, **paths) -> dict:
     scalar = {"shape": [1], "names": None}
     features = {
         "observation.images.image": {"dtype": "video", **camera, "info": video},
-        "observation.images.image2": {"dtype": image2, **camera, **({"info": video} if image2 == "video" else {})},
+        "observation.images.image2": {
+            "dtype": image2,
+            **camera,
+            **({"info": {**video, "video.codec": "av1"}} if image2 == "video" else {}),
+        },
         "observation.state": {"dtype": "float32", "shape": [8], "names": None},
         "action": {"dtype": "float32", "shape": [7], "names": None},
         **{key: {"dtype": "int64", **scalar} for key in ("frame_index", "episode_index", "index", "task_index")},
@@ -146,8 +152,9 @@ def write_v21(root: Path, episodes: list[dict]) -> Path:
 
 
 def write_v30(root: Path, episodes: list[dict]) -> Path:
-    """LeRobot v3.0: episodes 0-1 in data/video file 000, episode 2 in file 001; episode metadata
-    in two parquet files; tasks.parquet as pandas writes it (task as the index)."""
+    """LeRobot v3.0: episodes 0-1 in data/video file 000, episode 2 in file 001; image2 in AV1
+    (LeRobot's default codec); episode metadata in two parquet files; tasks.parquet as pandas
+    writes it (task as the index)."""
     info = _info(
         "v3.0",
         "video",
@@ -169,7 +176,11 @@ def write_v30(root: Path, episodes: list[dict]) -> Path:
     for file_index, members in enumerate(files):
         tables = []
         spans = {
-            key: _mp4(root / f"videos/{key}/chunk-000/file-{file_index:03d}.mp4", [episodes[i]["frames"][c] for i in members])
+            key: _mp4(
+                root / f"videos/{key}/chunk-000/file-{file_index:03d}.mp4",
+                [episodes[i]["frames"][c] for i in members],
+                "libsvtav1" if key.endswith("image2") else "libx264",
+            )
             for c, key in enumerate(CAMERAS.values())
         }
         for position, index in enumerate(members):
@@ -323,3 +334,16 @@ def test_libero_file_converts_with_env_conventions(lift_demos, tmp_path):
         assert np.array_equal(episodes[1]["proprio"], read_proprio(f["data/demo_1/obs"]))
     assert episodes[0]["instruction"] == "pick up the cube"
     assert _mae(episodes[0]["images"]["agentview"], demos[0]["images"]["agentview"]) < ROUND_TRIP_MAE
+
+
+def test_foreign_lerobot_dataset_converts_to_one_hdf5_file_per_task(datasets, tmp_path):
+    """A LeRobot dataset not written by us (the v3.0 fixture): one file per task, read by training's loader."""
+    convert_main([str(datasets["v3.0"]), str(tmp_path / "hdf5"), "--no-progress"])
+    files = sorted((tmp_path / "hdf5").glob("*.hdf5"))
+    assert [f.name for f in files] == ["00_put_the_bowl_on_the_plate.hdf5", "01_open_the_drawer.hdf5"]
+    demos = load_demos(files, list(CAMERAS), 10)
+    expected = [e for task in (0, 1) for e in _episodes() if e["task"] == task]
+    assert [d.instruction for d in demos] == [TASKS[e["task"]] for e in expected]
+    for demo, episode in zip(demos, expected):
+        assert np.array_equal(demo.proprio, episode["state"]) and np.array_equal(demo.actions, episode["action"])
+        assert _mae(demo.images["agentview"], episode["frames"][0]) < FIXTURE_MAE

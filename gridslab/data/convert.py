@@ -116,55 +116,61 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:80] or "task"
 
 
-def write_hdf5(dst: Path, episodes: Iterator[dict[str, Any]], sources: list[dict[str, Any]] | None, origin: str) -> list[Path]:
+def write_hdf5(dst: Path, episodes: Iterator[dict[str, Any]], sources: list[dict[str, Any]] | None, origin: Path) -> list[Path]:
     """Write ``episodes`` as HDF5 files in our layout under the directory ``dst`` (or into the file
-    ``dst`` when it ends in .hdf5 and there is one file to write): the source files again when
-    ``sources`` (``meta/gridslab_sources.json``) says which episodes came from which, else one
-    file per task. Returns the files written."""
-    plan: list[tuple[str, dict[str, Any] | None, list[dict[str, Any]]]] = []  # (file name, source record, episodes)
-    by_task: dict[str, int] = {}
-    demo_index = 0
-    owners = [(s["file"], s, d) for s in sources or [] for d in s["demos"]]
-    for episode in episodes:
-        if sources:
-            if demo_index >= len(owners):
-                raise UserError(f"{origin}'s {SOURCES_PATH} lists {len(owners)} demos but the dataset holds more episodes")
-            name, record, _ = owners[demo_index]
-            if not plan or plan[-1][0] != name:
-                plan.append((name, record, []))
-            plan[-1][2].append(episode)
-        else:
+    ``dst`` when it ends in .hdf5 and there is one file to write), each episode as it comes: the
+    source files again when ``sources`` (``meta/gridslab_sources.json`` of ``origin``) says which
+    episodes came from which, else one file per task. Returns the files written."""
+    owners = [(s, d) for s in sources or [] for d in s["demos"]]  # (file record, demo record) per episode
+    files: dict[str, h5py.File] = {}
+    steps: dict[str, int] = {}
+    task_files: dict[str, str] = {}
+    try:
+        for index, episode in enumerate(episodes):
             task = episode["instruction"]
-            if task not in by_task:
-                by_task[task] = len(plan)
-                plan.append((f"{len(plan):02d}_{_slug(task)}.hdf5", None, []))
-            plan[by_task[task]][2].append(episode)
-        demo_index += 1
-    single = dst.suffix == ".hdf5"
-    if single and len(plan) != 1:
-        raise UserError(f"{dst} is one file but the source holds {len(plan)} tasks/files; give a directory")
-    written = []
-    for name, record, group in plan:
-        path = dst if single else dst / name
-        if path.exists():
-            raise UserError(f"{path} exists; choose a new destination")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with h5py.File(path, "w") as f:
-            data = f.create_group("data")
-            if record is None:
-                collector = {"converted_from": origin, "episode_indices": [e.get("episode_index") for e in group]}
-                write_file_attrs(data, f"lerobot/{Path(origin).name}", {}, group[0]["instruction"], collector)
-                data.attrs["total"] = sum(len(e["actions"]) for e in group)
+            if sources:
+                if index >= len(owners):
+                    raise UserError(f"{origin / SOURCES_PATH} lists {len(owners)} demos but the dataset holds more episodes")
+                record, demo = owners[index]
+                name = record["file"]
             else:
-                for key, value in record["attrs"].items():
-                    data.attrs[key] = value
-            data.attrs["instruction"] = group[0]["instruction"]  # our layout's instruction (LIBERO sources lack it)
-            for index, episode in enumerate(group):
-                demo_attrs = record["demos"][index]["attrs"] if record else {}
-                name_in_file = record["demos"][index]["name"] if record else f"demo_{index}"
-                _write_episode(data.create_group(name_in_file), episode, demo_attrs, index)
-        written.append(path)
-    return written
+                record, demo = None, None
+                name = task_files.setdefault(task, f"{len(task_files):02d}_{_slug(task)}.hdf5")
+            if name not in files:
+                files[name] = _create_hdf5(dst, name, len(files), record, task, f"lerobot/{origin.name}")
+                steps[name] = 0
+            data = files[name]["data"]
+            count = len(demo_keys(data))
+            _write_episode(
+                data.create_group(demo["name"] if demo else f"demo_{count}"), episode, demo["attrs"] if demo else {}, count
+            )
+            steps[name] += len(episode["actions"])
+    finally:
+        for name, handle in files.items():
+            if not sources:
+                handle["data"].attrs["total"] = steps[name]
+            handle.close()
+    return [dst if dst.suffix == ".hdf5" else dst / name for name in files]
+
+
+def _create_hdf5(dst: Path, name: str, count: int, record: dict[str, Any] | None, instruction: str, env_name: str) -> h5py.File:
+    """The HDF5 file ``name`` for one source file or task (the ``count``-th), its ``data``
+    attributes set: the source file's (``record``), else ``write_file_attrs``' under ``env_name``."""
+    if dst.suffix == ".hdf5" and count:
+        raise UserError(f"{dst} is one file but the source holds more than one task or file; give a directory")
+    path = dst if dst.suffix == ".hdf5" else dst / name
+    if path.exists():
+        raise UserError(f"{path} exists; choose a new destination")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = h5py.File(path, "w")
+    data = handle.create_group("data")
+    if record is None:
+        write_file_attrs(data, env_name, {}, instruction, {"converted_from": "LeRobot dataset"})
+    else:
+        for key, value in record["attrs"].items():
+            data.attrs[key] = value
+    data.attrs["instruction"] = instruction  # our layout's instruction (LIBERO sources lack it)
+    return handle
 
 
 def _write_episode(group: h5py.Group, episode: dict[str, Any], attrs: dict[str, Any], index: int) -> None:
@@ -252,7 +258,7 @@ def convert(
     with Progress(*columns, disable=not progress, transient=False) as bar:
         counted = _counted(episodes, bar, bar.add_task(label, total=total))
         if output == "hdf5":
-            return write_hdf5(dst, counted, records if from_lerobot else None, str(sources[0]))
+            return write_hdf5(dst, counted, records if from_lerobot else None, sources[0])
         first = next(counted, None)
         if first is None:
             raise UserError(f"no demos in {', '.join(map(str, sources))}")
