@@ -21,6 +21,7 @@ from PIL import Image
 from envs.hdf5_format import demo_keys
 from envs.libero_format import read_proprio, write_libero_demo_file
 from gridslab.config import load_config
+from gridslab.config.schema import DataConfig
 from gridslab.data.convert import main as convert_main
 from gridslab.data.datamodule import load_demos
 from gridslab.data.lerobot_format import read_episodes
@@ -243,6 +244,8 @@ def test_load_demos_limits_per_task_and_resizes(datasets, version):
     assert [d.instruction for d in demos] == TASKS  # the first episode of each task
     assert demos[0].images["agentview"].shape == (EPISODES[0][0], 32, 32, 3)
     assert demos[1].proprio.shape == (EPISODES[1][0], 8)
+    auto = load_demos([datasets[version]], list(CAMERAS), 1, DataConfig(), image_size=32)  # format "auto": a directory
+    assert np.array_equal(auto[1].actions, demos[1].actions)
 
 
 def test_train_py_trains_on_a_lerobot_dataset(datasets, tmp_path):
