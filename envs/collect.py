@@ -12,8 +12,15 @@ Crash-safe and resumable: each successful episode is written to its own shard
 (``<out>.parts/demo_<seed>.hdf5``, written to a temp name then renamed), and the final
 file is assembled from the shards at the end (again temp + rename). An interrupted run
 picks up the finished shards; a finished file with fewer demos than asked is extended.
-Only successful episodes are kept. Executed actions get Gaussian noise on xyz
-(``--noise``) while the clean expert action is stored, so the data covers recoveries.
+Only successful episodes are kept: a failed expert episode is retried with the next seed
+(at most ``MAX_ATTEMPTS_PER_DEMO`` attempts per demo in all) and reported in one line at the
+end, with its seeds. Executed actions get Gaussian noise on xyz (``--noise``) while the clean
+expert action is stored, so the data covers recoveries.
+
+A suite whose files have a layout of their own (LIBERO: ``envs.registry.dataset_writer``) gets
+its missing files written in that layout from the shards (``<root>/libero/<suite>/<task>_demo.hdf5``,
+LIBERO's own); an existing file there, LIBERO's human demonstrations or a finished collection,
+is used as it is.
 """
 
 from __future__ import annotations
@@ -26,11 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import h5py
+import numpy as np
 
 from envs.errors import EnvUserError, run_cli
 from envs.experts import Transition, rollout_expert
 from envs.hdf5_format import demo_keys, write_demo, write_file_attrs
-from envs.registry import check_datasets, dataset_paths, expand, make
+from envs.registry import check_datasets, dataset_paths, dataset_writer, expand, make
 
 # Envs with stored initial states (tabletop, LIBERO) draw a fresh scene for each demonstration
 # instead, so no demonstration starts from a state evaluations use; other envs ignore the option.
@@ -72,6 +80,24 @@ def _existing_demos(out: Path, env_name: str) -> list[tuple[Path, str, int]]:
     return found
 
 
+def read_shard(path: Path) -> dict[str, Any]:
+    """One collected demo back from its shard: images {camera: uint8 [T, H, W, 3]} (right side
+    up), proprio float32 [T, 9], actions [T, 7], states [T, S], joint_states [T, J] (arm joint
+    positions, rad), seed; what a suite's own ``writer`` receives."""
+    with h5py.File(path, "r") as f:
+        demo = f["data/demo_0"]
+        obs = demo["obs"]
+        images = {key[: -len("_rgb")]: obs[key][:] for key in obs if key.endswith("_rgb")}
+        return {
+            "images": images,
+            "proprio": obs["proprio"][:],
+            "joint_states": obs["joint_states"][:],
+            "actions": demo["actions"][:],
+            "states": demo["states"][:],
+            "seed": int(demo.attrs["seed"]),
+        }
+
+
 def collect_one(env: Any, seed: int, action_noise: float) -> dict[str, list[Any]] | None:
     """One expert episode's per-step records, or None if the expert failed."""
     steps: dict[str, list[Any]] = {"obs": [], "actions": [], "rewards": [], "dones": [], "states": []}
@@ -105,6 +131,11 @@ def collect(
         raise EnvUserError(f"noise={action_noise} must be >= 0")
     env_kwargs = dict(env_kwargs or {})
     out = Path(out)
+    writer = dataset_writer(env_name)
+    if writer is not None:
+        if out.exists():  # the suite's own file (e.g. LIBERO's human demonstrations): used as it is
+            return out
+        env_kwargs.update(writer.env_kwargs)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = _existing_demos(out, env_name)
     if len(done) >= episodes and not _shard_dir(out).exists():
@@ -133,36 +164,63 @@ def collect(
     )
     with Progress(*columns, disable=not progress, transient=False) as bar:
         task = bar.add_task(label or env_name, total=episodes, completed=min(len(done), episodes), rate="-")
-        failures = 0
+        failures: list[int] = []
         try:
             while len(done) < episodes:
                 if attempts >= MAX_ATTEMPTS_PER_DEMO * episodes:
-                    raise EnvUserError(f"the expert for {env_name} failed {failures} of {attempts} episodes; not enough demos")
+                    raise EnvUserError(
+                        f"the expert for {env_name} failed {len(failures)} of {attempts} episodes "
+                        f"(seeds {_seed_list(failures)}); not enough demos"
+                    )
                 steps = collect_one(env, next_seed, action_noise)
                 attempts += 1
                 if steps is None:
-                    failures += 1
+                    failures.append(next_seed)
                 else:
                     shard = shards / f"demo_{next_seed}.hdf5"
                     tmp, handle = _atomic_h5(shard)
                     with handle:
-                        write_demo(handle.create_group("data/demo_0"), steps, cameras, next_seed)
+                        group = handle.create_group("data/demo_0")
+                        write_demo(group, steps, cameras, next_seed)
+                        if writer is not None:
+                            group["obs"].create_dataset("joint_states", data=_joint_states(env, steps["states"]))
                     os.replace(tmp, shard)
                     done.append((shard, "data/demo_0", next_seed))
                 next_seed += 1
-                bar.update(task, completed=len(done), rate=f"{(attempts - failures) / attempts:.0%}")
+                bar.update(task, completed=len(done), rate=f"{(attempts - len(failures)) / attempts:.0%}")
         finally:
             env.close()
+    if failures:
+        print(
+            f"{label or env_name}: the expert failed {len(failures)} of {attempts} episodes "
+            f"(seeds {_seed_list(failures)}); each was retried with the next seed, none was kept"
+        )
     collector = {
         "episodes": episodes,
         "action_noise": action_noise,
         "seed": seed,
         "attempts_this_run": attempts,
-        "expert_failures_this_run": failures,
+        "expert_failures_this_run": len(failures),
+        "failed_seeds_this_run": failures,
     }
-    _assemble(out, done, env_name, env_kwargs, env.unwrapped.instruction, collector)
+    if writer is None:
+        _assemble(out, done, env_name, env_kwargs, env.unwrapped.instruction, collector)
+    else:
+        tmp = out.with_name(out.name + ".tmp")
+        writer.write(tmp, (read_shard(path) for path, _, _ in sorted(done, key=lambda d: d[2])), env_name, collector)
+        os.replace(tmp, out)
     shutil.rmtree(shards)
     return out
+
+
+def _seed_list(seeds: list[int]) -> str:
+    return ", ".join(map(str, seeds[:10])) + (f" and {len(seeds) - 10} more" if len(seeds) > 10 else "")
+
+
+def _joint_states(env: Any, states: list[np.ndarray]) -> np.ndarray:
+    """Arm joint positions ``[T, J]`` (rad) from flattened MuJoCo states ``[T, S]`` (time, qpos, ...)."""
+    joints = np.asarray(env.unwrapped.sim_env.robots[0]._ref_joint_pos_indexes)
+    return np.stack(states)[:, 1 + joints]
 
 
 def _assemble(

@@ -36,6 +36,14 @@ class ExpertSpec:
     grasp_offset: grasp point relative to the pick body's origin.
     place_offset: release point relative to ``place_pos`` (None: lift only, by ``lift_height``).
     carry_height: clearance above the release point while carrying.
+
+    Measured geometry (envs whose ``privileged_state`` has pick_top_z, pick_bottom_z and
+    place_top_z, e.g. LIBERO's), used when ``grasp_depth`` is set:
+    grasp_depth: grasp this far below the pick object's top, at mid-height at most (``grasp_offset`` added).
+    rim_inset: grasp on the rim instead of the centre, this far inside the footprint's edge,
+        fingers radial (bowls wider than the gripper's opening).
+    release_clearance: the held object's bottom this far above the place target's top at release.
+    Then the carry runs at the lift's height at least, over every obstacle on the way.
     """
 
     grasp_offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -44,6 +52,9 @@ class ExpertSpec:
     carry_height: float = 0.10
     gripper_steps: int = 12
     align_yaw: bool = True
+    grasp_depth: float | None = None
+    rim_inset: float | None = None
+    release_clearance: float = 0.02
 
 
 EXPERT_SPECS: dict[str, ExpertSpec] = {
@@ -71,6 +82,56 @@ class PickPlaceExpert:
         self.phase_steps = 0
         self.grasp_pos: np.ndarray | None = None
         self.grasp_axis: np.ndarray | None = None
+        self.rim_direction: np.ndarray | None = None  # [2], chosen once (``rim_inset``)
+        self.hold = 0.0  # grasp height above the pick object's bottom (metres), measured at the grasp
+        self.held_offset = np.zeros(2)  # grip site minus held object centre in xy (metres), while carried
+
+    def _grasp_point(self, state: dict[str, Any]) -> np.ndarray:
+        """Where the grip site closes ``[3]`` (metres, world): the pick body's origin plus
+        ``grasp_offset``, or with ``grasp_depth`` below the object's top, at its centre or rim."""
+        spec = self.spec
+        if spec.grasp_depth is None:
+            return state["pick_pos"] + np.array(spec.grasp_offset)
+        point = np.array(state["pick_pos"], dtype=np.float64)
+        point[2] = max(state["pick_top_z"] - spec.grasp_depth, (state["pick_top_z"] + state["pick_bottom_z"]) / 2)
+        if spec.rim_inset is not None:
+            if self.rim_direction is None:
+                self.rim_direction = self._choose_rim_direction(state)
+            point[:2] += self.rim_direction * self._rim_radius(self.rim_direction, state)
+        return point + np.array(spec.grasp_offset)
+
+    def _rim_radius(self, direction: np.ndarray, state: dict[str, Any]) -> float:
+        """Distance (metres) from the pick centre to the grasp on the rim along unit ``direction`` [2]."""
+        yaw = state["pick_yaw"]
+        along = abs(float(direction @ np.array([np.cos(yaw), np.sin(yaw)])))
+        half = state["pick_half_extents"]
+        return float(half[0] if along > 0.5 else half[1]) - self.spec.rim_inset
+
+    def _choose_rim_direction(self, state: dict[str, Any]) -> np.ndarray:
+        """Unit ``[2]``: which of the four sides of the footprint (along the pick object's x and y)
+        to grasp the rim on: the one whose hand (fingers radial) clears the other objects most,
+        the side facing the robot (smallest x) on a tie."""
+        yaw = state["pick_yaw"]
+        sides = [np.array([np.cos(yaw + a), np.sin(yaw + a)]) for a in np.arange(4) * np.pi / 2]
+        centre = np.array(state["pick_pos"], dtype=np.float64)
+        scores = []
+        for side in sides:
+            grasp = centre.copy()
+            grasp[:2] += side * self._rim_radius(side, state)
+            grasp[2] = state["pick_top_z"] - self.spec.grasp_depth
+            scores.append((min(self._hand_clearance(side, state, grasp), 0.1), -side[0]))
+        return sides[max(range(4), key=lambda i: scores[i])]
+
+    def _release_point(self, state: dict[str, Any]) -> np.ndarray | None:
+        """Where the object is let go ``[3]``, or None for a lift-only task."""
+        spec = self.spec
+        if spec.place_offset is None or state["place_pos"] is None:
+            return None
+        release = state["place_pos"] + np.array(spec.place_offset)
+        if spec.grasp_depth is not None:  # the held object's centre over the target, not the grip
+            release[:2] += self.held_offset
+            release[2] = state["place_top_z"] + self.hold + spec.release_clearance + spec.place_offset[2]
+        return release
 
     def _choose_grasp_axis(self, state: dict[str, Any]) -> np.ndarray:
         """Finger axis ``[2]`` along one of the pick object's faces (the pick body's x or y).
@@ -80,6 +141,9 @@ class PickPlaceExpert:
         the other objects at the grasp (``_hand_clearance``), or if both do, the one closest
         to the current axis (least rotation).
         """
+        if self.spec.rim_inset is not None:
+            self._grasp_point(state)
+            return self.rim_direction  # fingers radial
         yaw = state["pick_yaw"]
         candidates = [np.array([np.cos(yaw + a), np.sin(yaw + a)]) for a in (0.0, np.pi / 2)]
         half = state["pick_half_extents"]
@@ -90,10 +154,12 @@ class PickPlaceExpert:
             return candidates[int(np.argmax(clearances))]
         return max(candidates, key=lambda axis: abs(float(axis @ state["eef_finger_axis"])))
 
-    def _hand_clearance(self, axis: np.ndarray, state: dict[str, Any]) -> float:
-        """Smallest gap (metres; negative: overlap) in xy between the hand at the grasp with its
-        fingers along ``axis`` [2] and the footprint of any other object tall enough to reach it."""
-        grasp = state["pick_pos"] + np.array(self.spec.grasp_offset)
+    def _hand_clearance(self, axis: np.ndarray, state: dict[str, Any], grasp: np.ndarray | None = None) -> float:
+        """Smallest gap (metres; negative: overlap) in xy between the hand at ``grasp`` [3] (default:
+        the pick body's origin plus ``grasp_offset``) with its fingers along ``axis`` [2] and the
+        footprint of any other object tall enough to reach it."""
+        if grasp is None:
+            grasp = state["pick_pos"] + np.array(self.spec.grasp_offset)
         obstacles = state["obstacles"]
         tall = obstacles[obstacles[:, 3] > grasp[2] + HAND_BOTTOM_ABOVE_GRIP_M]
         if not len(tall):
@@ -130,12 +196,9 @@ class PickPlaceExpert:
     def _targets(self, state: dict[str, Any]) -> tuple[np.ndarray, float]:
         """Waypoint ``[3]`` (metres) and gripper command for the current phase."""
         spec = self.spec
-        grasp = state["pick_pos"] + np.array(spec.grasp_offset)
+        grasp = self._grasp_point(state)
         up = np.array([0.0, 0.0, 1.0])
-        if spec.place_offset is None or state["place_pos"] is None:
-            release = None
-        else:
-            release = state["place_pos"] + np.array(spec.place_offset)
+        release = self._release_point(state)
         if self.phase == "approach":
             return grasp + up * 0.08, OPEN
         if self.phase == "descend":
@@ -145,7 +208,10 @@ class PickPlaceExpert:
         if self.phase == "lift":
             return self.grasp_pos + up * spec.lift_height, CLOSE
         if self.phase == "carry":
-            return release + up * spec.carry_height, CLOSE
+            carry = release + up * spec.carry_height
+            if spec.grasp_depth is not None:  # over every obstacle: no lower than the lift
+                carry[2] = max(carry[2], self.grasp_pos[2] + spec.lift_height)
+            return carry, CLOSE
         if self.phase == "lower":
             return release, CLOSE
         if self.phase == "release":
@@ -156,6 +222,10 @@ class PickPlaceExpert:
         """The action ``[7]`` for this step; advances the phase when a waypoint is reached."""
         if self.phase == "grasp" and self.grasp_pos is None:
             self.grasp_pos = state["eef_pos"].copy()
+            if self.spec.grasp_depth is not None:
+                self.hold = float(self.grasp_pos[2] - state["pick_bottom_z"])
+        if self.phase in ("carry", "lower"):
+            self.held_offset = state["eef_pos"][:2] - state["pick_pos"][:2]
         target, gripper = self._targets(state)
         yaw_command = self._yaw_command(state)
         error = target - state["eef_pos"]

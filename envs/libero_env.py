@@ -45,25 +45,31 @@ import contextlib
 import functools
 import importlib.util
 import io
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import gymnasium as gym
 import numpy as np
 import yaml
 
 from envs.errors import EnvUserError, unknown_name
-from envs.libero_format import ORIENTATIONS, PROPRIO_FORMATS, make_proprio, orient_frames
+from envs.experts import ExpertSpec
+from envs.libero_format import ORIENTATIONS, PROPRIO_FORMATS, make_proprio, orient_frames, write_libero_demo_file
 from envs.sim_base import (
     CONTROL_FREQ_HZ,
     DEFAULT_CAMERAS,
+    PANDA_REACH_M,
     STORED_INIT_STATE_MODES,
+    PlacementRegion,
     SimEnv,
+    check_distractor_slots,
     choose_init_state,
     import_robosuite,
     seeded_global_numpy,
+    with_distractor_slots,
 )
 
 
@@ -87,6 +93,7 @@ CAMERAS = ("agentview", "robot0_eye_in_hand", "frontview", "birdview", "sideview
 INIT_STATE_MODES = ("sampled", *STORED_INIT_STATE_MODES)
 SETTLE_STEPS = 10
 NOOP_ACTION = np.array([0, 0, 0, 0, 0, 0, -1], dtype=np.float64)  # no motion, gripper open
+PLACEMENT_MARGIN_M = 0.15  # distractors stand within this of the scene objects' bounding rectangle
 
 # What ``import libero.libero`` and building a LIBERO env need (module = pip name).
 REQUIRED_MODULES = ("libero", "bddl", "easydict", "future", "matplotlib", "torch")
@@ -334,6 +341,9 @@ class LiberoEnv(SimEnv):
             init_state_index: the state "fixed" uses.
         orientation: image orientation, "camera" (default) or "rotate180";
             proprio: "quat" (9 numbers, default) or "axis_angle" (8); see the module docstring.
+        distractor_slots: spare free-joint bodies for the ``distractors`` perturbation
+            (``envs.ood``), parked out of view unless placed; they come last in the MuJoCo
+            state, so LIBERO's stored states are extended with them parked.
     """
 
     def __init__(
@@ -350,6 +360,7 @@ class LiberoEnv(SimEnv):
         init_state_index: int | None = None,
         orientation: str = "camera",
         proprio: str = "quat",
+        distractor_slots: int = 0,
     ):
         if orientation not in ORIENTATIONS:
             raise unknown_name("LIBERO image orientation", orientation, ORIENTATIONS)
@@ -362,6 +373,7 @@ class LiberoEnv(SimEnv):
         if not isinstance(task_id, (int, np.integer)) or not 0 <= task_id < n_tasks:
             raise EnvUserError(f"task_id={task_id!r} is out of range; valid: 0..{n_tasks - 1} for {suite}")
         self._check_view(cameras, image_size, render_quality, CAMERAS)
+        self.distractor_slots = check_distractor_slots(distractor_slots)
         if init_state not in INIT_STATE_MODES:
             raise unknown_name("init_state", init_state, INIT_STATE_MODES)
         check_ready()
@@ -382,21 +394,13 @@ class LiberoEnv(SimEnv):
         import_robosuite()  # chooses the GL backend before LIBERO imports robosuite
         libero = _import_libero()
         libero._assets_path_cache = str(assets_dir())  # LIBERO's lookup returns this, never downloads
-        with contextlib.redirect_stdout(io.StringIO()):  # robosuite's import notices
-            from libero.libero.envs import OffScreenRenderEnv
-
-        self.libero_env = OffScreenRenderEnv(
-            bddl_file_name=_benchmark(suite).get_task_bddl_file_path(self.task_id),
-            camera_names=list(self.cameras),
-            camera_heights=self.image_size,
-            camera_widths=self.image_size,
-            hard_reset=False,  # the init state overwrites the layout; rebuilding the model costs seconds
-            ignore_done=True,
-            control_freq=CONTROL_FREQ_HZ,
+        self.sim_env = _build_libero_env(
+            _benchmark(suite).get_task_bddl_file_path(self.task_id), self.cameras, self.image_size, self.distractor_slots
         )
-        self.sim_env = self.libero_env.env
         self._build_spaces()
         self.observation_space["proprio"] = gym.spaces.Box(-np.inf, np.inf, (PROPRIO_FORMATS[proprio],), np.float32)
+        self._snapshot_compiled_fields()
+        self._geoms: dict[tuple[str, bool], np.ndarray] = {}  # (object, visual) -> geom ids, built on first use
         self.episode_init_state: int | None = None
 
     # --- simulator access (privileged; for diagnostics) ---
@@ -409,6 +413,136 @@ class LiberoEnv(SimEnv):
         """World position ``[3]`` (metres) of LIBERO object, fixture or region ``name``
         (through LIBERO's own object states: a body's origin, a region's site)."""
         return np.array(self.sim_env.object_states_dict[name].get_geom_state()["pos"])
+
+    def scene_objects(self) -> tuple[str, ...]:
+        """Every LIBERO object and fixture of the scene (not regions), in BDDL order."""
+        return (*self.sim_env.objects_dict, *self.sim_env.fixtures_dict)
+
+    def _root_body(self, name: str) -> int:
+        """MuJoCo body id of LIBERO object or fixture ``name``."""
+        objects = {**self.sim_env.objects_dict, **self.sim_env.fixtures_dict}
+        if name not in objects:
+            raise unknown_name("LIBERO object", name, self.scene_objects())
+        return self.mj_model.body(objects[name].root_body).id
+
+    def _subtree_geoms(self, name: str, visual: bool) -> np.ndarray:
+        """Ids ``[G]`` of the colliding (group 0) or rendered (group 1) geoms of LIBERO object
+        ``name``'s body and every body below it (fixtures such as the cabinet are body trees)."""
+        key = (name, visual)
+        if key not in self._geoms:
+            model = self.mj_model
+            root = self._root_body(name)
+            inside = np.zeros(model.nbody, dtype=bool)
+            inside[root] = True
+            for body in range(root + 1, model.nbody):  # MuJoCo numbers a body after its parent
+                inside[body] = inside[model.body_parentid[body]]
+            in_group = model.geom_group == 1 if visual else (model.geom_contype > 0) | (model.geom_conaffinity > 0)
+            self._geoms[key] = np.flatnonzero(inside[model.geom_bodyid] & in_group)
+        return self._geoms[key]
+
+    def visual_geoms(self, body: str) -> np.ndarray:
+        """Ids ``[G]`` of the rendered geoms of LIBERO object ``body`` (the ``object_color`` perturbation)."""
+        return self._subtree_geoms(body, visual=True)
+
+    def object_box(self, name: str) -> tuple[np.ndarray, np.ndarray, float]:
+        """LIBERO object ``name``'s collision geometry as a box about world z: (centre ``[3]``,
+        half sizes ``[3]``, yaw rad). Half sizes x, y run along the object's heading (its body's
+        x axis in the horizontal plane, or its y axis when x points up), z is the world height;
+        from MuJoCo's geom bounding boxes, e.g. a 10.7 cm bowl: half sizes about (0.054, 0.054, 0.02)."""
+        model, data = self.mj_model, self.mj_data
+        geoms = self._subtree_geoms(name, visual=False)
+        body_rotation = data.xmat[self._root_body(name)].reshape(3, 3)
+        heading = body_rotation[:2, 0] if np.linalg.norm(body_rotation[:2, 0]) > 0.5 else body_rotation[:2, 1]
+        yaw = float(np.arctan2(heading[1], heading[0]))
+        to_frame = np.array([[np.cos(yaw), np.sin(yaw), 0.0], [-np.sin(yaw), np.cos(yaw), 0.0], [0.0, 0.0, 1.0]])
+        rotations = np.einsum("ij,gjk->gik", to_frame, data.geom_xmat[geoms].reshape(-1, 3, 3))  # geom -> yaw frame
+        centres = data.geom_xpos[geoms] @ to_frame.T + np.einsum("gij,gj->gi", rotations, model.geom_aabb[geoms, :3])
+        halves = np.einsum("gij,gj->gi", np.abs(rotations), model.geom_aabb[geoms, 3:])
+        low, high = (centres - halves).min(axis=0), (centres + halves).max(axis=0)
+        return to_frame.T @ ((low + high) / 2), (high - low) / 2, yaw
+
+    def _place_target(self, name: str) -> tuple[np.ndarray, float]:
+        """(xy-centred point ``[3]``, top z) of a place target: an object's box top, or a region's site."""
+        if name in self.scene_objects():
+            centre, half, _ = self.object_box(name)
+            return centre, float(centre[2] + half[2])
+        position = self.body_position(name)
+        return position, float(position[2])
+
+    def privileged_state(self) -> dict[str, Any]:
+        """Ground-truth state for the scripted experts (``envs.experts``): metres, world frame.
+
+        The keys of ``envs.robosuite_env.RobosuiteEnv.privileged_state`` (pick = the task's first
+        object of interest, place = its second, e.g. the bowl and the plate, with the pick
+        object's box centre as pick_pos and its yaw-frame footprint as pick_half_extents), plus
+        pick_top_z / pick_bottom_z (the pick object's box) and place_top_z (the place object's
+        top, or a region's height)."""
+        robot = self.sim_env.robots[0]
+        pick, place = self.task_bodies()[:2]
+        centre, half, yaw = self.object_box(pick)
+        place_pos, place_top = self._place_target(place)
+        return {
+            "eef_pos": np.array(self.sim.data.site_xpos[robot.eef_site_id]),
+            "eef_finger_axis": self._finger_axis(robot),
+            "eef_yaw_range": self._wrist_yaw_range(robot),
+            "gripper_qpos": np.array(self.sim.data.qpos[robot._ref_gripper_joint_pos_indexes]),
+            "pick_pos": centre,
+            "pick_yaw": yaw,
+            "pick_half_extents": half[:2],
+            "pick_top_z": float(centre[2] + half[2]),
+            "pick_bottom_z": float(centre[2] - half[2]),
+            "obstacles": self.scene_obstacles(exclude=(pick, place)),
+            "place_pos": place_pos,
+            "place_top_z": place_top,
+            "success": bool(self.sim_env._check_success()),
+        }
+
+    def task_footprints(self) -> list[tuple[np.ndarray, float]]:
+        """(world xy ``[2]`` metres, radius metres) of every scene object and fixture, the task's
+        objects first (``envs.ood``'s distractors keep clear of them and stand near the first)."""
+        task = [name for name in self.task_bodies() if name in self.scene_objects()]
+        order = [*task, *(name for name in self.scene_objects() if name not in task)]
+        footprints = []
+        for name in order:
+            centre, half, _ = self.object_box(name)
+            footprints.append((centre[:2], float(np.linalg.norm(half[:2]))))
+        return footprints
+
+    def scene_obstacles(self, exclude: tuple[str, ...] = ()) -> np.ndarray:
+        """``[N, 4]`` (x, y, footprint radius, top z; metres, world) of every scene object and
+        fixture not in ``exclude``."""
+        rows = []
+        for name in self.scene_objects():
+            if name in exclude:
+                continue
+            centre, half, _ = self.object_box(name)
+            rows.append([*centre[:2], float(np.linalg.norm(half[:2])), float(centre[2] + half[2])])
+        return np.array(rows, dtype=np.float64).reshape(-1, 4)
+
+    def placement_region(self) -> PlacementRegion:
+        """Where distractors may stand: the surface the scene's objects rest on (the lowest object
+        bottom: the table, or the floor), over their bounding rectangle plus ``PLACEMENT_MARGIN_M``."""
+        boxes = [self.object_box(name) for name in self.sim_env.objects_dict]
+        low = np.min([centre[:2] - np.linalg.norm(half[:2]) for centre, half, _ in boxes], axis=0) - PLACEMENT_MARGIN_M
+        high = np.max([centre[:2] + np.linalg.norm(half[:2]) for centre, half, _ in boxes], axis=0) + PLACEMENT_MARGIN_M
+        return PlacementRegion(
+            centre_xy=(low + high) / 2,
+            half_extent_xy=(high - low) / 2,
+            surface_z=float(min(centre[2] - half[2] for centre, half, _ in boxes)),
+            reach_centre_xy=np.array(self.sim_env.robots[0].base_pos[:2]),
+            reach_radius_m=PANDA_REACH_M,
+        )
+
+    def _full_state(self, stored: np.ndarray) -> np.ndarray:
+        """A stored LIBERO state ``[S0]`` (time, qpos, qvel of the task's own model) extended to
+        this model's with the distractor slots parked (their joints come last) and at rest."""
+        model = self.mj_model
+        extra_q, extra_v = 7 * self.distractor_slots, 6 * self.distractor_slots
+        if not extra_q:
+            return stored
+        nq, nv = model.nq - extra_q, model.nv - extra_v
+        qpos, qvel = stored[1 : 1 + nq], stored[1 + nq : 1 + nq + nv]
+        return np.concatenate([stored[:1], qpos, model.qpos0[nq:], qvel, np.zeros(extra_v)])
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         super().reset(seed=seed)
@@ -423,19 +557,30 @@ class LiberoEnv(SimEnv):
                 mode, seed if seed is not None else episode_seed, len(self.initial_states), self.init_state_index
             )
         )
+        self._restore_compiled_fields()
         with seeded_global_numpy(episode_seed):  # LIBERO's placement samplers draw from it
-            raw = self.libero_env.reset()
+            raw = _reset_placing(self.sim_env)
         for robot in self.sim_env.robots:
             # robosuite's soft reset keeps the gripper's integrated command: clear it so
             # the same seed and actions give the same trajectory.
             robot.gripper.current_action = np.zeros(robot.gripper.dof)
         if self.episode_init_state is not None:  # else "sampled": the reset's own placement stays
-            raw = self.libero_env.set_init_state(self.initial_states[self.episode_init_state])
+            raw = self._load_state(self._full_state(self.initial_states[self.episode_init_state]))
         for _ in range(SETTLE_STEPS):
             raw, _, done, _ = self.sim_env.step(NOOP_ACTION)
         self._steps = 0
         self._last_obs = self._observation(raw)
         return self._last_obs, self._info(bool(done))
+
+    def _load_state(self, state: np.ndarray) -> dict[str, np.ndarray]:
+        """Set the flattened MuJoCo ``state`` and return robosuite's fresh observations (what
+        LIBERO's ``set_init_state`` does)."""
+        self.sim.set_state_from_flattened(state)
+        self.sim.forward()
+        self.sim_env._check_success()
+        self.sim_env._post_process()
+        self.sim_env._update_observables(force=True)
+        return self.sim_env._get_observations()
 
     def _observation(self, raw: dict[str, np.ndarray]) -> dict[str, Any]:
         images = {camera: orient_frames(raw[f"{camera}_image"][::-1], self.orientation) for camera in self.cameras}
@@ -448,9 +593,55 @@ class LiberoEnv(SimEnv):
         return done  # LIBERO's done: its goal predicates hold
 
     def close(self) -> None:
-        if getattr(self, "libero_env", None) is not None:
-            self.libero_env.close()
-            self.libero_env = None
+        if getattr(self, "sim_env", None) is not None:
+            self.sim_env.close()
+            self.sim_env = None
+
+
+def _build_libero_env(bddl_file: str, cameras: tuple[str, ...], image_size: int, distractor_slots: int) -> Any:
+    """LIBERO's robosuite env for ``bddl_file`` as its ``OffScreenRenderEnv`` builds it (Panda,
+    OSC_POSE, offscreen cameras), with ``distractor_slots`` spare bodies when asked; soft resets
+    (the init state overwrites the layout; rebuilding the model costs seconds)."""
+    with contextlib.redirect_stdout(io.StringIO()):  # robosuite's import notices
+        import libero.libero.envs.bddl_utils as bddl_utils
+        from libero.libero.envs import TASK_MAPPING
+        from robosuite.controllers import load_controller_config
+
+    env_class = TASK_MAPPING[bddl_utils.get_problem_info(bddl_file)["problem_name"]]
+    if distractor_slots:
+        env_class = with_distractor_slots(env_class, distractor_slots)
+    return env_class(
+        bddl_file,
+        robots=["Panda"],
+        controller_configs=load_controller_config(default_controller="OSC_POSE"),
+        gripper_types="default",
+        initialization_noise=None,
+        use_camera_obs=True,
+        has_renderer=False,
+        has_offscreen_renderer=True,
+        render_camera="frontview",
+        control_freq=CONTROL_FREQ_HZ,
+        horizon=1000,
+        ignore_done=True,
+        hard_reset=False,
+        camera_names=list(cameras),
+        camera_heights=image_size,
+        camera_widths=image_size,
+        camera_depths=False,
+        camera_segmentations=None,
+        renderer="mujoco",
+    )
+
+
+def _reset_placing(sim_env: Any) -> dict[str, np.ndarray]:
+    """``sim_env.reset()``, redrawn while LIBERO's placement samplers fail (as its ``ControlEnv`` does)."""
+    from robosuite.utils.errors import RandomizationError
+
+    while True:
+        try:
+            return sim_env.reset()
+        except RandomizationError:
+            continue
 
 
 def suite_tasks(suite: str) -> list[str]:
@@ -465,7 +656,54 @@ def _factory(suite: str, task_id: int):
     return make_task
 
 
+# Scripted experts (``envs.experts``) for the pick-and-place suites: the bowls (10.7 cm across,
+# wider than the Panda's 8 cm opening) are grasped at the rim, 1.2 cm below its top, fingers
+# radial; everything else at its centre, 2.5 cm below its top (mid-height when shorter).
+EXPERT_SUITES = ("libero_spatial", "libero_object")
+RIM_GRASPED = ("akita_black_bowl",)
+
+
+def expert_spec(suite: str, task_id: int) -> ExpertSpec:
+    """The pick-and-place geometry of a LIBERO task's scripted expert, from its BDDL file's
+    objects of interest (the pick object first; no assets needed)."""
+    from libero.libero.envs import bddl_utils
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        problem = bddl_utils.robosuite_parse_problem(_benchmark(suite).get_task_bddl_file_path(task_id))
+    pick = problem["obj_of_interest"][0].rsplit("_", 1)[0]
+    if pick in RIM_GRASPED:
+        return ExpertSpec(place_offset=(0.0, 0.0, 0.0), grasp_depth=0.012, rim_inset=0.008, align_yaw=True)
+    return ExpertSpec(place_offset=(0.0, 0.0, 0.0), grasp_depth=0.025)
+
+
 OFFLINE_CONFIGS = {"libero_spatial": "tabletop_spatial", "libero_object": "tabletop_object"}  # stand-in suites
+
+
+SCRIPTED_NOTICE = (
+    "{folder}/ lacks LIBERO's demonstration files: collecting SCRIPTED demonstrations (the privileged "
+    "scripted expert in LIBERO's own sampled scenes, never its 50 evaluation initial states), not LIBERO's "
+    "human ones; LIBERO's own <task>_demo.hdf5 files placed in {folder}/ are used instead"
+)
+
+
+def write_scripted_demos(path: Path, demos: Iterable[dict[str, Any]], env_name: str, collector: dict[str, Any]) -> Path:
+    """Write scripted demonstrations of LIBERO task ``env_name`` (``libero/<suite>/<id>``) to
+    ``path`` in LIBERO's own layout (``envs.libero_format.write_libero_demo_file``; the
+    collector's ``envs.registry`` writer), marked as scripted: ``/data`` attribute
+    ``gridslab_scripted`` (JSON: how they were collected) and ``versions``."""
+    from envs.hdf5_format import package_versions
+
+    _, suite, task_id = env_name.split("/")
+    bddl_file = _benchmark(suite).get_task_bddl_file_path(int(task_id))
+    with contextlib.redirect_stdout(io.StringIO()):
+        from libero.libero.envs import bddl_utils
+
+        problem = bddl_utils.get_problem_info(bddl_file)["problem_name"]
+    attrs = {
+        "gridslab_scripted": json.dumps({"env_name": env_name, **collector}, sort_keys=True),
+        "versions": json.dumps(package_versions(), sort_keys=True),
+    }
+    return write_libero_demo_file(path, demos, task_names(suite)[int(task_id)], problem, attrs)
 
 
 def libero_dataset_paths(suite: str, root: str | Path = "data") -> list[Path]:
@@ -499,18 +737,25 @@ def check_datasets(suite: str, root: str | Path = "data") -> list[Path]:
 
 def register_all() -> None:
     """Register ``libero/<suite>/<task_id>`` for every task and each suite by LIBERO's name."""
-    from envs.registry import register, register_suite
+    from envs.experts import register_expert
+    from envs.registry import DatasetWriter, register, register_suite
 
     for suite, spec in SUITES.items():
         for task_id in range(spec.tasks):
             register(f"libero/{suite}/{task_id}", _factory(suite, task_id))
+            if suite in EXPERT_SUITES:
+                register_expert(f"libero/{suite}/{task_id}", functools.partial(expert_spec, suite, task_id))
+        collects = suite in EXPERT_SUITES  # the scripted experts write missing files in LIBERO's layout
         register_suite(
             suite,
             functools.partial(suite_tasks, suite),
             check_ready,
             datasets=functools.partial(libero_dataset_paths, suite),
-            check_datasets=functools.partial(check_datasets, suite),
+            check_datasets=None if collects else functools.partial(check_datasets, suite),
             offline=OFFLINE_CONFIGS.get(suite, "tabletop_spatial"),
+            writer=DatasetWriter(write_scripted_demos, {"orientation": "camera", "proprio": "quat"}, SCRIPTED_NOTICE)
+            if collects
+            else None,
         )
 
 

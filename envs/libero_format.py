@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import h5py
 import numpy as np
@@ -139,14 +139,22 @@ def read_proprio(obs: h5py.Group, path: Path | None = None, proprio: str = "quat
 
 
 def write_libero_demo_file(
-    path: Path, demos: list[dict[str, Any]], task_name: str, problem_name: str = "libero_tabletop_manipulation"
+    path: Path,
+    demos: Iterable[dict[str, Any]],
+    task_name: str,
+    problem_name: str = "libero_tabletop_manipulation",
+    attrs: dict[str, str] | None = None,
 ) -> Path:
-    """Write ``demos`` in LIBERO's exact layout (module docstring); for tests.
+    """Write ``demos`` in LIBERO's exact layout (module docstring): the scripted collector's
+    LIBERO files (``envs.libero_env.write_scripted_demos``) and tests' fixtures.
 
-    Each demo holds env-convention arrays: ``images`` {camera: uint8 [T, H, W, 3] right side
-    up}, ``proprio`` float32 [T, 9] (the env's vector), ``actions`` [T, 7], ``joint_states``
-    [T, 7] and ``states`` [T, S]. Images are stored upside down and orientation as axis-angle,
-    as LIBERO's files are. ``task_name`` gives the language; name the file ``<task_name>_demo.hdf5``.
+    Each demo holds default-convention arrays ("camera", "quat"): ``images`` {camera: uint8
+    [T, H, W, 3] right side up}, ``proprio`` float32 [T, 9] (the env's vector), ``actions``
+    [T, 7], ``joint_states`` [T, 7] and ``states`` [T, S], optionally ``seed`` (kept as the
+    demo's attribute). Images are stored upside down and orientation as axis-angle, as LIBERO's
+    files are. ``task_name`` gives the language; name the file ``<task_name>_demo.hdf5``.
+    ``attrs``: extra ``/data`` attributes (e.g. how the demos were made). Demos are read one
+    at a time from ``demos`` (an iterator keeps one in memory).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -163,7 +171,9 @@ def write_libero_demo_file(
         )
         data.attrs["bddl_file_name"] = bddl_file
         data.attrs["macros_image_convention"] = OPENGL_CONVENTION
-        total = 0
+        for key, value in (attrs or {}).items():
+            data.attrs[key] = value
+        total, count = 0, 0
         for index, demo in enumerate(demos):
             group = data.create_group(f"demo_{index}")
             obs = group.create_group("obs")
@@ -186,7 +196,10 @@ def write_libero_demo_file(
             group.create_dataset("dones", data=rewards.copy())
             group.attrs["num_samples"] = steps
             group.attrs["init_state"] = np.asarray(demo["states"], dtype=np.float64)[0]
+            if "seed" in demo:
+                group.attrs["seed"] = int(demo["seed"])
             total += steps
-        data.attrs["num_demos"] = len(demos)
+            count = index + 1
+        data.attrs["num_demos"] = count
         data.attrs["total"] = total
     return path

@@ -24,18 +24,34 @@ _FACTORIES: dict[str, Callable[..., gym.Env]] = {}
 
 
 @dataclass(frozen=True)
+class DatasetWriter:
+    """How the collector writes a suite's missing files in the suite's own layout.
+
+    write(path, demos, env_name, collector) -> path: ``demos`` an iterable of dicts
+    (``envs.collect.read_shard``), ``collector`` a JSON-able dict of how they were made;
+    env_kwargs: what the collecting env is built with (the layout's own conventions), over the
+    experiment's; notice: said once before collecting, ``{folder}`` the files' folder."""
+
+    write: Callable[..., Path]
+    env_kwargs: dict[str, Any]
+    notice: str = ""
+
+
+@dataclass(frozen=True)
 class Suite:
     """tasks() -> env names, in task-id order; ready() raises ``EnvUserError`` naming what is
     missing (assets, packages) or returns None. A suite whose demonstrations come as files
-    of its own (LIBERO) has ``datasets(root) -> [Path]`` (one per task, task order; the
-    scripted experts cannot collect them) and ``check_datasets(root)`` (``EnvUserError``
-    naming missing files); ``offline``: a config that runs without downloads instead."""
+    of its own (LIBERO) has ``datasets(root) -> [Path]`` (one per task, task order), and either
+    ``check_datasets(root)`` (``EnvUserError`` naming missing files: the scripted experts cannot
+    collect them) or a ``writer`` (``DatasetWriter``) the collector writes missing ones with,
+    in the suite's own layout; ``offline``: a config that runs without downloads instead."""
 
     tasks: Callable[[], list[str]]
     ready: Callable[[], None] | None = None
     datasets: Callable[[str], list[Path]] | None = None
     check_datasets: Callable[[str], None] | None = None
     offline: str = ""
+    writer: DatasetWriter | None = None
 
 
 _SUITES: dict[str, Suite] = {}
@@ -52,7 +68,7 @@ def register_suite(
     name: str, tasks: Callable[[], list[str]], ready: Callable[[], None] | None = None, overwrite: bool = False, **files: Any
 ) -> None:
     """Register suite ``name``: ``tasks()`` lists its env names (each also ``register``-ed);
-    ``files``: the ``Suite`` fields ``datasets``, ``check_datasets``, ``offline``."""
+    ``files``: the ``Suite`` fields ``datasets``, ``check_datasets``, ``offline``, ``writer``."""
     if name in _SUITES and not overwrite:
         raise ValueError(f"suite {name!r} is already registered")
     _SUITES[name] = Suite(tasks, ready, **files)
@@ -127,14 +143,22 @@ def dataset_paths(name: str, root: str, image_size: int) -> list[Path]:
 
 
 def check_datasets(name: str, root: str) -> bool:
-    """For a suite with files of its own: raise ``EnvUserError`` naming missing ones and return
-    False (nothing to collect). Otherwise True: the scripted experts collect what is missing."""
+    """For a suite with files of its own and no ``writer``: raise ``EnvUserError`` naming missing
+    ones and return False (nothing to collect). Otherwise True: the scripted experts collect
+    what is missing (for a suite with a ``writer``, in its own layout)."""
     suite = _suite_of(name)
-    if suite is None or suite.datasets is None:
+    if suite is None or suite.datasets is None or suite.writer is not None:
         return True
     if suite.check_datasets is not None:
         suite.check_datasets(root)
     return False
+
+
+def dataset_writer(name: str) -> DatasetWriter | None:
+    """The ``DatasetWriter`` of env or suite ``name`` when its demonstration files have a layout
+    of their own that the collector writes (LIBERO's), else None."""
+    suite = _suite_of(name)
+    return None if suite is None else suite.writer
 
 
 def make(name: str, **kwargs: Any) -> gym.Env:

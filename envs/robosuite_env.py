@@ -1,14 +1,14 @@
 """Gymnasium env over robosuite 1.4 manipulation tasks (Panda, OSC_POSE).
 
 Every robosuite-task quirk lives in this file: controller config, the global-numpy seeding
-of robosuite's placement samplers, which bodies are the task objects and surfaces, and the
-spare distractor bodies that OOD perturbations (``envs.ood``) place on the table; what all
-robosuite-backed envs share (image flip, render flags, the observation spec below) is
+of robosuite's placement samplers, which bodies are the task objects and surfaces (where
+OOD perturbations, ``envs.ood``, place distractors); what all robosuite-backed envs share
+(image flip, render flags, the observation spec below, the model hooks perturbations use) is
 ``envs.sim_base``.
 
 Perturbations edit MuJoCo model fields after ``reset``; robosuite keeps its model across
 resets (``hard_reset=False``), so ``reset`` first restores every field in
-``PERTURBABLE_FIELDS`` (and the headlight) to its compiled value: edits never accumulate.
+``envs.sim_base.PERTURBABLE_FIELDS`` (and the headlight) to its compiled value: edits never accumulate.
 
 Observation, action and info: ``envs.sim_base`` (OSC_POSE scale here: delta position
 1.0 = 5 cm per step, delta rotation 1.0 = 0.5 rad per step).
@@ -16,8 +16,6 @@ Observation, action and info: ``envs.sim_base`` (OSC_POSE scale here: delta posi
 
 from __future__ import annotations
 
-import functools
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,42 +25,17 @@ from envs.errors import EnvUserError, unknown_name
 from envs.sim_base import (
     CONTROL_FREQ_HZ,
     DEFAULT_CAMERAS,
+    PANDA_REACH_M,
+    PlacementRegion,
     SimEnv,
+    check_distractor_slots,
     import_robosuite,
+    mjgeom,
     seeded_global_numpy,
+    with_distractor_slots,
 )
 
 CAMERAS = ("agentview", "robot0_eye_in_hand", "frontview", "birdview", "sideview", "robot0_robotview")
-
-# Spare free-joint bodies for distractor objects (``distractor_slots``). Each is compiled
-# as a box of the largest half-size a perturbation may draw, so the compiled bounding
-# volumes (geom_rbound, geom_aabb, BVH) contain any smaller box, cylinder or sphere written
-# into its geom later; its mass and inertia stay those of the compiled box.
-DISTRACTOR_SLOTS_RANGE = (0, 8)
-DISTRACTOR_MAX_HALF_SIZE_M = 0.04
-DISTRACTOR_MASS_KG = 0.1
-DISTRACTOR_SHAPES = ("box", "cylinder", "sphere")
-# Unused slots rest on the floor here, beyond the arena's front wall (x = 3 m): no camera sees them.
-DISTRACTOR_PARKING_X_M = 4.0
-DISTRACTOR_PARKING_SPACING_M = 0.2
-PANDA_REACH_M = 0.75  # horizontal reach from the robot base at table height used for placements
-
-# Model fields perturbations may write; ``reset`` restores them (plus the headlight).
-PERTURBABLE_FIELDS = (
-    "light_pos",
-    "light_dir",
-    "light_diffuse",
-    "light_ambient",
-    "light_specular",
-    "cam_pos",
-    "cam_quat",
-    "geom_rgba",
-    "geom_matid",
-    "geom_type",
-    "geom_size",
-    "mat_rgba",
-)
-HEADLIGHT_FIELDS = ("ambient", "diffuse", "specular")
 
 
 @dataclass(frozen=True)
@@ -102,63 +75,6 @@ TASKS: dict[str, TaskSpec] = {
 }
 # Materials of the arena's large surfaces: the textures a work surface may be swapped to.
 ARENA_MATERIALS = ("table_ceramic", "light-wood", "dark-wood", "floorplane", "walls_mat", "table_legs_metal", "table_mat")
-
-
-@dataclass(frozen=True)
-class PlacementRegion:
-    """Where extra objects may stand: a rectangle on the surface, within the robot's reach.
-
-    centre_xy [2] and half_extent_xy [2] (metres, world frame) bound the surface top at
-    height surface_z (metres); reach_centre_xy [2] is the robot base, reach_radius_m its
-    horizontal reach.
-    """
-
-    centre_xy: np.ndarray
-    half_extent_xy: np.ndarray
-    surface_z: float
-    reach_centre_xy: np.ndarray
-    reach_radius_m: float
-
-
-def _distractor_body(index: int) -> ET.Element:
-    """MJCF for spare body ``distractor<index>``: a free joint and one visible, colliding box
-    geom (group 1), resting on the floor at its parking spot.
-
-    robosuite computes inertia from group-0 geoms only, so the box's inertia is explicit.
-    """
-    half = DISTRACTOR_MAX_HALF_SIZE_M
-    parking = f"{DISTRACTOR_PARKING_X_M} {index * DISTRACTOR_PARKING_SPACING_M} {half}"
-    body = ET.Element("body", name=f"distractor{index}", pos=parking)
-    box_inertia = DISTRACTOR_MASS_KG * 2 * half**2 / 3  # solid cube of half-size `half`, about any axis
-    ET.SubElement(body, "inertial", pos="0 0 0", mass=str(DISTRACTOR_MASS_KG), diaginertia=f"{box_inertia} " * 3)
-    ET.SubElement(body, "freejoint", name=f"distractor{index}_joint")
-    ET.SubElement(
-        body,
-        "geom",
-        name=f"distractor{index}_geom",
-        type="box",
-        size=f"{half} {half} {half}",
-        rgba="0.5 0.5 0.5 1",
-        group="1",
-    )
-    return body
-
-
-@functools.lru_cache(maxsize=None)
-def _with_distractor_slots(env_class: type, slots: int) -> type:
-    """Subclass of robosuite ``env_class`` whose model gains ``slots`` spare distractor bodies.
-
-    robosuite builds its MJCF in ``_load_model`` during ``__init__``, so the bodies are
-    appended there; their qpos0 is the parking spot, so every reset parks them.
-    """
-
-    def _load_model(self: Any) -> None:
-        env_class._load_model(self)
-        for index in range(slots):
-            self.model.worldbody.append(_distractor_body(index))
-
-    # robosuite's metaclass registers every subclass under its class name.
-    return type(env_class)(f"{env_class.__name__}WithDistractorSlots{slots}", (env_class,), {"_load_model": _load_model})
 
 
 class RobosuiteEnv(SimEnv):
@@ -206,23 +122,21 @@ class RobosuiteEnv(SimEnv):
             raise EnvUserError(f"init_state_index={init_state_index} needs init_state='fixed' (got {init_state!r})")
         self._check_init_state(init_state, init_state_index)
         self._check_view(cameras, image_size, render_quality, CAMERAS)
-        low, high = DISTRACTOR_SLOTS_RANGE
-        if not isinstance(distractor_slots, (int, np.integer)) or not low <= distractor_slots <= high:
-            raise EnvUserError(f"distractor_slots={distractor_slots!r} is out of range; valid: an integer in [{low}, {high}]")
+        distractor_slots = check_distractor_slots(distractor_slots)
         self.spec_task = spec
         self.task = task
         self.init_state = init_state
         self.init_state_index = init_state_index
         self.instruction = self.spec_task.instruction
         self._set_episode_limits(max_steps or self.spec_task.max_steps, terminate_on_success, render_mode)
-        self.distractor_slots = int(distractor_slots)
+        self.distractor_slots = distractor_slots
 
         robosuite = import_robosuite()
         from robosuite.controllers import load_controller_config
 
         env_class, scene_kwargs = self._sim_env_class(robosuite)
         if self.distractor_slots:
-            env_class = _with_distractor_slots(env_class, self.distractor_slots)
+            env_class = with_distractor_slots(env_class, self.distractor_slots)
         self.sim_env = env_class(
             **scene_kwargs,
             robots="Panda",
@@ -240,9 +154,7 @@ class RobosuiteEnv(SimEnv):
             reward_shaping=False,
         )
         self._build_spaces()
-        model = self.mj_model
-        self._compiled_fields = {field: getattr(model, field).copy() for field in PERTURBABLE_FIELDS}
-        self._compiled_headlight = {field: getattr(model.vis.headlight, field).copy() for field in HEADLIGHT_FIELDS}
+        self._snapshot_compiled_fields()
 
     # --- hooks a scene subclass overrides (``envs.tabletop.TabletopEnv``) ---
     INIT_STATE_MODES: tuple[str, ...] = ("sampled",)  # robosuite's own placement sampler, from the reset seed
@@ -265,16 +177,6 @@ class RobosuiteEnv(SimEnv):
         return ()
 
     # --- simulator access (privileged; for experts, perturbations and diagnostics) ---
-    @property
-    def mj_model(self) -> Any:
-        """The ``mujoco.MjModel`` itself: the fields perturbations write (``PERTURBABLE_FIELDS``)."""
-        return self.sim.model._model
-
-    @property
-    def mj_data(self) -> Any:
-        """The ``mujoco.MjData`` itself."""
-        return self.sim.data._data
-
     def body_position(self, body: str) -> np.ndarray:
         """World position ``[3]`` (metres) of MuJoCo body ``body``."""
         return np.array(self.sim.data.body_xpos[self.sim.model.body_name2id(body)])
@@ -302,21 +204,6 @@ class RobosuiteEnv(SimEnv):
         )
         halves = np.einsum("gij,gj->gi", np.abs(rotations), model.geom_aabb[geoms, 3:])
         return ((centres + halves).max(axis=0) - (centres - halves).min(axis=0))[:2] / 2
-
-    def _finger_axis(self, robot: Any) -> np.ndarray:
-        """Unit ``[2]`` world-xy direction the gripper's fingers open along: the grip site's x axis
-        (the Panda's finger pads move along it; its y axis runs along the pads' faces)."""
-        rotation = self.sim.data.site_xmat[robot.eef_site_id].reshape(3, 3)
-        axis = rotation[:2, 0]
-        return axis / max(float(np.linalg.norm(axis)), 1e-6)
-
-    def _wrist_yaw_range(self, robot: Any) -> np.ndarray:
-        """(most negative, most positive) rotation ``[2]`` (rad) of the gripper about world z that
-        the arm's last joint still allows before its limits, from here (the joint axis points
-        about straight down while the gripper does, so its turns are world-z turns of opposite sign)."""
-        joint = self.mj_model.joint(robot.robot_joints[-1])
-        position = float(self.mj_data.qpos[joint.qposadr[0]])
-        return np.sort((joint.range - position) * float(self.mj_data.xaxis[joint.id, 2]))
 
     def privileged_state(self) -> dict[str, Any]:
         """Ground-truth state for scripted experts: positions in metres, world frame.
@@ -407,7 +294,7 @@ class RobosuiteEnv(SimEnv):
         """The surface distractors may stand on: top face of ``surface_body``'s largest collision box."""
         model, data = self.mj_model, self.mj_data
         body_id = model.body(self.spec_task.surface_body).id
-        boxes = np.flatnonzero((model.geom_bodyid == body_id) & (model.geom_contype > 0) & (model.geom_type == _mjgeom("BOX")))
+        boxes = np.flatnonzero((model.geom_bodyid == body_id) & (model.geom_contype > 0) & (model.geom_type == mjgeom("BOX")))
         top = boxes[np.argmax(model.geom_size[boxes, 0] * model.geom_size[boxes, 1])]
         return PlacementRegion(
             centre_xy=np.array(data.geom_xpos[top, :2]),
@@ -416,50 +303,6 @@ class RobosuiteEnv(SimEnv):
             reach_centre_xy=np.array(self.sim_env.robots[0].base_pos[:2]),
             reach_radius_m=PANDA_REACH_M,
         )
-
-    def place_distractor(
-        self, slot: int, shape: str, size: np.ndarray, rgba: np.ndarray, position: np.ndarray, yaw: float
-    ) -> None:
-        """Put spare body ``slot`` in the scene as a ``shape`` at rest.
-
-        size: MuJoCo geom size ``[3]`` in metres (box: half sizes; cylinder: radius, half
-        height; sphere: radius), each at most ``DISTRACTOR_MAX_HALF_SIZE_M``.
-        rgba ``[4]`` in [0, 1]; position ``[3]`` of the body centre (metres, world); yaw (rad).
-        Call ``observe()`` afterwards to see it. The next ``reset`` parks it again.
-        """
-        if not 0 <= slot < self.distractor_slots:
-            raise EnvUserError(f"distractor slot {slot} does not exist; this env has distractor_slots={self.distractor_slots}")
-        if shape not in DISTRACTOR_SHAPES:
-            raise unknown_name("distractor shape", shape, DISTRACTOR_SHAPES)
-        if np.max(size) > DISTRACTOR_MAX_HALF_SIZE_M:
-            raise EnvUserError(f"distractor size {list(size)} is too large; valid: each at most {DISTRACTOR_MAX_HALF_SIZE_M} m")
-        model, data = self.mj_model, self.mj_data
-        geom = model.geom(f"distractor{slot}_geom").id
-        model.geom_type[geom] = _mjgeom(shape.upper())
-        model.geom_size[geom] = size
-        model.geom_rgba[geom] = rgba
-        joint = model.joint(f"distractor{slot}_joint")
-        qpos, qvel = joint.qposadr[0], joint.dofadr[0]
-        data.qpos[qpos : qpos + 3] = position
-        data.qpos[qpos + 3 : qpos + 7] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
-        data.qvel[qvel : qvel + 6] = 0.0
-
-    def observe(self) -> dict[str, Any]:
-        """Recompute kinematics and re-render: the observation of the current model and state.
-
-        For perturbations that edit model fields or qpos after ``reset``.
-        """
-        self.sim.forward()
-        self._last_obs = self._observation(self.sim_env._get_observations(force_update=True))
-        return self._last_obs
-
-    def _restore_compiled_fields(self) -> None:
-        """Undo model-field edits (perturbations) of the last episode."""
-        model = self.mj_model
-        for field, value in self._compiled_fields.items():
-            getattr(model, field)[:] = value
-        for field, value in self._compiled_headlight.items():
-            getattr(model.vis.headlight, field)[:] = value
 
     # --- gymnasium API ---
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
@@ -484,13 +327,6 @@ class RobosuiteEnv(SimEnv):
         if getattr(self, "sim_env", None) is not None:
             self.sim_env.close()
             self.sim_env = None
-
-
-def _mjgeom(name: str) -> int:
-    """MuJoCo geom type id for ``name`` (BOX, CYLINDER, SPHERE, ...)."""
-    import mujoco
-
-    return int(getattr(mujoco.mjtGeom, f"mjGEOM_{name}"))
 
 
 def _factory(task: str):

@@ -14,13 +14,23 @@ Action: float32 [7] in [-1, 1], OSC_POSE: delta position (3), delta axis-angle (
     (-1 open, +1 close), at ``CONTROL_FREQ_HZ``.
 Info: success (bool), task (str), instruction (str), object_xy (camera -> [N, 2] image
     positions of the task objects, for diagnostics).
+
+Model hooks for the OOD perturbations (``envs.ood``), shared by every env here: ``mj_model`` /
+``mj_data`` (the fields perturbations write, ``PERTURBABLE_FIELDS``, restored to their compiled
+values by ``_restore_compiled_fields`` at every reset, so edits never accumulate), ``observe()``
+(re-render after an edit), spare distractor bodies (``with_distractor_slots``,
+``place_distractor``); a subclass adds the scene geometry perturbations read (``task_bodies``,
+``visual_geoms``, ``surface_geoms``, ``arena_materials``, ``task_footprints``, ``placement_region``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import gymnasium as gym
@@ -80,6 +90,109 @@ def seeded_global_numpy(seed: int) -> Iterator[None]:
         np.random.set_state(saved)
 
 
+# Model fields perturbations may write; ``_restore_compiled_fields`` restores them (plus the headlight).
+PERTURBABLE_FIELDS = (
+    "light_pos",
+    "light_dir",
+    "light_diffuse",
+    "light_ambient",
+    "light_specular",
+    "cam_pos",
+    "cam_quat",
+    "cam_fovy",
+    "geom_rgba",
+    "geom_matid",
+    "geom_type",
+    "geom_size",
+    "mat_rgba",
+)
+HEADLIGHT_FIELDS = ("ambient", "diffuse", "specular")
+
+# Spare free-joint bodies for distractor objects (``distractor_slots``). Each is compiled
+# as a box of the largest half-size a perturbation may draw, so the compiled bounding
+# volumes (geom_rbound, geom_aabb, BVH) contain any smaller box, cylinder or sphere written
+# into its geom later; its mass and inertia stay those of the compiled box.
+DISTRACTOR_SLOTS_RANGE = (0, 8)
+DISTRACTOR_MAX_HALF_SIZE_M = 0.04
+DISTRACTOR_MASS_KG = 0.1
+DISTRACTOR_SHAPES = ("box", "cylinder", "sphere")
+# Unused slots rest on the floor here, far beyond every arena's walls: no camera sees them.
+DISTRACTOR_PARKING_X_M = 4.0
+DISTRACTOR_PARKING_SPACING_M = 0.2
+PANDA_REACH_M = 0.75  # horizontal reach from the robot base at table height used for placements
+
+
+@dataclass(frozen=True)
+class PlacementRegion:
+    """Where extra objects may stand: a rectangle on the surface, within the robot's reach.
+
+    centre_xy [2] and half_extent_xy [2] (metres, world frame) bound the surface top at
+    height surface_z (metres); reach_centre_xy [2] is the robot base, reach_radius_m its
+    horizontal reach.
+    """
+
+    centre_xy: np.ndarray
+    half_extent_xy: np.ndarray
+    surface_z: float
+    reach_centre_xy: np.ndarray
+    reach_radius_m: float
+
+
+def check_distractor_slots(slots: Any) -> int:
+    """``slots`` as an int, or one ``EnvUserError`` line unless it is in ``DISTRACTOR_SLOTS_RANGE``."""
+    low, high = DISTRACTOR_SLOTS_RANGE
+    if isinstance(slots, bool) or not isinstance(slots, (int, np.integer)) or not low <= slots <= high:
+        raise EnvUserError(f"distractor_slots={slots!r} is out of range; valid: an integer in [{low}, {high}]")
+    return int(slots)
+
+
+def _distractor_body(index: int) -> ET.Element:
+    """MJCF for spare body ``distractor<index>``: a free joint and one visible, colliding box
+    geom (group 1), resting on the floor at its parking spot.
+
+    robosuite computes inertia from group-0 geoms only, so the box's inertia is explicit.
+    """
+    half = DISTRACTOR_MAX_HALF_SIZE_M
+    parking = f"{DISTRACTOR_PARKING_X_M} {index * DISTRACTOR_PARKING_SPACING_M} {half}"
+    body = ET.Element("body", name=f"distractor{index}", pos=parking)
+    box_inertia = DISTRACTOR_MASS_KG * 2 * half**2 / 3  # solid cube of half-size `half`, about any axis
+    ET.SubElement(body, "inertial", pos="0 0 0", mass=str(DISTRACTOR_MASS_KG), diaginertia=f"{box_inertia} " * 3)
+    ET.SubElement(body, "freejoint", name=f"distractor{index}_joint")
+    ET.SubElement(
+        body,
+        "geom",
+        name=f"distractor{index}_geom",
+        type="box",
+        size=f"{half} {half} {half}",
+        rgba="0.5 0.5 0.5 1",
+        group="1",
+    )
+    return body
+
+
+@functools.lru_cache(maxsize=None)
+def with_distractor_slots(env_class: type, slots: int) -> type:
+    """Subclass of robosuite (or LIBERO) env class ``env_class`` whose model gains ``slots``
+    spare distractor bodies, appended last to the world body (so their joints come last in
+    qpos/qvel). robosuite builds its MJCF in ``_load_model`` during ``__init__``, so the bodies
+    are appended there; their qpos0 is the parking spot, so every reset parks them."""
+
+    def _load_model(self: Any) -> None:
+        env_class._load_model(self)
+        for index in range(slots):
+            self.model.worldbody.append(_distractor_body(index))
+
+    # robosuite's metaclass registers every subclass under its class name.
+    return type(env_class)(f"{env_class.__name__}WithDistractorSlots{slots}", (env_class,), {"_load_model": _load_model})
+
+
+def mjgeom(name: str) -> int:
+    """MuJoCo geom type id for ``name`` (BOX, CYLINDER, SPHERE, ...)."""
+    import mujoco
+
+    return int(getattr(mujoco.mjtGeom, f"mjGEOM_{name}"))
+
+
 class SimEnv(gym.Env):
     """Base of the robosuite-backed Gymnasium envs (see the module docstring)."""
 
@@ -130,6 +243,84 @@ class SimEnv(gym.Env):
     def sim(self) -> Any:
         """robosuite's MjSim (``.model``, ``.data``, ``.forward()``)."""
         return self.sim_env.sim
+
+    # --- model hooks (perturbations, experts; privileged) ---
+    distractor_slots: int = 0
+
+    @property
+    def mj_model(self) -> Any:
+        """The ``mujoco.MjModel`` itself: the fields perturbations write (``PERTURBABLE_FIELDS``)."""
+        return self.sim.model._model
+
+    @property
+    def mj_data(self) -> Any:
+        """The ``mujoco.MjData`` itself."""
+        return self.sim.data._data
+
+    def _snapshot_compiled_fields(self) -> None:
+        """Keep the compiled values of ``PERTURBABLE_FIELDS`` and the headlight (call once built)."""
+        model = self.mj_model
+        self._compiled_fields = {field: getattr(model, field).copy() for field in PERTURBABLE_FIELDS}
+        self._compiled_headlight = {field: getattr(model.vis.headlight, field).copy() for field in HEADLIGHT_FIELDS}
+
+    def _restore_compiled_fields(self) -> None:
+        """Undo model-field edits (perturbations) of the last episode."""
+        model = self.mj_model
+        for field, value in self._compiled_fields.items():
+            getattr(model, field)[:] = value
+        for field, value in self._compiled_headlight.items():
+            getattr(model.vis.headlight, field)[:] = value
+
+    def observe(self) -> dict[str, Any]:
+        """Recompute kinematics and re-render: the observation of the current model and state.
+
+        For perturbations that edit model fields or qpos after ``reset``.
+        """
+        self.sim.forward()
+        self._last_obs = self._observation(self.sim_env._get_observations(force_update=True))
+        return self._last_obs
+
+    def place_distractor(
+        self, slot: int, shape: str, size: np.ndarray, rgba: np.ndarray, position: np.ndarray, yaw: float
+    ) -> None:
+        """Put spare body ``slot`` (``with_distractor_slots``) in the scene as a ``shape`` at rest.
+
+        size: MuJoCo geom size ``[3]`` in metres (box: half sizes; cylinder: radius, half
+        height; sphere: radius), each at most ``DISTRACTOR_MAX_HALF_SIZE_M``.
+        rgba ``[4]`` in [0, 1]; position ``[3]`` of the body centre (metres, world); yaw (rad).
+        Call ``observe()`` afterwards to see it. The next ``reset`` parks it again.
+        """
+        if not 0 <= slot < self.distractor_slots:
+            raise EnvUserError(f"distractor slot {slot} does not exist; this env has distractor_slots={self.distractor_slots}")
+        if shape not in DISTRACTOR_SHAPES:
+            raise unknown_name("distractor shape", shape, DISTRACTOR_SHAPES)
+        if np.max(size) > DISTRACTOR_MAX_HALF_SIZE_M:
+            raise EnvUserError(f"distractor size {list(size)} is too large; valid: each at most {DISTRACTOR_MAX_HALF_SIZE_M} m")
+        model, data = self.mj_model, self.mj_data
+        geom = model.geom(f"distractor{slot}_geom").id
+        model.geom_type[geom] = mjgeom(shape.upper())
+        model.geom_size[geom] = size
+        model.geom_rgba[geom] = rgba
+        joint = model.joint(f"distractor{slot}_joint")
+        qpos, qvel = joint.qposadr[0], joint.dofadr[0]
+        data.qpos[qpos : qpos + 3] = position
+        data.qpos[qpos + 3 : qpos + 7] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
+        data.qvel[qvel : qvel + 6] = 0.0
+
+    def _finger_axis(self, robot: Any) -> np.ndarray:
+        """Unit ``[2]`` world-xy direction the gripper's fingers open along: the grip site's x axis
+        (the Panda's finger pads move along it; its y axis runs along the pads' faces)."""
+        rotation = self.sim.data.site_xmat[robot.eef_site_id].reshape(3, 3)
+        axis = rotation[:2, 0]
+        return axis / max(float(np.linalg.norm(axis)), 1e-6)
+
+    def _wrist_yaw_range(self, robot: Any) -> np.ndarray:
+        """(most negative, most positive) rotation ``[2]`` (rad) of the gripper about world z that
+        the arm's last joint still allows before its limits, from here (the joint axis points
+        about straight down while the gripper does, so its turns are world-z turns of opposite sign)."""
+        joint = self.mj_model.joint(robot.robot_joints[-1])
+        position = float(self.mj_data.qpos[joint.qposadr[0]])
+        return np.sort((joint.range - position) * float(self.mj_data.xaxis[joint.id, 2]))
 
     def _disable_costly_render_effects(self) -> None:
         """Rebuild the offscreen GL context without multisampling; drop reflections and shadows (~3x faster)."""

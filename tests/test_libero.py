@@ -327,8 +327,7 @@ def test_env_contract_seeded_init_states_and_dataset_match(tmp_path):
 
 def test_libero_suite_datasets_load_through_the_datamodule(tmp_path):
     """Files in LIBERO's exact layout under data/libero/<suite>/ feed training like our own."""
-    from omegaconf import OmegaConf
-
+    from gridslab.config.schema import DataConfig, EnvConfig
     from gridslab.data.datamodule import DemoDataModule
 
     rng = np.random.default_rng(2)
@@ -339,19 +338,8 @@ def test_libero_suite_datasets_load_through_the_datamodule(tmp_path):
         demos = [_demo(5, 16, rng)]
         written[path] = demos
         write_libero_demo_file(path, demos, path.name[: -len("_demo.hdf5")])
-    data = OmegaConf.create(
-        {
-            "root": str(tmp_path),
-            "paths": [],
-            "episodes": 1,
-            "collect_noise": 0.1,
-            "val_fraction": 0.0,
-            "batch_size": 4,
-            "num_workers": 0,
-            "shift_pixels": 0,
-        }
-    )
-    env = OmegaConf.create({"name": "libero_spatial", "cameras": ["agentview", "robot0_eye_in_hand"], "image_size": 16})
+    data = DataConfig(root=str(tmp_path), episodes=1, val_fraction=0.0, batch_size=4, shift_pixels=0)
+    env = EnvConfig(name="libero_spatial", cameras=["agentview", "robot0_eye_in_hand"], image_size=16)
     module = DemoDataModule(data, env, chunk=2)
     assert module.paths == paths
     module.prepare_data()  # nothing to collect: the files are there

@@ -13,7 +13,8 @@ import envs
 from envs import ood
 from envs.errors import EnvUserError
 from envs.experts import rollout_expert
-from envs.robosuite_env import HEADLIGHT_FIELDS, PERTURBABLE_FIELDS, TASKS
+from envs.robosuite_env import TASKS
+from envs.sim_base import HEADLIGHT_FIELDS, PERTURBABLE_FIELDS
 
 IMAGE_SIZE = 48
 CAMERA = "agentview"

@@ -36,8 +36,10 @@ class EnvConfig:
     name: registered env name (``envs.names()``) or suite (``envs.registry.suite_names()``:
     one multi-task policy over its tasks, evaluated per task); cameras: rendered cameras;
     image_size: pixels; render_quality: "fast" | "full" (same for data and evaluation);
-    max_steps: episode limit in env steps (0 = the task's own). Names, cameras and render
-    settings are checked by ``envs`` itself, their one home.
+    max_steps: episode limit in env steps (0 = the task's own); kwargs: further keyword
+    arguments of the env (collection and evaluation alike), e.g. LIBERO's conventions
+    ``{orientation: rotate180, proprio: axis_angle}``, which the LIBERO dataset reader applies
+    too. Names, cameras, render settings and kwargs are checked by ``envs`` itself, their one home.
     """
 
     name: str = "robosuite/Lift"
@@ -45,6 +47,7 @@ class EnvConfig:
     image_size: int = 84
     render_quality: str = "fast"
     max_steps: int = 0
+    kwargs: dict[str, str] = field(default_factory=dict)
 
 
 def env_kwargs(env: Any) -> dict[str, Any]:
@@ -56,6 +59,7 @@ def env_kwargs(env: Any) -> dict[str, Any]:
     }
     if env.max_steps:
         kwargs["max_steps"] = int(env.max_steps)
+    kwargs.update(dict(getattr(env, "kwargs", None) or {}))
     return kwargs
 
 

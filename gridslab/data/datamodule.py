@@ -66,8 +66,24 @@ def _format(data: h5py.Group, path: Path) -> ModuleType:
     raise UserError(f"{path} has no instruction (attribute 'instruction', or LIBERO's 'problem_info')")
 
 
+def _reader_settings(layout: ModuleType, conventions: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Keyword arguments of ``layout.read_images`` / ``read_proprio``: LIBERO's conventions from
+    the env's ``conventions`` (defaults "camera" / "quat"); none for our own layout."""
+    if layout is not libero_format:
+        return {"images": {}, "proprio": {}}
+    return {
+        "images": {"orientation": conventions.get("orientation", libero_format.ORIENTATIONS[0])},
+        "proprio": {"proprio": conventions.get("proprio", "quat")},
+    }
+
+
 def load_demos(
-    paths: list[Path], cameras: list[str], limit: int, data: DataConfig | None = None, image_size: int | None = None
+    paths: list[Path],
+    cameras: list[str],
+    limit: int,
+    data: DataConfig | None = None,
+    image_size: int | None = None,
+    conventions: dict[str, str] | None = None,
 ) -> list[Demo]:
     """Read the first ``limit`` demos of each dataset in ``paths`` into memory: an HDF5 file
     (one per task), or a LeRobot dataset directory (``data.format`` "lerobot", or "auto" for a
@@ -86,12 +102,15 @@ def load_demos(
             )
             demos += [Demo(e["images"], e["proprio"], e["actions"], e["instruction"]) for e in episodes]
         else:
-            demos += _load_file(path, cameras, limit)
+            demos += _load_file(path, cameras, limit, conventions)
     return demos
 
 
-def _load_file(path: Path, cameras: list[str], limit: int) -> list[Demo]:
-    """The first ``limit`` demos of one file."""
+def _load_file(path: Path, cameras: list[str], limit: int, conventions: dict[str, str] | None = None) -> list[Demo]:
+    """The first ``limit`` demos of one file. ``conventions``: the env's keyword arguments
+    (``env.kwargs``); a LIBERO-layout file is read in their ``orientation`` and ``proprio``
+    (``envs.libero_format``), so training sees what that env gives at evaluation; our own
+    layout holds what its env gave."""
     if not path.exists():
         raise UserError(f"missing dataset {path}; collect one with: python -m envs.collect --env ENV --image-size N --out {path}, "
                         "or leave data.paths empty to collect the experiment's own")
@@ -102,6 +121,7 @@ def _load_file(path: Path, cameras: list[str], limit: int) -> list[Demo]:
                 raise UserError(f"{path} is not a demonstration file: no 'data' group (keys: {', '.join(f.keys()) or 'none'})")
             data = f["data"]
             layout = _format(data, path)
+            reader = _reader_settings(layout, conventions or {})
             instruction = layout.read_instruction(data, path)
             keys = demo_keys(data)
             if not keys:
@@ -112,8 +132,9 @@ def _load_file(path: Path, cameras: list[str], limit: int) -> list[Demo]:
                     if needed not in demo:
                         raise UserError(f"{path}:{key} lacks '{needed}'; expected obs/<camera>_rgb, obs/proprio, actions")
                 obs = demo["obs"]
-                images = {camera: layout.read_images(obs, camera, path) for camera in cameras}
-                demos.append(Demo(images, layout.read_proprio(obs, path), demo["actions"][:].astype(np.float32), instruction))
+                images = {camera: layout.read_images(obs, camera, path, **reader["images"]) for camera in cameras}
+                proprio = layout.read_proprio(obs, path, **reader["proprio"])
+                demos.append(Demo(images, proprio, demo["actions"][:].astype(np.float32), instruction))
     except OSError as err:
         raise UserError(f"{path} is not a readable HDF5 file ({str(err).splitlines()[0]})") from None
     return demos
@@ -188,16 +209,23 @@ class DemoDataModule(L.LightningDataModule):
         return default_dataset_paths(self.cfg.root, self.env_cfg)
 
     def prepare_data(self) -> None:
-        """Collect each task's default dataset with the scripted expert if it is missing (rank 0)."""
+        """Collect each task's default dataset with the scripted expert if it is missing (rank 0).
+        A suite whose files have a layout of its own (LIBERO) gets its missing files collected
+        into that layout, after one line saying what they are (scripted, not LIBERO's human
+        demonstrations, which are used instead when placed there)."""
         if self.cfg.paths:
             return
         from envs.collect import collect
-        from envs.registry import check_datasets, expand
+        from envs.registry import check_datasets, dataset_writer, expand
 
-        if not check_datasets(self.env_cfg.name, self.cfg.root):  # a suite's own files (LIBERO): nothing to collect
+        if not check_datasets(self.env_cfg.name, self.cfg.root):  # a suite's own files, not collectable: checked
             return
-        names = expand(self.env_cfg.name)
-        for index, (name, path) in enumerate(zip(names, self.paths)):
+        names, paths = expand(self.env_cfg.name), self.paths
+        writer = dataset_writer(self.env_cfg.name)
+        missing = [path for path in paths if not path.exists()]
+        if writer is not None and writer.notice and missing:
+            print(writer.notice.format(folder=missing[0].parent), flush=True)
+        for index, (name, path) in enumerate(zip(names, paths)):
             collect(name, self.cfg.episodes, path, env_kwargs(self.env_cfg),
                     action_noise=self.cfg.collect_noise, seed=0,
                     label=f"{name} ({index + 1}/{len(names)})" if len(names) > 1 else name)
@@ -205,7 +233,10 @@ class DemoDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        demos = load_demos(self.paths, list(self.env_cfg.cameras), self.cfg.episodes, self.cfg, int(self.env_cfg.image_size))
+        demos = load_demos(
+            self.paths, list(self.env_cfg.cameras), self.cfg.episodes, self.cfg, int(self.env_cfg.image_size),
+            conventions=dict(getattr(self.env_cfg, "kwargs", None) or {}),
+        )
         order = np.random.default_rng(self.seed).permutation(len(demos))
         n_val = int(round(len(demos) * self.cfg.val_fraction)) if len(demos) > 1 else 0
         n_val = max(n_val, 1) if (self.cfg.val_fraction > 0 and len(demos) > 1) else n_val
