@@ -23,11 +23,15 @@ FLOPs do not depend on the device.
   columns count each layer stack once (vision / 27, LM / 18, expert / (18 x 10 steps)): what
   XLA's ``cost_analysis`` reports for openpi's ``nn.scan``-ned layers and denoising
   ``while_loop``, whose bodies it counts once (our reading of the paper's numbers).
+* ``pi0_tower``: the same ``policy=pi0`` call with GridS inside the SigLIP tower
+  (``policy.vision.tower_compress_after`` L = 0, 9, 18, 27; 27 = the whole tower, the paper's
+  placement): blocks 1..L on the 256 patches, blocks L+1..27 and the final norm on the K
+  sampled tokens; GridS K=16 / K=4, meta device, FLOPs only.
 
 A K the compressor cannot produce (more than the patch grid holds) is listed as n/a.
 Writes benchmarks/results/cost_<model>.{md,csv} and updates those models in cost.json.
 
-    python benchmarks/cost.py [--models small,pi0,siglip_qwen,pi0_flow] [--threads 2] [--repeats 20]
+    python benchmarks/cost.py [--models small,pi0,siglip_qwen,pi0_flow,pi0_tower] [--threads 2] [--repeats 20]
 """
 
 from __future__ import annotations
@@ -81,6 +85,14 @@ MODELS = {
         "batches": (),
         "compressors": {"identity": (1,), "grids": (16, 4)},
         "meta": True,
+        "paper": True,
+    },
+    "pi0_tower": {
+        "overrides": ["policy=pi0", "env.image_size=224", "env.cameras=[agentview,robot0_eye_in_hand,wrist]"],
+        "batches": (),
+        "compressors": {"grids": (16, 4)},
+        "tower_after": (0, 9, 18, 27),
+        "meta": True,
     },
     "siglip_qwen": {
         "overrides": ["policy=siglip_qwen", "env.image_size=224"],
@@ -121,12 +133,14 @@ def one_layer_gflops(policy, split: dict) -> dict:
     return {**parts, "one_layer_total": sum(parts.values()) + rest / 1e9}
 
 
-def measure(model: str, compressor: str, k: int, repeats: int) -> dict | None:
-    """One row, or None when the compressor cannot emit ``k`` tokens on this patch grid."""
+def measure(model: str, compressor: str, k: int, repeats: int, tower_after: int | None = None) -> dict | None:
+    """One row, or None when the compressor cannot emit ``k`` tokens on this patch grid;
+    ``tower_after``: the pretrained tower's ``tower_compress_after`` (None = the config's)."""
     spec = MODELS[model]
     torch.manual_seed(0)
+    placement = [] if tower_after is None else [f"policy.vision.tower_compress_after={tower_after}"]
     try:
-        cfg = load_config([*spec["overrides"], f"compressor={compressor}", f"compressor.k={k}"])
+        cfg = load_config([*spec["overrides"], f"compressor={compressor}", f"compressor.k={k}", *placement])
         build = partial(build_policy, to_plain(cfg), 9, 7)
         policy = build_on_meta(build) if spec.get("meta") else build().eval()
     except UserError as err:
@@ -140,10 +154,11 @@ def measure(model: str, compressor: str, k: int, repeats: int) -> dict | None:
         "compressor": compressor,
         "k": k,
         "tokens_per_image": policy.max_tokens_per_image(),
+        **({} if tower_after is None else {"tower_compress_after": tower_after}),
         "params_m": round(sum(p.numel() for p in policy.parameters()) / 1e6, 3),
         **{f"gflops_{part}": split[part] / 1e9 for part in (*COMPONENTS, "total")},
     }
-    if spec.get("meta"):
+    if spec.get("paper"):
         row.update(one_layer_gflops(policy, split), paper_gflops=PAPER_PI0[compressor + (str(k) if k > 1 else "")])
     for batch_size in spec["batches"]:
         warmup = 3 if model == "small" else 1  # large models: seconds per forward on CPU
@@ -179,8 +194,40 @@ def write_paper_table(model: str, rows: list[dict]) -> None:
     print("\n".join(lines))
 
 
+def write_tower_table(model: str, rows: list[dict]) -> None:
+    """The ``pi0_tower`` table: GFLOPs by component for each K and tower placement L, and the
+    total against the same K after the whole tower (L = 27)."""
+    with open(RESULTS / f"cost_{model}.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    depth = max(r["tower_compress_after"] for r in rows)
+    whole = {r["k"]: r["gflops_total"] for r in rows if r["tower_compress_after"] == depth}
+    lines = [
+        "`policy=pi0` (flow head), one policy call as in the table above (three 224 px cameras, 32 instruction tokens, "
+        "10 Euler steps), GridS inside the SigLIP-So400m tower: blocks 1..L on the 256 patches of each camera, "
+        f"blocks L+1..{depth} and the final norm on the K sampled tokens (`policy.vision.tower_compress_after=L`; "
+        f"L = {depth} is the whole tower, the paper's placement). GFLOPs, FlopCounterMode on the meta device.",
+        "",
+        "| K | L | vision before GridS (3 cameras) | GridS | vision after GridS | LM prefix | action expert (10 steps) "
+        f"| total | vs L = {depth} |",
+        "|" + "---|" * 9,
+    ]
+    for r in sorted(rows, key=lambda r: (-r["k"], r["tower_compress_after"])):
+        lines.append(
+            f"| {r['k']} | {r['tower_compress_after']} | {r['gflops_vision_before']:.1f} | {r['gflops_compressor']:.3f} | "
+            f"{r['gflops_vision_after']:.2f} | {r['gflops_backbone']:.1f} | {r['gflops_head']:.1f} | "
+            f"{r['gflops_total']:.1f} | {r['gflops_total'] / whole[r['k']]:.0%} |"
+        )
+    (RESULTS / f"cost_{model}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def write_tables(model: str, rows: list[dict], threads: int) -> None:
-    if MODELS[model].get("meta"):
+    if MODELS[model].get("tower_after"):
+        write_tower_table(model, rows)
+        return
+    if MODELS[model].get("paper"):
         write_paper_table(model, rows)
         return
     base = next(r for r in rows if r["compressor"] == "identity")
@@ -237,9 +284,10 @@ def main() -> None:
         rows = []
         for compressor, ks in MODELS[model]["compressors"].items():
             for k in ks:
-                row = measure(model, compressor, k, args.repeats)
-                rows.append(row or {"model": model, "compressor": compressor, "k": k, "na": True})
-                print(json.dumps(rows[-1]), flush=True)
+                for tower_after in MODELS[model].get("tower_after", (None,)):
+                    row = measure(model, compressor, k, args.repeats, tower_after)
+                    rows.append(row or {"model": model, "compressor": compressor, "k": k, "na": True})
+                    print(json.dumps(rows[-1]), flush=True)
         write_tables(model, rows, args.threads)
         everything["models"][model] = rows
     (RESULTS / "cost.json").write_text(json.dumps(everything, indent=2) + "\n")
