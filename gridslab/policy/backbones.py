@@ -2,7 +2,7 @@
 
 ``VISION_TOWERS`` (``policy.vision.backbone``): ``vit`` (the built-in ViT, compressor after
 block ``compress_after``) and the pretrained ``siglip`` / ``dinov2`` towers (compressor on
-their output patch grid). ``LM_BACKBONES`` (``policy.lm.backbone``): ``none`` (the built-in
+their output patch grid, or after block ``tower_compress_after``). ``LM_BACKBONES`` (``policy.lm.backbone``): ``none`` (the built-in
 transformer, ``policy.backbone``) and the pretrained ``qwen2`` / ``llama`` / ``gemma`` LMs.
 The names the config accepts are listed in ``gridslab.policy.config`` (light, checked at
 load time); a test keeps both in step. Add a tower by registering its builder here.

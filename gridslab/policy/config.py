@@ -119,7 +119,9 @@ class VisionConfig:
 
 @dataclass
 class LanguageConfig:
-    """Word-level hashed tokenizer + small transformer instruction encoder.
+    """Word-level hashed tokenizer + small transformer instruction encoder (neither is used
+    when a pretrained LM reads its own tokenizer, ``LMConfig.tokenizer``; max_len still bounds
+    that tokenizer's ids).
 
     vocab_size: hash buckets (id 0 is padding); max_len: tokens kept per instruction;
     dim: embedding width; depth: transformer layers; heads; mlp_ratio.
