@@ -75,8 +75,12 @@ def _json_lines(path: Path) -> list[dict[str, Any]]:
 
 
 def _read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """The table at ``path``: only those of ``columns`` it has (all when None)."""
     if not path.exists():
         raise UserError(f"missing LeRobot file {path}")
+    if columns is not None:
+        names = set(pq.read_schema(path).names)
+        columns = [c for c in columns if c in names]
     return pq.read_table(path, columns=columns)
 
 
@@ -196,7 +200,7 @@ class LeRobotReader:
             self.tasks = {row["task_index"]: row["task"] for row in _json_lines(self.root / "meta/tasks.jsonl")}
             self.episodes = _json_lines(self.root / "meta/episodes.jsonl")
         self.episodes.sort(key=lambda e: e["episode_index"])
-        self._tables: dict[Path, pa.Table] = {}
+        self._tables: dict[tuple[Path, tuple[str, ...]], pa.Table] = {}
         self._videos: dict[Path, _VideoFile] = {}
 
     def feature(self, key: str, role: str) -> dict[str, Any]:
@@ -225,18 +229,18 @@ class LeRobotReader:
             path = self._path(
                 "data_path", V3_DATA_PATH, chunk_index=episode["data/chunk_index"], file_index=episode["data/file_index"]
             )
-            if path not in self._tables:
-                self._tables = {path: _read_parquet(path)}  # one file at a time: episodes are read in order
-            table = self._tables[path]
-            table = table.filter(pc.equal(table.column("episode_index"), index))
+            if (path, tuple(wanted)) not in self._tables:  # one file at a time: episodes are read in order
+                self._tables = {(path, tuple(wanted)): _read_parquet(path, wanted)}
+            table = self._tables[(path, tuple(wanted))]
         else:
             chunk = index // int(self.info.get("chunks_size", CHUNKS_SIZE))
-            table = _read_parquet(self._path("data_path", V2_DATA_PATH, episode_chunk=chunk, episode_index=index))
+            path = self._path("data_path", V2_DATA_PATH, episode_chunk=chunk, episode_index=index)
+            table = _read_parquet(path, wanted)
         missing = [c for c in wanted if c not in table.column_names]
         if missing:
-            raise UserError(
-                f"{self.root}: episode {index}'s rows lack {', '.join(missing)}; columns: {', '.join(table.column_names)}"
-            )
+            raise UserError(f"{path} lacks the column(s) {', '.join(missing)}; it holds: {', '.join(pq.read_schema(path).names)}")
+        if self.version == "v3.0":
+            table = table.filter(pc.equal(table.column("episode_index"), index))
         return table.select(wanted).sort_by("frame_index")
 
     def frames(self, episode: dict[str, Any], key: str, rows: pa.Table, size: int | None) -> np.ndarray:
