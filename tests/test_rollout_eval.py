@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 from gridslab.eval.checkpoint import load_policy
-from gridslab.eval.rollout import Condition, PolicyRunner, SafeEnv, run_condition
+from gridslab.eval.execution import Execution
+from gridslab.eval.rollout import Condition, Job, PolicyRunner, SafeEnv, run_condition, run_episodes
 from gridslab.eval.runner import RESULTS_FILE, evaluate_policy, read_records
+from gridslab.eval.workers import EnvPool, make_safe_env
 from gridslab.train.fit import fit
 from tests.helpers import tiny_config
 
@@ -169,6 +171,30 @@ def test_crashed_worker_is_restarted_and_its_episode_rerun(checkpoint, tmp_path)
     assert (tmp_path / "crashed").exists()
     assert sorted(r.seed for r in records) == [1, 2, 3]
     assert all(r.error == "" and r.steps == 6 for r in records)
+
+
+def counting_safe_env(folder: str, condition):
+    """Worker-side factory: ``make_safe_env``, leaving one file in ``folder`` per env built."""
+    Path(folder, f"{os.getpid()}-{len(os.listdir(folder))}-{condition.label}").touch()
+    return make_safe_env(condition)
+
+
+def test_one_pool_runs_every_condition_and_rebuilds_only_when_the_condition_changes(checkpoint, tmp_path):
+    policy, cfg, _ = load_policy(checkpoint, EVAL)
+    kwargs = {"cameras": ["agentview", "robot0_eye_in_hand"], "image_size": 32}
+    clean, lighting = Condition("robosuite/Lift", kwargs), Condition("robosuite/Lift", kwargs, "lighting", 0.5)
+    jobs = [Job(clean, 1), Job(clean, 2), Job(lighting, 1), Job(lighting, 2)]
+    records = []
+    with EnvPool(1, functools.partial(counting_safe_env, str(tmp_path))) as pool:
+        run_episodes(PolicyRunner(policy), pool, jobs, 4, Execution("chunk", 8), records.append)
+    assert [(r.perturbation, r.seed, r.steps, r.error) for r in records] == [
+        ("clean", 1, 4, ""),
+        ("clean", 2, 4, ""),
+        ("lighting", 1, 4, ""),
+        ("lighting", 2, 4, ""),
+    ]
+    builds = sorted(path.name.split("-", 2)[2] for path in tmp_path.iterdir())
+    assert builds == ["clean", "lighting@0.5"]  # one worker process, one env per condition
 
 
 def test_online_eval_callback_logs_success_rate(tmp_path, lift_demos):

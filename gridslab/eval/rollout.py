@@ -1,18 +1,19 @@
-"""Run seeded episodes of a policy on a vector of envs; one record per finished episode.
+"""Run seeded episodes of a policy on a pool of env workers; one record per finished episode.
 
-The envs of one condition (task x perturbation x severity) run in a
-``gymnasium.vector.AsyncVectorEnv`` (forkserver workers: forked workers that render hang)
-with auto-reset off, so every episode gets its own seed. Each step makes one batched
-policy call over the envs whose action chunk is used up; chunks are executed for
-``replan_every`` steps. Env exceptions are caught inside the worker (``SafeEnv``): the
-episode is recorded as failed with the reason and the env is rebuilt. A worker process that
-dies takes the vector env down; it is rebuilt and the unfinished episodes re-run (an
+An episode is a ``Job`` (condition x seed; task x perturbation x severity make the condition).
+``run_episodes`` keeps every worker of an ``EnvPool`` busy with one episode at a time, in job
+order, over all conditions (a worker rebuilds its env only when the condition changes). Each
+round makes one batched policy call over the running episodes whose actions are used up, and
+each worker then executes what ``Execution`` takes of its chunk in ONE call (``run_chunk``),
+rendering only the observation the next policy call reads (``render_every_step`` instead
+executes one step per call, rendering each: the slow reference). Env exceptions are caught
+inside the worker (``SafeEnv``): the episode is recorded as failed with the reason and the
+env is rebuilt. A worker process that dies is replaced and only its own episode re-runs (an
 episode that kills its worker twice is recorded as an error).
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 from collections import deque
@@ -22,29 +23,17 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.vector import AsyncVectorEnv, AutoresetMode
 
 from gridslab.compress.grids import uniform_grid
+from gridslab.eval.execution import ChunkExecutor, Execution
+from gridslab.eval.workers import ChunkResult, Condition, EnvPool, ResetResult, SafeEnv, WorkerDied, make_safe_env
 from gridslab.policy.flops import flops_by_tokens, gflops_at
 from gridslab.viz import draw_points
 
+__all__ = ["Condition", "EpisodeRecord", "Job", "PolicyRunner", "SafeEnv", "run_condition", "run_episodes"]
+
 CRASHES_BEFORE_ERROR = 2
 NOISE_SEED_STRIDE = 1_000_003  # policy calls per episode stay far below this
-WORKER_CONTEXT = "forkserver"
-
-
-@dataclass(frozen=True)
-class Condition:
-    """What one group of episodes runs in. perturbation: "clean" or an ``envs.ood`` spec."""
-
-    env_name: str
-    env_kwargs: dict[str, Any]
-    perturbation: str = "clean"
-    severity: float = 0.0
-
-    @property
-    def label(self) -> str:
-        return self.perturbation if self.perturbation == "clean" else f"{self.perturbation}@{self.severity:g}"
 
 
 @dataclass
@@ -80,72 +69,6 @@ class EpisodeRecord:
     object_to_points: float | None = None
     grid_points_to_object: float | None = None
     grid_object_to_points: float | None = None
-
-
-class SafeEnv(gym.Wrapper):
-    """Turns an exception or a non-finite observation inside ``reset``/``step`` into a
-    terminated episode with ``info["error"]``; the env is rebuilt before the next reset.
-
-    ``render_images`` (set from the rollout by ``set_attr``): whether the next ``step`` renders
-    the cameras (envs with ``set_image_rendering``); off, its images are stale. Resets render."""
-
-    def __init__(self, build: Callable[[], gym.Env]):
-        self.build = build
-        super().__init__(build())
-        self.broken = False
-        self.render_images = True
-        self._rendering = True
-
-    def _apply_rendering(self, enabled: bool) -> None:
-        if enabled != self._rendering and hasattr(self.env.unwrapped, "set_image_rendering"):
-            self.env.unwrapped.set_image_rendering(enabled)
-        self._rendering = enabled
-
-    def _failure(self, err: BaseException | str) -> tuple[dict, dict]:
-        self.broken = True
-        reason = err if isinstance(err, str) else f"{type(err).__name__}: {err}".splitlines()[0]
-        blank = {
-            "images": {c: np.zeros(s.shape, s.dtype) for c, s in self.observation_space["images"].items()},
-            "proprio": np.zeros(self.observation_space["proprio"].shape, np.float32),
-        }
-        return blank, {"success": False, "error": reason}
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        if self.broken:
-            self.env.close()
-            self.env = self.build()
-            self.broken = False
-            self._rendering = True
-        try:
-            self._apply_rendering(True)
-            obs, info = self.env.reset(seed=seed, options=options)
-        except Exception as err:  # noqa: BLE001 - any simulator failure becomes a recorded error
-            return self._failure(err)
-        return obs, {**info, "error": ""}
-
-    def step(self, action: np.ndarray):
-        try:
-            self._apply_rendering(self.render_images)
-            obs, reward, terminated, truncated, info = self.env.step(action)
-        except Exception as err:  # noqa: BLE001
-            blank, info = self._failure(err)
-            return blank, 0.0, True, False, info
-        if not np.all(np.isfinite(obs["proprio"])):
-            blank, info = self._failure("unstable simulation: non-finite proprio")
-            return blank, 0.0, True, False, info
-        return obs, reward, terminated, truncated, {**info, "error": ""}
-
-
-def build_env(condition: Condition) -> gym.Env:
-    """The env of ``condition`` with its perturbation applied (no SafeEnv)."""
-    from envs import ood
-
-    return ood.make(condition.env_name, condition.perturbation, condition.severity, **condition.env_kwargs)
-
-
-def make_safe_env(condition: Condition) -> gym.Env:
-    """Worker-side factory (module level so forkserver workers can unpickle it)."""
-    return SafeEnv(functools.partial(build_env, condition))
 
 
 def noise_seed(episode_seed: int, call: int) -> int:
@@ -187,91 +110,70 @@ class PolicyRunner:
         return {"actions": actions, "coords": coords, "masks": masks, "tokens_per_image": tokens, "gflops": gflops}
 
 
+@dataclass(frozen=True)
+class Job:
+    """One episode to run: ``seed`` under ``condition``; ``video``: keep its first-camera frames."""
+
+    condition: Condition
+    seed: int
+    video: bool = False
+
+    @property
+    def key(self) -> tuple[str, str, float, int]:
+        """(env, perturbation, severity, seed): the episode's identity (a condition holds a dict: no hash)."""
+        return self.condition.env_name, self.condition.perturbation, float(self.condition.severity), self.seed
+
+
 @dataclass
 class _Episode:
-    """Book-keeping of one running episode in one env slot."""
+    """Book-keeping of one running episode on one worker. obs: the latest observation;
+    objects: the task objects (first camera) in it; queue: actions still to execute [n, A]."""
 
-    seed: int
+    job: Job
+    executor: ChunkExecutor
     started: float = field(default_factory=time.perf_counter)
     steps: int = 0
     success: bool = False
     error: str = ""
+    done: bool = False
     instruction: str = ""
     policy_seconds: float = 0.0
     tokens: list[float] = field(default_factory=list)
     gflops: list[float] = field(default_factory=list)
     tracking: list[tuple[float, float, float, float]] = field(default_factory=list)
-    queue: deque = field(default_factory=deque)
+    obs: dict[str, Any] = field(default_factory=dict)
+    objects: np.ndarray | None = None
+    queue: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     coords: tuple[np.ndarray, np.ndarray] | None = None
     frames: list[np.ndarray] | None = None
 
+    def started_with(self, reset: ResetResult) -> None:
+        self.obs, self.objects, self.instruction, self.error = reset.obs, reset.objects, reset.instruction, reset.error
+        self.done = bool(reset.error)  # the reset itself failed
+        if self.job.video:
+            self.frames = []
 
-def default_workers() -> int:
-    return max(1, os.cpu_count() or 1)
+    def executed(self, result: ChunkResult, first_camera: str, max_steps: int) -> None:
+        """Account for the steps of ``result``: tracking and video frames are those of the
+        observation before each step, with the points of the plan that chose its action."""
+        before_objects = [self.objects, *result.objects[:-1]]
+        before_frames = [self.obs["images"][first_camera], *(result.frames or [])[:-1]]
+        for step in range(result.steps):
+            if before_objects[step] is not None and self.coords[1].any():
+                self.tracking.append(tracking_sample(*self.coords, before_objects[step]))
+            if self.frames is not None:
+                self.frames.append(draw_points(before_frames[step], *self.coords))
+        self.queue = self.queue[result.steps :]
+        self.steps += result.steps
+        self.success = self.success or any(result.success)
+        self.error = result.error or self.error
+        self.obs, self.objects = result.obs, result.objects[-1]
+        self.done = result.done or self.steps >= max_steps or bool(self.error)
 
 
-def run_condition(
-    runner: PolicyRunner,
-    condition: Condition,
-    seeds: list[int],
-    max_steps: int,
-    replan_every: int,
-    workers: int,
-    on_record: Callable[[EpisodeRecord], None],
-    video_seeds: set[int] = frozenset(),
-    on_video: Callable[[int, list[np.ndarray]], None] | None = None,
-    env_factory: Callable[[Condition], gym.Env] = make_safe_env,
-    render_every_step: bool = False,
-) -> None:
-    """Run one episode per seed in ``condition``; ``on_record`` gets each finished episode.
-
-    max_steps: per-episode limit (env steps); replan_every: chunk steps executed before
-    the next policy call; video_seeds: episodes whose first-camera frames (with the
-    sampled coordinates drawn) go to ``on_video(seed, frames)``; env_factory: builds one
-    worker's env from the condition (module-level, so forkserver workers can import it);
-    render_every_step: render the cameras at every step, not only at the steps whose
-    observation the policy reads (before a policy call) and in video episodes; the records
-    are the same either way, only slower.
-    """
-    pending = deque(seeds)
-    crashes: dict[int, int] = {}
-    while pending:
-        n_envs = max(1, min(workers, len(pending)))
-        vector = AsyncVectorEnv(
-            [functools.partial(env_factory, condition)] * n_envs,
-            context=WORKER_CONTEXT,
-            autoreset_mode=AutoresetMode.DISABLED,
-            shared_memory=False,
-            daemon=True,
-        )
-        slots: list[_Episode | None] = [None] * n_envs
-        try:
-            _run_on_vector(
-                vector,
-                runner,
-                condition,
-                pending,
-                slots,
-                max_steps,
-                replan_every,
-                on_record,
-                video_seeds,
-                on_video,
-                render_every_step,
-            )
-            vector.close()
-        except (EOFError, BrokenPipeError, ConnectionResetError, OSError) as err:
-            vector.close(terminate=True)
-            for episode in reversed([s for s in slots if s is not None]):
-                crashes[episode.seed] = crashes.get(episode.seed, 0) + 1
-                if crashes[episode.seed] >= CRASHES_BEFORE_ERROR:
-                    episode.error = f"worker crashed {crashes[episode.seed]} times ({type(err).__name__})"
-                    on_record(_record(episode, condition))
-                else:
-                    pending.appendleft(episode.seed)
-        except BaseException:  # an error of the caller's (e.g. writing a record): stop the workers, pass it on
-            vector.close(terminate=True)
-            raise
+def default_workers(local_ranks: int = 1) -> int:
+    """Env workers per rank: the CPU cores this process may use, shared by the ``local_ranks`` on its node."""
+    return max(1, len(os.sched_getaffinity(0)) // max(1, local_ranks))
 
 
 def point_object_distances(points: np.ndarray, objects: np.ndarray) -> tuple[float, float]:
@@ -288,15 +190,16 @@ def tracking_sample(coords: np.ndarray, mask: np.ndarray, objects: np.ndarray) -
     return (*point_object_distances(points, objects), *point_object_distances(grid, objects))
 
 
-def _record(episode: _Episode, condition: Condition) -> EpisodeRecord:
+def _record(episode: _Episode) -> EpisodeRecord:
     # 3 decimals (a tenth of a percent of the image): identical runs differ around 1e-4 here
     tracking = np.mean(episode.tracking, axis=0).round(3).tolist() if episode.tracking else [None] * 4
+    condition = episode.job.condition
     return EpisodeRecord(
         task=condition.env_name,
         env=condition.env_name,
         perturbation=condition.perturbation,
         severity=float(condition.severity),
-        seed=episode.seed,
+        seed=episode.job.seed,
         success=bool(episode.success and not episode.error),
         steps=episode.steps,
         wall_s=round(time.perf_counter() - episode.started, 3),
@@ -315,114 +218,139 @@ def _record(episode: _Episode, condition: Condition) -> EpisodeRecord:
     )
 
 
-def _info_at(info: dict[str, Any], key: str, index: int, default: Any) -> Any:
-    if key in info and info.get(f"_{key}", np.ones(index + 1, bool))[index]:
-        return info[key][index]
-    return default
-
-
-def _run_on_vector(
-    vector, runner, condition, pending, slots, max_steps, replan_every, on_record, video_seeds, on_video, render_every_step
+def run_episodes(
+    runner: PolicyRunner,
+    pool: EnvPool,
+    jobs: list[Job],
+    max_steps: int,
+    execution: Execution,
+    on_record: Callable[[EpisodeRecord], None],
+    on_video: Callable[[Condition, int, list[np.ndarray]], None] | None = None,
+    render_every_step: bool = False,
 ) -> None:
-    n_envs = len(slots)
-    rendering = np.ones(n_envs, dtype=bool)  # what each worker's SafeEnv.render_images is set to
-    action_dim = vector.single_action_space.shape[0]
-    obs: dict[str, Any] = {}
+    """Run ``jobs`` on ``pool``'s workers; ``on_record`` gets each finished episode, in the
+    order they finish, and ``on_video(condition, seed, frames)`` the first-camera frames (with
+    the sampled points drawn) of ``Job.video`` episodes.
 
-    objects: list[np.ndarray | None] = [None] * n_envs  # task objects in the first camera, per env
+    max_steps: per-episode limit (env steps); execution: what is executed of each chunk;
+    render_every_step: one env step per worker call, every camera rendered at every step (the
+    reference the chunked calls must match: same records, only slower).
+    """
+    pending = deque(jobs)
+    crashes: dict[tuple[str, str, float, int], int] = {}
+    slots: list[_Episode | None] = [None] * len(pool)
 
-    def note_objects(info: dict[str, Any], rows: np.ndarray) -> None:
-        for i in rows:
-            objects[i] = _objects_at(info, first_camera, i)
+    def lost(index: int, err: WorkerDied) -> None:
+        """Worker ``index`` died: replace it; its episode runs again (or, the second time, is an error)."""
+        pool.restart(index)
+        episode, slots[index] = slots[index], None
+        crashes[episode.job.key] = crashes.get(episode.job.key, 0) + 1
+        if crashes[episode.job.key] >= CRASHES_BEFORE_ERROR:
+            episode.error = f"worker crashed {crashes[episode.job.key]} times ({err})"
+            on_record(_record(episode))
+        else:
+            pending.appendleft(episode.job)
 
-    def start_episodes(reset_mask: np.ndarray) -> None:
-        nonlocal obs
-        seeds = [slots[i].seed if reset_mask[i] else None for i in range(n_envs)]
-        obs, info = vector.reset(seed=seeds, options={"reset_mask": reset_mask})
-        note_objects(info, np.flatnonzero(reset_mask))
-        for i in np.flatnonzero(reset_mask):
-            episode = slots[i]
-            episode.instruction = str(_info_at(info, "instruction", i, ""))
-            episode.error = str(_info_at(info, "error", i, ""))
-            if episode.seed in video_seeds:
-                episode.frames = []
-
-    def finish(i: int) -> None:
-        episode = slots[i]
-        on_record(_record(episode, condition))
+    def finish(index: int) -> None:
+        episode, slots[index] = slots[index], None
+        on_record(_record(episode))
         if episode.frames is not None and on_video is not None:
-            on_video(episode.seed, episode.frames)
-        slots[i] = None
+            on_video(episode.job.condition, episode.job.seed, episode.frames)
 
-    first = np.zeros(n_envs, dtype=bool)
-    for i in range(n_envs):
-        if pending:
-            slots[i] = _Episode(seed=pending.popleft())
-            first[i] = True
-    first_camera = next(iter(vector.single_observation_space["images"].spaces))
-    start_episodes(first)
-    while any(s is not None for s in slots):
-        for i in range(n_envs):
-            if slots[i] is not None and slots[i].error:  # the reset itself failed
-                finish(i)
-        need_plan = [i for i in range(n_envs) if slots[i] is not None and not slots[i].queue]
+    def exchange(orders: dict[int, tuple[str, Any]]) -> dict[int, Any]:
+        """Send each worker its command, then collect the answers (the workers run in parallel)."""
+        answers, sent = {}, []
+        for index, (command, payload) in orders.items():
+            try:
+                pool.send(index, command, payload)
+                sent.append(index)
+            except WorkerDied as err:
+                lost(index, err)
+        for index in sent:
+            try:
+                answers[index] = pool.recv(index)
+            except WorkerDied as err:
+                lost(index, err)
+        return answers
+
+    while pending or any(slots):
+        starting = {}
+        for index in range(len(pool)):
+            if slots[index] is None and pending:
+                job = pending.popleft()
+                slots[index] = _Episode(job, execution.start())
+                starting[index] = ("reset", (job.condition, job.seed))
+        for index, reset in exchange(starting).items():
+            slots[index].started_with(reset)
+            if slots[index].done:
+                finish(index)
+        running = [i for i, episode in enumerate(slots) if episode is not None]
+        if not running:
+            continue
+        first_camera = next(iter(slots[running[0]].obs["images"]))
+        need_plan = [i for i in running if not len(slots[i].queue)]
         if need_plan:
-            started = time.perf_counter()
-            plan = runner.act(
-                {c: frames[need_plan] for c, frames in obs["images"].items()},
-                obs["proprio"][need_plan],
-                [slots[i].instruction for i in need_plan],
-                [noise_seed(slots[i].seed, len(slots[i].tokens)) for i in need_plan],
-            )
-            share = (time.perf_counter() - started) / len(need_plan)
-            for row, i in enumerate(need_plan):
-                episode = slots[i]
-                episode.policy_seconds += share
-                episode.tokens.append(float(plan["tokens_per_image"][row]))
-                episode.gflops.append(float(plan["gflops"][row]))
-                episode.queue.extend(plan["actions"][row][:replan_every])
-                episode.coords = (plan["coords"][first_camera][row], plan["masks"][first_camera][row])
-        actions = np.zeros((n_envs, action_dim), dtype=np.float32)
-        render = np.ones(n_envs, dtype=bool)
-        for i, episode in enumerate(slots):
-            if episode is None:
-                continue
-            if episode.frames is not None:
-                episode.frames.append(draw_points(obs["images"][first_camera][i], *episode.coords))
-            if objects[i] is not None and episode.coords[1].any():
-                episode.tracking.append(tracking_sample(*episode.coords, objects[i]))
-            actions[i] = episode.queue.popleft()
-            # the next observation is read only by the next policy call or a video frame
-            render[i] = render_every_step or episode.frames is not None or not episode.queue
-        if not np.array_equal(render, rendering):
-            vector.set_attr("render_images", render.tolist())
-            rendering = render
-        obs, _, terminated, truncated, info = vector.step(actions)
-        note_objects(info, np.arange(n_envs))
-        restart = np.zeros(n_envs, dtype=bool)
-        for i, episode in enumerate(slots):
-            if episode is None:
-                continue
-            episode.steps += 1
-            episode.success = episode.success or bool(_info_at(info, "success", i, False))
-            episode.error = str(_info_at(info, "error", i, "")) or episode.error
-            if terminated[i] or truncated[i] or episode.steps >= max_steps or episode.error:
-                finish(i)
-                if pending:
-                    slots[i] = _Episode(seed=pending.popleft())
-                    restart[i] = True
-        if restart.any():
-            start_episodes(restart)
+            _plan(runner, [slots[i] for i in need_plan], first_camera)
+        orders = {}
+        for index in running:
+            episode = slots[index]
+            actions = episode.queue[: max_steps - episode.steps]
+            if render_every_step:
+                actions = actions[:1]
+            orders[index] = ("run", (actions, episode.frames is not None, render_every_step))
+        for index, result in exchange(orders).items():
+            slots[index].executed(result, first_camera, max_steps)
+            if slots[index].done:
+                finish(index)
 
 
-def _objects_at(info: dict[str, Any], camera: str, index: int) -> np.ndarray | None:
-    """Env ``index``'s task objects ``[N, 2]`` in ``camera`` from a vector info, if reported."""
-    per_camera = info.get("object_xy")
-    if not isinstance(per_camera, dict) or camera not in per_camera:
-        return None
-    if not per_camera.get(f"_{camera}", np.ones(index + 1, bool))[index]:
-        return None
-    return np.asarray(per_camera[camera][index], dtype=np.float32)
+def _plan(runner: PolicyRunner, episodes: list[_Episode], first_camera: str) -> None:
+    """One batched policy call for ``episodes``; each gets its next actions and sampled points."""
+    started = time.perf_counter()
+    cameras = episodes[0].obs["images"]
+    plan = runner.act(
+        {c: np.stack([e.obs["images"][c] for e in episodes]) for c in cameras},
+        np.stack([e.obs["proprio"] for e in episodes]),
+        [e.instruction for e in episodes],
+        [noise_seed(e.job.seed, len(e.tokens)) for e in episodes],
+    )
+    share = (time.perf_counter() - started) / len(episodes)
+    for row, episode in enumerate(episodes):
+        episode.policy_seconds += share
+        episode.tokens.append(float(plan["tokens_per_image"][row]))
+        episode.gflops.append(float(plan["gflops"][row]))
+        episode.queue = episode.executor.actions(plan["actions"][row])
+        episode.coords = (plan["coords"][first_camera][row], plan["masks"][first_camera][row])
+
+
+def run_condition(
+    runner: PolicyRunner,
+    condition: Condition,
+    seeds: list[int],
+    max_steps: int,
+    replan_every: int,
+    workers: int,
+    on_record: Callable[[EpisodeRecord], None],
+    video_seeds: set[int] = frozenset(),
+    on_video: Callable[[int, list[np.ndarray]], None] | None = None,
+    env_factory: Callable[[Condition], gym.Env] = make_safe_env,
+    render_every_step: bool = False,
+) -> None:
+    """``run_episodes`` for one condition on a pool of its own (``workers`` processes, fewer
+    when there are fewer seeds), executing ``replan_every`` actions of each chunk;
+    ``on_video(seed, frames)`` for the ``video_seeds``; env_factory: builds a worker's env."""
+    jobs = [Job(condition, seed, seed in video_seeds) for seed in seeds]
+    with EnvPool(max(1, min(workers, len(jobs))), env_factory) as pool:
+        run_episodes(
+            runner,
+            pool,
+            jobs,
+            max_steps,
+            Execution("chunk", replan_every),
+            on_record,
+            None if on_video is None else lambda _condition, seed, frames: on_video(seed, frames),
+            render_every_step,
+        )
 
 
 def record_to_json(record: EpisodeRecord) -> dict[str, Any]:

@@ -29,18 +29,21 @@ from envs.hdf5_format import package_versions
 from gridslab.config.schema import env_kwargs
 from gridslab.errors import UserError
 from gridslab.eval.checkpoint import reason, weights_fingerprint
+from gridslab.eval.execution import Execution
 from gridslab.eval.rollout import (
     Condition,
     EpisodeRecord,
+    Job,
     PolicyRunner,
     default_workers,
     record_to_json,
-    run_condition,
+    run_episodes,
 )
+from gridslab.eval.shard import RESULTS_FILE, Shard, barrier, policy_on_device, process_group, results_paths
 from gridslab.eval.summary import render_table, summarize, timing, write_summary
+from gridslab.eval.workers import EnvPool
 from gridslab.viz import add_video, tile
 
-RESULTS_FILE = "results.jsonl"
 SETTINGS_FILE = "settings.json"
 VIDEO_FPS = 20
 
@@ -99,7 +102,7 @@ def check_settings(out_dir: Path, settings: dict[str, Any]) -> None:
                 f"pass --out DIR for a new evaluation or delete that folder"
             )
         return
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # ranks may write it at once
     tmp.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
 
@@ -128,21 +131,29 @@ def record_key(record: dict[str, Any] | EpisodeRecord) -> RecordKey:
 
 class ResultsWriter:
     """Appends one JSON line per episode and flushes it to disk at once; one line per
-    ``record_key`` at most (``records``: every episode in the file, the first line of a key wins).
+    ``record_key`` at most (``records``: every episode in the files, the first line of a key wins).
 
     A failed write (full disk, ...) stops the evaluation with a ``UserError``: as an ``OSError``
     it would read as a crashed worker in ``run_condition`` and re-run the episode."""
 
-    def __init__(self, path: Path, meta: dict[str, Any]):
+    def __init__(self, path: Path, meta: dict[str, Any], others: list[Path] = ()):
+        """``others``: more results files (other ranks' shards) whose episodes count as written."""
         self.path = path
         self.meta = meta
-        self.records: dict[RecordKey, dict[str, Any]] = {}
-        for line in read_records(path):
-            self.records.setdefault(record_key(line), line)
+        self.records = self.read_all([path, *(o for o in others if o != path)])
         existing = path.read_bytes() if path.exists() else b""
         self.handle = open(path, "a")
         if existing and not existing.endswith(b"\n"):
             self.handle.write("\n")
+
+    @staticmethod
+    def read_all(paths: list[Path]) -> dict[RecordKey, dict[str, Any]]:
+        """Every episode of the results files ``paths``, the first line of a key winning."""
+        records: dict[RecordKey, dict[str, Any]] = {}
+        for path in paths:
+            for line in read_records(path):
+                records.setdefault(record_key(line), line)
+        return records
 
     def write(self, record: EpisodeRecord) -> bool:
         """Append ``record`` unless its episode is already in the file; True when appended."""
@@ -226,13 +237,32 @@ def evaluate_policy(
     progress: bool = True,
     k: int | None = None,
     render_every_step: bool = False,
+    shard: Shard | None = None,
 ) -> list[dict[str, Any]]:
     """Run every condition of ``cfg.eval`` for ``policy``; write the files; return summary rows.
 
     ``out_dir`` is tied to ``policy``'s weights (``weights_fingerprint``) and the settings
     episodes depend on: re-running with the same ones resumes, other ones are refused.
     ``checkpoint`` only names the weights in the summary and the printed table;
-    ``render_every_step`` renders every env step (``run_condition``; same records, slower)."""
+    ``render_every_step`` renders every env step (``run_episodes``; same records, slower);
+    ``shard``: this process's rank (default: from torchrun's or SLURM's variables, ``gridslab.eval.shard``):
+    it runs its share of the episodes, and rank 0 writes the summary of all of them."""
+    shard = shard or Shard.from_environment()
+    shard.claim_render_device()
+    with process_group(shard), policy_on_device(policy, shard):
+        return _evaluate(policy, cfg, out_dir, checkpoint, progress, k, render_every_step, shard)
+
+
+def _evaluate(
+    policy: Any,
+    cfg: DictConfig,
+    out_dir: Path,
+    checkpoint: str,
+    progress: bool,
+    k: int | None,
+    render_every_step: bool,
+    shard: Shard,
+) -> list[dict[str, Any]]:
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -265,12 +295,13 @@ def evaluate_policy(
     )
     seeds = [eval_cfg.seed + i for i in range(eval_cfg.episodes)]
     versions = package_versions()
-    writer = ResultsWriter(out_dir / RESULTS_FILE, {"versions": versions})
+    writer = ResultsWriter(out_dir / shard.results_file, {"versions": versions}, results_paths(out_dir))
     done = writer.records
     tb = SummaryWriter(str(out_dir / "tb"))
     save_video = VideoSaver(out_dir, tb)
     runner = PolicyRunner(policy, k=k)
-    workers = eval_cfg.workers or default_workers()
+    workers = eval_cfg.workers or default_workers(shard.local_world_size)
+    execution = Execution("chunk", cfg.policy.replan_every or cfg.policy.chunk)
     columns = (
         TextColumn("[bold]eval[/] {task.description}"),
         BarColumn(),
@@ -278,39 +309,44 @@ def evaluate_policy(
         TextColumn("success {task.fields[rate]}"),
         TimeElapsedColumn(),
     )
+    episodes = [Job(c, s, s in seeds[: eval_cfg.video_episodes]) for c in conditions for s in seeds]
+    jobs = [job for job in shard.take(episodes) if job.key not in done]
+    bars: dict[tuple[str, str, float], tuple[Any, list[dict[str, Any]]]] = {}
     try:
-        with Progress(*columns, disable=not progress, console=Console(stderr=True)) as bar:
-            for condition in conditions:
+        with Progress(*columns, disable=not progress or shard.rank != 0, console=Console(stderr=True)) as bar:
+            for condition in conditions:  # this rank's episodes of each condition
                 key = (condition.env_name, condition.perturbation, float(condition.severity))
-                finished = [done[(*key, s)] for s in seeds if (*key, s) in done]
-                todo = [s for s in seeds if (*key, s) not in done]
-                task = bar.add_task(
-                    f"{condition.env_name} {condition.label}", total=len(seeds), completed=len(finished), rate=_rate(finished)
+                mine = [job.key for job in shard.take(episodes) if job.key[:3] == key]
+                finished = [done[episode] for episode in mine if episode in done]
+                bars[key] = (
+                    bar.add_task(
+                        f"{condition.env_name} {condition.label}", total=len(mine), completed=len(finished), rate=_rate(finished)
+                    ),
+                    finished,
                 )
 
-                def on_record(record: EpisodeRecord, _finished=finished, _task=task) -> None:
-                    if writer.write(record):
-                        _finished.append(done[record_key(record)])
-                        bar.update(_task, completed=len(_finished), rate=_rate(_finished))
+            def on_record(record: EpisodeRecord) -> None:
+                if writer.write(record):
+                    task, finished = bars[record_key(record)[:3]]
+                    finished.append(done[record_key(record)])
+                    bar.update(task, completed=len(finished), rate=_rate(finished))
 
-                video_seeds = set(seeds[: eval_cfg.video_episodes]) & set(todo)
-                run_condition(
-                    runner,
-                    condition,
-                    todo,
-                    max_steps,
-                    cfg.policy.replan_every or cfg.policy.chunk,
-                    workers,
-                    on_record,
-                    video_seeds,
-                    lambda seed, frames, _c=condition: save_video(_c, seed, frames),
-                    render_every_step=render_every_step,
-                )
+            if jobs:
+                with EnvPool(min(workers, len(jobs))) as pool:
+                    run_episodes(runner, pool, jobs, max_steps, execution, on_record, save_video, render_every_step)
     finally:
         writer.close()
-    records = [done[(c.env_name, c.perturbation, float(c.severity), s)] for c in conditions for s in seeds]
+    barrier(shard)  # every rank's episodes are on disk
+    if shard.world_size > 1:
+        done = ResultsWriter.read_all(results_paths(out_dir))
+    records = [done[job.key] for job in episodes]
     rows = summarize(records)
+    if shard.rank != 0:
+        tb.close()
+        return rows
     timings = timing(records)
+    if shard.world_size > 1:
+        write_results(out_dir / RESULTS_FILE, records)
     write_summary(
         out_dir,
         rows,
@@ -344,6 +380,13 @@ def evaluate_policy(
     tb.close()
     Console().print(render_table(rows, timings, f"{cfg.env.name}: {Path(checkpoint).name or 'policy'}"))
     return rows
+
+
+def write_results(path: Path, records: list[dict[str, Any]]) -> None:
+    """All ``records`` (JSON lines, in evaluation order) into ``path`` at once: the shards merged."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(record, sort_keys=True) + "\n" for record in records))
+    os.replace(tmp, path)
 
 
 def _rate(records: list[dict[str, Any]]) -> str:
