@@ -350,3 +350,5 @@ def test_foreign_lerobot_dataset_converts_to_one_hdf5_file_per_task(datasets, tm
     for demo, episode in zip(demos, expected):
         assert np.array_equal(demo.proprio, episode["state"]) and np.array_equal(demo.actions, episode["action"])
         assert _mae(demo.images["agentview"], episode["frames"][0]) < FIXTURE_MAE
+    convert_main([str(files[1]), str(tmp_path / "again"), "--no-progress"])  # back to LeRobot at the recorded frame rate
+    assert json.loads((tmp_path / "again/meta/info.json").read_text())["fps"] == FPS

@@ -14,7 +14,9 @@ rewards, dones and MuJoCo states travel as ``next.reward``, ``next.done`` and
 ``meta/gridslab_sources.json`` (LeRobot ignores it), so HDF5 -> LeRobot -> HDF5 gives back
 the same files: everything exact but the frames, which MP4 (yuv420p) changes slightly
 (``tests/test_lerobot.py`` bounds the mean absolute error). Writing HDF5 from a foreign
-LeRobot dataset: files grouped by task, rewards 0, the last step done, no MuJoCo states ([T, 0]).
+LeRobot dataset: files grouped by task, rewards 0, the last step done, no MuJoCo states ([T, 0]);
+``obs/ee_pos``, ``ee_ori``, ``gripper_states`` are slices 0:3, 3:7, 7:9 of the proprio vector, as
+``write_demo`` cuts the env's 9-d one (training reads ``obs/proprio`` only).
 """
 
 from __future__ import annotations
@@ -112,15 +114,25 @@ def iter_hdf5(paths: list[Path], sources: list[dict[str, Any]]) -> Iterator[dict
                 }
 
 
+def _recorded_fps(path: Path) -> int | None:
+    """The frame rate a file converted from LeRobot records in its ``collector`` attribute."""
+    with h5py.File(path, "r") as f:
+        collector = json.loads(f["data"].attrs.get("collector", "{}"))
+    return collector.get("fps") if isinstance(collector, dict) else None
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:80] or "task"
 
 
-def write_hdf5(dst: Path, episodes: Iterator[dict[str, Any]], sources: list[dict[str, Any]] | None, origin: Path) -> list[Path]:
+def write_hdf5(
+    dst: Path, episodes: Iterator[dict[str, Any]], sources: list[dict[str, Any]] | None, origin: Path, fps: int
+) -> list[Path]:
     """Write ``episodes`` as HDF5 files in our layout under the directory ``dst`` (or into the file
     ``dst`` when it ends in .hdf5 and there is one file to write), each episode as it comes: the
     source files again when ``sources`` (``meta/gridslab_sources.json`` of ``origin``) says which
-    episodes came from which, else one file per task. Returns the files written."""
+    episodes came from which, else one file per task (``fps`` recorded in its ``collector``
+    attribute, where a conversion back to LeRobot finds it). Returns the files written."""
     owners = [(s, d) for s in sources or [] for d in s["demos"]]  # (file record, demo record) per episode
     files: dict[str, h5py.File] = {}
     steps: dict[str, int] = {}
@@ -137,7 +149,8 @@ def write_hdf5(dst: Path, episodes: Iterator[dict[str, Any]], sources: list[dict
                 record, demo = None, None
                 name = task_files.setdefault(task, f"{len(task_files):02d}_{_slug(task)}.hdf5")
             if name not in files:
-                files[name] = _create_hdf5(dst, name, len(files), record, task, f"lerobot/{origin.name}")
+                collector = {"converted_from": f"LeRobot dataset {origin.name}", "fps": fps}
+                files[name] = _create_hdf5(dst, name, len(files), record, task, f"lerobot/{origin.name}", collector)
                 steps[name] = 0
             data = files[name]["data"]
             count = len(demo_keys(data))
@@ -153,9 +166,11 @@ def write_hdf5(dst: Path, episodes: Iterator[dict[str, Any]], sources: list[dict
     return [dst if dst.suffix == ".hdf5" else dst / name for name in files]
 
 
-def _create_hdf5(dst: Path, name: str, count: int, record: dict[str, Any] | None, instruction: str, env_name: str) -> h5py.File:
+def _create_hdf5(
+    dst: Path, name: str, count: int, record: dict[str, Any] | None, instruction: str, env_name: str, collector: dict
+) -> h5py.File:
     """The HDF5 file ``name`` for one source file or task (the ``count``-th), its ``data``
-    attributes set: the source file's (``record``), else ``write_file_attrs``' under ``env_name``."""
+    attributes set: the source file's (``record``), else ``write_file_attrs``' (``env_name``, ``collector``)."""
     if dst.suffix == ".hdf5" and count:
         raise UserError(f"{dst} is one file but the source holds more than one task or file; give a directory")
     path = dst if dst.suffix == ".hdf5" else dst / name
@@ -165,7 +180,7 @@ def _create_hdf5(dst: Path, name: str, count: int, record: dict[str, Any] | None
     handle = h5py.File(path, "w")
     data = handle.create_group("data")
     if record is None:
-        write_file_attrs(data, env_name, {}, instruction, {"converted_from": "LeRobot dataset"})
+        write_file_attrs(data, env_name, {}, instruction, collector)
     else:
         for key, value in record["attrs"].items():
             data.attrs[key] = value
@@ -249,6 +264,7 @@ def convert(
         episodes = iter_episodes(reader, cameras, keys["proprio"], keys["actions"], extras=EXTRAS.values())
     else:
         total = count_hdf5(sources)
+        fps = fps or _recorded_fps(sources[0])
         episodes = iter_hdf5(sources, records)
         cameras = None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -258,7 +274,7 @@ def convert(
     with Progress(*columns, disable=not progress, transient=False) as bar:
         counted = _counted(episodes, bar, bar.add_task(label, total=total))
         if output == "hdf5":
-            return write_hdf5(dst, counted, records if from_lerobot else None, sources[0])
+            return write_hdf5(dst, counted, records if from_lerobot else None, sources[0], fps or DEFAULT_FPS)
         first = next(counted, None)
         if first is None:
             raise UserError(f"no demos in {', '.join(map(str, sources))}")
@@ -287,7 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=FORMATS, default=None, help="output format (default: the other one)")
     parser.add_argument("--version", choices=WRITE_VERSIONS, default="v3.0", help="LeRobot layout to write")
     parser.add_argument(
-        "--fps", type=int, default=None, help=f"frames per second when writing LeRobot (HDF5 sources: {DEFAULT_FPS})"
+        "--fps",
+        type=int,
+        default=None,
+        help=f"frames per second when writing LeRobot (default: the source's; {DEFAULT_FPS} for HDF5 that records none)",
     )
     parser.add_argument("--keys", default="", help="NAME=FEATURE pairs: cameras, proprio, actions (default: data.lerobot_keys')")
     parser.add_argument("--codec", choices=list(VIDEO_CODECS), default="libx264", help="MP4 video encoder")
