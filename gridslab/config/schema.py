@@ -163,6 +163,9 @@ class TrainerConfig:
             raise UserError(f"unknown trainer.precision {self.precision!r}; valid: {', '.join(PRECISIONS)}")
 
 
+EXECUTION_MODES = ("chunk", "ensemble")  # eval.execution; what they do: gridslab.eval.execution
+
+
 @dataclass
 class EvalConfig:
     """Online evaluation settings.
@@ -172,7 +175,12 @@ class EvalConfig:
     [0, 1]; seed: first episode seed (episode i uses seed + i; keep it apart from the
     collection seeds 0..N); workers: vector-env processes (0 = CPU cores);
     video_episodes: MP4s saved for the first E episodes of each condition;
-    every_n_epochs / callback_episodes: online evaluation during training (0 = off).
+    every_n_epochs / callback_episodes: online evaluation during training (0 = off);
+    execution: what is executed of each predicted chunk, "chunk" (``policy.replan_every``
+    actions, 0 = the whole chunk, then a new prediction) or "ensemble" (ACT-style temporal
+    ensembling: a prediction at every step, each step's action the mean of the overlapping
+    chunks' predictions for it with weights exp(-ensemble_decay * i), i = 0 the oldest: ACT's
+    and lerobot's convention, their default 0.01; renders every step).
     """
 
     episodes: int = 50
@@ -184,10 +192,14 @@ class EvalConfig:
     video_episodes: int = 2
     every_n_epochs: int = 0
     callback_episodes: int = 10
+    execution: str = "chunk"
+    ensemble_decay: float = 0.01
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
             raise UserError(f"eval.episodes={self.episodes} must be >= 1")
+        if self.execution not in EXECUTION_MODES:
+            raise UserError(f"unknown eval.execution {self.execution!r}; valid: {', '.join(EXECUTION_MODES)}")
         if not 0 <= self.severity <= 1:
             raise UserError(f"eval.severity={self.severity!r} is out of range; valid: a number in [0, 1]")
 

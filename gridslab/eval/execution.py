@@ -14,10 +14,13 @@ convention: m > 0 weighs older predictions more; m = ``eval.ensemble_decay``, th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-EXECUTION_MODES = ("chunk", "ensemble")
+from gridslab.config.schema import EXECUTION_MODES
+
+__all__ = ["EXECUTION_MODES", "ChunkExecutor", "Execution"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,11 @@ class Execution:
     mode: str = "chunk"
     replan_steps: int = 1
     ensemble_decay: float = 0.01
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Execution:
+        """From a run config: ``eval.execution`` / ``eval.ensemble_decay`` and ``policy.replan_every`` (0 = ``policy.chunk``)."""
+        return cls(str(cfg.eval.execution), int(cfg.policy.replan_every or cfg.policy.chunk), float(cfg.eval.ensemble_decay))
 
     def start(self) -> ChunkExecutor:
         return ChunkExecutor(self)

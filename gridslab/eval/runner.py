@@ -291,6 +291,12 @@ def _evaluate(
             "compressor": OmegaConf.to_container(cfg.compressor),
             "budget": OmegaConf.to_container(cfg.budget),
             "k": k,
+            # absent from folders written before ensembling existed: they all executed chunks
+            **(
+                {"execution": eval_cfg.execution, "ensemble_decay": eval_cfg.ensemble_decay}
+                if eval_cfg.execution != "chunk"
+                else {}
+            ),
         },
     )
     seeds = [eval_cfg.seed + i for i in range(eval_cfg.episodes)]
@@ -301,7 +307,7 @@ def _evaluate(
     save_video = VideoSaver(out_dir, tb)
     runner = PolicyRunner(policy, k=k)
     workers = eval_cfg.workers or default_workers(shard.local_world_size)
-    execution = Execution("chunk", cfg.policy.replan_every or cfg.policy.chunk)
+    execution = Execution.from_config(cfg)
     columns = (
         TextColumn("[bold]eval[/] {task.description}"),
         BarColumn(),
