@@ -61,7 +61,6 @@ from envs.libero_format import ORIENTATIONS, PROPRIO_FORMATS, make_proprio, orie
 from envs.sim_base import (
     CONTROL_FREQ_HZ,
     DEFAULT_CAMERAS,
-    PANDA_REACH_M,
     STORED_INIT_STATE_MODES,
     PlacementRegion,
     SimEnv,
@@ -94,6 +93,9 @@ INIT_STATE_MODES = ("sampled", *STORED_INIT_STATE_MODES)
 SETTLE_STEPS = 10
 NOOP_ACTION = np.array([0, 0, 0, 0, 0, 0, -1], dtype=np.float64)  # no motion, gripper open
 PLACEMENT_MARGIN_M = 0.15  # distractors stand within this of the scene objects' bounding rectangle
+# LIBERO mounts the Panda 10 cm further back than robosuite's table arena and puts task objects up to
+# 0.8 m from its base: distractors may stand within the Panda's full reach (855 mm).
+LIBERO_REACH_M = 0.85
 
 # What ``import libero.libero`` and building a LIBERO env need (module = pip name).
 REQUIRED_MODULES = ("libero", "bddl", "easydict", "future", "matplotlib", "torch")
@@ -530,7 +532,7 @@ class LiberoEnv(SimEnv):
             half_extent_xy=(high - low) / 2,
             surface_z=float(min(centre[2] - half[2] for centre, half, _ in boxes)),
             reach_centre_xy=np.array(self.sim_env.robots[0].base_pos[:2]),
-            reach_radius_m=PANDA_REACH_M,
+            reach_radius_m=LIBERO_REACH_M,
         )
 
     def _full_state(self, stored: np.ndarray) -> np.ndarray:
@@ -609,7 +611,7 @@ def _build_libero_env(bddl_file: str, cameras: tuple[str, ...], image_size: int,
 
     env_class = TASK_MAPPING[bddl_utils.get_problem_info(bddl_file)["problem_name"]]
     if distractor_slots:
-        env_class = with_distractor_slots(env_class, distractor_slots)
+        env_class = _with_slots(env_class, distractor_slots)
     return env_class(
         bddl_file,
         robots=["Panda"],
@@ -631,6 +633,20 @@ def _build_libero_env(bddl_file: str, cameras: tuple[str, ...], image_size: int,
         camera_segmentations=None,
         renderer="mujoco",
     )
+
+
+def _with_slots(env_class: type, slots: int) -> type:
+    """``envs.sim_base.with_distractor_slots`` for a LIBERO problem class, which checks its own
+    class name against the BDDL file's problem name: the subclass checks the problem's name."""
+    slotted = with_distractor_slots(env_class, slots)
+
+    def _assert_problem_name(self: Any) -> None:
+        problem = self.parsed_problem["problem_name"]
+        if problem != env_class.__name__.lower():
+            raise EnvUserError(f"BDDL problem {problem!r} does not match LIBERO class {env_class.__name__}")
+
+    slotted._assert_problem_name = _assert_problem_name
+    return slotted
 
 
 def _reset_placing(sim_env: Any) -> dict[str, np.ndarray]:

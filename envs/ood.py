@@ -22,8 +22,8 @@ What severity s in [0, 1] scales:
                 position moved s * 0.5 m, in random directions.
   distractors   max(1, round(4 s)) primitives (box, cylinder or sphere; random colour;
                 half-size 1.5 cm to 1.5 + 2.5 s cm) standing on the work surface within
-                the robot's reach and 25 cm of the pick object, >= 6 cm from task objects
-                and 1 cm from each other.
+                the robot's reach and 25 cm of the pick object, >= 6 cm from the task's
+                objects and 1 cm from every other scene object and each other.
                 The env needs that many ``distractor_slots`` (``make`` builds it so).
   camera        each rendered world-mounted camera (agentview, frontview, birdview,
                 sideview; not the wrist camera) moved s * 10 cm and turned s * 10 deg, in
@@ -138,8 +138,10 @@ class Perturbation(gym.Wrapper):
 
     Subclasses set ``name`` (by ``_register``) and override ``_perturb(rng) -> report``
     (called after the inner reset when severity > 0), ``_transform`` (observations) or
-    ``_edit_info``. ``edits_scene`` ones need the unwrapped env's MuJoCo scene interface
-    (``RobosuiteEnv``: ``mj_model``, ``observe()``, ...) and re-render after drawing.
+    ``_edit_info``. ``edits_scene`` ones need the unwrapped env's MuJoCo model hooks, one
+    interface for robosuite, tabletop and LIBERO envs (``envs.sim_base.SimEnv``: ``mj_model``,
+    ``observe()``, ``place_distractor``, and the scene geometry each env provides), and
+    re-render after drawing.
     """
 
     name: ClassVar[str] = ""
@@ -154,7 +156,7 @@ class Perturbation(gym.Wrapper):
         if self.edits_scene and not hasattr(env.unwrapped, "mj_model"):
             raise EnvUserError(
                 f"perturbation {self.name!r} edits the MuJoCo scene, which {type(env.unwrapped).__name__} does not expose; "
-                "use a robosuite/* env"
+                "use a robosuite/*, tabletop_* or libero/* env (envs.sim_base.SimEnv)"
             )
         self.scene = env.unwrapped
 
@@ -380,8 +382,9 @@ class Distractors(Perturbation):
 
     def _perturb(self, rng: np.random.Generator) -> dict[str, Any]:
         region = self.scene.placement_region()
-        footprints = self.scene.task_footprints()
-        occupied = [(xy, r + self.TASK_CLEARANCE_M) for xy, r in footprints]
+        footprints = self.scene.task_footprints()  # the task's objects first, then the scene's others
+        task_objects = len(self.scene.task_bodies())
+        occupied = [(xy, r + (self.TASK_CLEARANCE_M if i < task_objects else self.GAP_M)) for i, (xy, r) in enumerate(footprints)]
         objects = []
         for _ in range(self.count):
             shape, size, half_height, radius = self._draw_shape(rng)

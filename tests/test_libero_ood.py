@@ -1,0 +1,86 @@
+"""OOD perturbations on real LIBERO scenes through the model hooks every sim env shares
+(``envs.sim_base``): each changes the frame, the episode still runs, the next reset restores
+the scene exactly; distractor slots keep LIBERO's stored initial states; the scripted expert
+still solves a task under lighting + distractors (real LIBERO, 128 px: its distractors are a few pixels wide at 64, few steps)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import envs.libero_env as libero_env
+import envs.ood as ood
+from envs.experts import rollout_expert
+
+SEED = 100005  # stored initial state 5
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    patch = pytest.MonkeyPatch()
+    patch.setenv("LIBERO_CONFIG_PATH", str(tmp_path_factory.mktemp("libero_config")))
+    env = libero_env.LiberoEnv(
+        "libero_spatial", 6, cameras=("agentview",), image_size=128, max_steps=3, distractor_slots=ood.MAX_DISTRACTORS
+    )
+    yield env
+    env.close()
+    patch.undo()
+
+
+@pytest.mark.parametrize("name", ["lighting", "distractors", "camera", "object_color"])
+def test_perturbation_changes_a_libero_frame_runs_and_is_undone_at_reset(scene, name):
+    clean, _ = scene.reset(seed=SEED)
+    clean_frame = clean["images"]["agentview"].copy()
+    env = ood.wrap(scene, name, severity=0.5)
+    obs, info = env.reset(seed=SEED)
+    changed = np.abs(obs["images"]["agentview"].astype(int) - clean_frame).max(axis=2) > 8
+    assert changed.sum() >= 40, f"{name} changed {changed.sum()} pixels"
+    assert info["ood"][name]["severity"] == 0.5
+    steps = 0
+    while True:
+        obs, _, terminated, truncated, info = env.step(np.zeros(7, np.float32))
+        steps += 1
+        assert name in info["ood"] and obs["images"]["agentview"].shape == (128, 128, 3)
+        if terminated or truncated:
+            break
+    assert steps == 3
+    again, _ = scene.reset(seed=SEED)  # model fields restored, distractors parked
+    np.testing.assert_array_equal(again["images"]["agentview"], clean_frame)
+
+
+def test_distractors_stand_on_the_table_near_the_task(scene):
+    env = ood.wrap(scene, "distractors", severity=1.0)
+    _, info = env.reset(seed=SEED)
+    placed = info["ood"]["distractors"]["objects"]
+    assert len(placed) >= 1
+    region = scene.placement_region()
+    bowl = scene.object_box("akita_black_bowl_1")[0]
+    for index, placement in enumerate(placed):
+        position = scene.mj_data.xpos[scene.mj_model.body(f"distractor{index}").id]
+        assert abs(position[2] - placement["pos"][2]) < 0.01  # resting, not falling through
+        assert position[2] > region.surface_z and np.linalg.norm(position[:2] - bowl[:2]) <= ood.Distractors.NEAR_TASK_M
+
+
+def test_distractor_slots_keep_the_stored_initial_states(scene):
+    plain = libero_env.LiberoEnv("libero_spatial", 6, cameras=("agentview",), image_size=32, max_steps=3)
+    try:
+        plain.reset(seed=SEED)
+        scene.reset(seed=SEED)
+        nq = plain.mj_model.nq
+        assert scene.mj_model.nq == nq + 7 * ood.MAX_DISTRACTORS
+        np.testing.assert_allclose(scene.mj_data.qpos[:nq], plain.mj_data.qpos, atol=1e-6)
+    finally:
+        plain.close()
+
+
+def test_expert_solves_a_libero_task_under_lighting_and_distractors(scene):
+    env = ood.wrap(
+        libero_env.LiberoEnv("libero_spatial", 6, cameras=("agentview",), image_size=32, distractor_slots=4),
+        "lighting+distractors",
+        severity=0.5,
+    )
+    try:
+        success, steps = rollout_expert(env, SEED)
+    finally:
+        env.close()
+    assert success, f"no success in {steps} steps"
