@@ -5,8 +5,9 @@
 Defaults: the last checkpoint of the run in ``output_dir`` (the default run unless
 overridden), clean only. ``--ood`` is a comma list; ``+`` combines perturbations
 (``lighting+distractors``). ``key=value`` overrides apply to the checkpoint's config
-(e.g. ``env.render_quality=full``). Results go to ``<output_dir>/eval/<checkpoint>/``;
-re-running the same command resumes.
+(e.g. ``env.render_quality=full``). Results go to ``<output_dir>/eval/<checkpoint>/`` (with
+``config.yaml``, the resolved config); re-running the same command resumes. It ends with the
+paths it wrote and the commands to look at them.
 """
 
 import argparse
@@ -47,10 +48,11 @@ def run_name(stem: str, overrides: list[str]) -> str:
 
 def main(argv: list[str]) -> int:
     args, overrides = parse(argv)
-    from gridslab.config import load_config, print_config
-    from gridslab.config.run_layout import eval_dir, last_checkpoint
+    from gridslab.config import load_config, print_config, to_yaml
+    from gridslab.config.run_layout import CONFIG_FILE, eval_dir, last_checkpoint
     from gridslab.eval.checkpoint import load_policy
     from gridslab.eval.runner import evaluate_policy
+    from gridslab.outputs import evaluation_outputs
 
     for flag, key in (
         ("episodes", "eval.episodes"),
@@ -66,10 +68,11 @@ def main(argv: list[str]) -> int:
         run_cfg = load_config([o for o in overrides if o.startswith(("conf=", "output_dir="))])
         ckpt = str(last_checkpoint(run_cfg.output_dir))
     policy, cfg, _ = load_policy(ckpt, [o for o in overrides if not o.startswith("conf=")])
-    print_config(cfg)
     out_dir = Path(args.out) if args.out else eval_dir(cfg.output_dir, run_name(Path(ckpt).stem, overrides))
+    print_config(cfg, out_dir, job="eval")
     evaluate_policy(policy, cfg, out_dir, checkpoint=ckpt)
-    print(f"results: {out_dir}")
+    (out_dir / CONFIG_FILE).write_text(to_yaml(cfg))  # the checkpoint's config with this command's overrides
+    print("\n".join(evaluation_outputs(out_dir)))
     return 0
 
 

@@ -23,6 +23,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from gridslab.config.run_layout import CONFIG_FILE
 from gridslab.config.schema import DEFAULT_EXPERIMENT, ExperimentConfig
 from gridslab.errors import UserError, nearest, unknown
 from gridslab.policy.config import as_policy_config
@@ -212,9 +213,56 @@ def to_plain(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
-def print_config(cfg: DictConfig) -> None:
-    """Pretty-print the resolved config (rich syntax-highlighted YAML)."""
-    from rich.console import Console
-    from rich.syntax import Syntax
+def _non_default(node: DictConfig, registry: Any, skip: tuple[str, ...] = ("name",)) -> str:
+    """``" (key=value, ...)"`` for the keys of a compressor/budget node that differ from its
+    registered schema's defaults ("" when none do)."""
+    defaults = registry.config({"name": node.name})
+    changed = [f"{key}={node[key]}" for key in node if key not in skip and node[key] != defaults.get(key)]
+    return f" ({', '.join(changed)})" if changed else ""
 
-    Console(stderr=True).print(Syntax(to_yaml(cfg), "yaml", theme="ansi_dark", background_color="default"))
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def config_summary(cfg: DictConfig, out_dir: str | Path, job: str) -> list[str]:
+    """A few lines naming what a run is: conf, env, policy, tokens, the ``job``'s own settings
+    ("train" or "eval") and ``out_dir``, the folder it writes, where the full YAML is (``CONFIG_FILE``)."""
+    from gridslab.compress import COMPRESSORS
+    from gridslab.policy.budget import BUDGETS
+
+    env, policy, compressor = cfg.env, cfg.policy, cfg.compressor
+    vision = (
+        f"vision {policy.vision.backbone}{' ' + policy.vision.path if policy.vision.path else ''} ({policy.vision.image_size} px)"
+    )
+    if policy.lm.backbone != "none":
+        backbone = f"lm {policy.lm.backbone}{' ' + policy.lm.path if policy.lm.path else ''} ({policy.lm.finetune})"
+    else:
+        backbone = f"backbone {policy.backbone.depth} x {policy.backbone.dim}"
+    k = " (all patches)" if compressor.name == "identity" else f" K={compressor.k}"
+    lines = [
+        f"config   {cfg.experiment}",
+        f"env      {env.name}: {', '.join(env.cameras)} at {env.image_size} px, render {env.render_quality}",
+        f"policy   {vision}, {backbone}, head {policy.head.name}, chunk {policy.chunk}",
+        f"tokens   compressor {compressor.name}{k}{_non_default(compressor, COMPRESSORS, ('name', 'k'))}, "
+        f"budget {cfg.budget.name}{_non_default(cfg.budget, BUDGETS)}",
+    ]
+    if job == "train":
+        trainer = cfg.trainer
+        online = f", online eval every {cfg.eval.every_n_epochs} epochs" if cfg.eval.every_n_epochs > 0 else ""
+        lines.append(
+            f"train    {_count(trainer.max_epochs, 'epoch')}, batch {cfg.data.batch_size}, lr {cfg.optim.lr:g}, "
+            f"{trainer.accelerator} x {trainer.devices}, {trainer.precision}{online}"
+        )
+    else:
+        conditions = ", ".join(["clean", *(spec.strip() for spec in str(cfg.eval.ood).split(",") if spec.strip())])
+        lines.append(
+            f"eval     {_count(cfg.eval.episodes, 'episode')} per condition ({conditions}; severity {cfg.eval.severity:g}), "
+            f"{_count(cfg.eval.workers, 'worker') if cfg.eval.workers else 'one worker per CPU core'}"
+        )
+    return [*lines, f"output   {out_dir} (full config: {Path(out_dir) / CONFIG_FILE})"]
+
+
+def print_config(cfg: DictConfig, out_dir: str | Path, job: str = "train") -> None:
+    """Print ``config_summary`` (a few lines, to stdout) for a ``job`` writing to ``out_dir``."""
+    print("\n".join(config_summary(cfg, out_dir, job)))

@@ -16,7 +16,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 Z_95 = 1.959963984540054
 
@@ -126,7 +126,8 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def write_summary(out_dir: Path, rows: list[dict[str, Any]], meta: dict[str, Any], timings: dict[str, Any]) -> None:
-    """summary.json (rows + meta), summary.csv (rows) and timing.json, each written atomically."""
+    """summary.json (rows + meta), summary.csv (rows), timing.json and summary.md (``markdown_table``,
+    latency included, so unlike the first two not byte-identical between runs), each written atomically."""
     _atomic_write(out_dir / "summary.json", json.dumps({"conditions": rows, **meta}, indent=2, sort_keys=True) + "\n")
     buffer = io.StringIO()
     if rows:
@@ -135,6 +136,7 @@ def write_summary(out_dir: Path, rows: list[dict[str, Any]], meta: dict[str, Any
         writer.writerows(rows)
     _atomic_write(out_dir / "summary.csv", buffer.getvalue())
     _atomic_write(out_dir / "timing.json", json.dumps(timings, indent=2, sort_keys=True) + "\n")
+    _atomic_write(out_dir / "summary.md", markdown_table(rows, timings))
 
 
 def _latency(row: dict[str, Any], timings: dict[str, Any]) -> float:
@@ -173,36 +175,99 @@ def markdown_table(rows: list[dict[str, Any]], timings: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_table(rows: list[dict[str, Any]], timings: dict[str, Any], title: str) -> Any:
-    """A rich Table: success with 95% CI, drop vs clean, length, latency, tokens, errors (episodes
-    that ended in an env or worker error)."""
-    from rich.table import Table
+def _short_tasks(rows: list[dict[str, Any]]) -> tuple[str, dict[str, str]]:
+    """(prefix, task -> name without it): the ``suite/`` or ``robosuite/`` part every task shares
+    (up to its last "/") is dropped from the printed task column; "" when there is none."""
+    tasks = [row["task"] for row in rows if row["task"] != ALL_TASKS]
+    prefix = os.path.commonprefix(tasks) if tasks else ""
+    prefix = prefix[: prefix.rfind("/") + 1]
+    return prefix, {row["task"]: row["task"][len(prefix) :] if row["task"] != ALL_TASKS else ALL_TASKS for row in rows}
 
-    table = Table(title=title)
-    for column in (
-        "task",
-        "perturbation",
-        "sev.",
+
+def _perturbation(row: dict[str, Any]) -> str:
+    """``lighting+distractors`` printed as ``lighting + distractors``, so a narrow column wraps it at a "+"."""
+    return row["perturbation"].replace("+", " + ")
+
+
+# The printed table's columns: (header, cell of a summary row, with the condition's timings).
+Cell = Callable[[dict[str, Any], dict[str, Any]], str]
+CONDITION_COLUMNS: tuple[tuple[str, Cell], ...] = (
+    ("perturbation", lambda row, t: _perturbation(row)),
+    ("sev.", lambda row, t: f"{row['severity']:g}"),
+)
+WIDE_COLUMNS: tuple[tuple[str, Cell], ...] = (
+    *CONDITION_COLUMNS,
+    (
         "success (95% CI)",
-        "drop vs clean",
-        "mean steps",
-        "policy ms/step",
-        "tokens/image (min-max)",
-        "GFLOPs/call",
-        "errors",
-    ):
-        table.add_column(column, justify="left" if column in ("task", "perturbation") else "right")
-    for row in rows:
-        table.add_row(
-            row["task"],
-            row["perturbation"],
-            f"{row['severity']:g}",
-            f"{row['successes']}/{row['episodes']} = {row['success_rate']:.0%} [{row['ci95_low']:.0%}, {row['ci95_high']:.0%}]",
-            _drop(row),
-            f"{row['mean_steps']:.0f}",
-            f"{_latency(row, timings):.1f}",
-            f"{row['tokens_per_image']:g} ({row['tokens_min']:g}-{row['tokens_max']:g})",
-            f"{row['policy_gflops']:.3f}",
-            str(row["errors"]),
-        )
-    return table
+        lambda row, t: (
+            f"{row['successes']}/{row['episodes']} = {row['success_rate']:.0%} [{row['ci95_low']:.0%}, {row['ci95_high']:.0%}]"
+        ),
+    ),
+    ("drop vs clean", lambda row, t: _drop(row)),
+    ("mean steps", lambda row, t: f"{row['mean_steps']:.0f}"),
+    ("policy ms/step", lambda row, t: f"{_latency(row, t):.1f}"),
+    ("tokens/image (min-max)", lambda row, t: f"{row['tokens_per_image']:g} ({row['tokens_min']:g}-{row['tokens_max']:g})"),
+    ("GFLOPs/call", lambda row, t: f"{row['policy_gflops']:.3f}"),
+    ("errors", lambda row, t: str(row["errors"])),
+)
+# When the wide table does not fit the console (an 80-column terminal, a log file): the same cells in two tables.
+SUCCESS_COLUMNS: tuple[tuple[str, Cell], ...] = (
+    *CONDITION_COLUMNS,
+    ("success", lambda row, t: f"{row['successes']}/{row['episodes']} = {row['success_rate']:.0%}"),
+    ("95% CI", lambda row, t: f"[{row['ci95_low']:.0%}, {row['ci95_high']:.0%}]"),
+    ("drop", lambda row, t: _drop(row)),
+    ("errors", lambda row, t: str(row["errors"])),
+)
+COST_COLUMNS: tuple[tuple[str, Cell], ...] = (
+    *CONDITION_COLUMNS,
+    ("steps", lambda row, t: f"{row['mean_steps']:.0f}"),
+    ("ms/step", lambda row, t: f"{_latency(row, t):.1f}"),
+    ("tokens", lambda row, t: f"{row['tokens_per_image']:g} ({row['tokens_min']:g}-{row['tokens_max']:g})"),
+    ("GFLOPs", lambda row, t: f"{row['policy_gflops']:.3f}"),
+)
+
+
+class ResultsTable:
+    """The printed results of an evaluation (a rich renderable): success with 95% CI, drop vs clean,
+    length, latency, tokens and errors (episodes that ended in an env or worker error) per condition.
+
+    One table when it fits the console's width, else the same cells in two narrower tables
+    (success; cost), so no header or cell is cut to "…"; cells wrap rather than shorten when even
+    those do not fit. Terminal output gets rich's box lines, other output (a log file) markdown
+    pipes. Task names drop the prefix every task shares (named in the title).
+    """
+
+    def __init__(self, rows: list[dict[str, Any]], timings: dict[str, Any], title: str):
+        self.rows, self.timings = rows, timings
+        prefix, self.task_names = _short_tasks(rows)
+        self.title = f"{title} (tasks: {prefix}...)" if prefix and prefix not in title else title
+
+    def table(self, columns: tuple[tuple[str, Cell], ...], title: str | None, terminal: bool) -> Any:
+        """A rich Table of ``columns`` (after the task column), one row per summary row."""
+        from rich import box
+        from rich.table import Table
+
+        table = Table(title=title, box=box.HEAVY_HEAD if terminal else box.MARKDOWN, title_justify="left")
+        for header, _ in (("task", None), *columns):
+            left = header in ("task", "perturbation")
+            table.add_column(header, justify="left" if left else "right", overflow="fold")
+        for row in self.rows:
+            table.add_row(self.task_names[row["task"]], *(cell(row, self.timings) for _, cell in columns))
+        return table
+
+    def __rich_console__(self, console: Any, options: Any) -> Iterator[Any]:
+        from rich.measure import Measurement
+
+        terminal = options.is_terminal
+        wide = self.table(WIDE_COLUMNS, self.title, terminal)
+        unbounded = options.update_width(10_000)  # the width the table wants, not the one it has
+        if Measurement.get(console, unbounded, wide).maximum <= options.max_width:
+            yield wide
+            return
+        yield self.table(SUCCESS_COLUMNS, self.title, terminal)
+        yield self.table(COST_COLUMNS, None, terminal)
+
+
+def render_table(rows: list[dict[str, Any]], timings: dict[str, Any], title: str) -> ResultsTable:
+    """The summary rows as a printable ``ResultsTable`` (``Console().print(render_table(...))``)."""
+    return ResultsTable(rows, timings, title)
