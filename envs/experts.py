@@ -84,7 +84,7 @@ class PickPlaceExpert:
         self.grasp_axis: np.ndarray | None = None
         self.rim_direction: np.ndarray | None = None  # [2], chosen once (``rim_inset``)
         self.hold = 0.0  # grasp height above the pick object's bottom (metres), measured at the grasp
-        self.held_offset = np.zeros(2)  # grip site minus held object centre in xy (metres), while carried
+        self.held_offset = np.zeros(2)  # grip site minus held object centre in xy (metres), from the lift
 
     def _grasp_point(self, state: dict[str, Any]) -> np.ndarray:
         """Where the grip site closes ``[3]`` (metres, world): the pick body's origin plus
@@ -224,8 +224,6 @@ class PickPlaceExpert:
             self.grasp_pos = state["eef_pos"].copy()
             if self.spec.grasp_depth is not None:
                 self.hold = float(self.grasp_pos[2] - state["pick_bottom_z"])
-        if self.phase in ("carry", "lower"):
-            self.held_offset = state["eef_pos"][:2] - state["pick_pos"][:2]
         target, gripper = self._targets(state)
         yaw_command = self._yaw_command(state)
         error = target - state["eef_pos"]
@@ -239,6 +237,7 @@ class PickPlaceExpert:
         elif self.phase in ("grasp", "release") and self.phase_steps >= self.spec.gripper_steps:
             self._advance("lift" if self.phase == "grasp" else "retreat")
         elif self.phase == "lift" and (reached or timed_out) and place_task:
+            self.held_offset = state["eef_pos"][:2] - state["pick_pos"][:2]  # as lifted: fixed while carried
             self._advance("carry")
         action = np.zeros(7, dtype=np.float32)
         action[:3] = np.clip(POSITION_GAIN * error, -1.0, 1.0)

@@ -36,7 +36,9 @@ state ``seed mod N`` for reset seed ``seed`` (consecutive seeds walk through all
 unseeded reset uses a seed drawn from the env's RNG); "random" draws one from the reset seed;
 "sampled" keeps LIBERO's own fresh placement of the reset (its placement samplers, seeded by the
 episode seed) instead of loading a stored state, so demonstrations never start from the states
-evaluation uses. The reset option ``{"init_state": mode}`` overrides the mode for one episode.
+evaluation uses; where that placement breaks the task's initial conditions on the pick object
+(libero_spatial/4: LIBERO's samplers never put the bowl in the drawer), a stored state drawn from the
+seed with every object moved 1-2 cm instead (``episode_jittered_from``). The reset option ``{"init_state": mode}`` overrides the mode for one episode.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ CAMERAS = ("agentview", "robot0_eye_in_hand", "frontview", "birdview", "sideview
 INIT_STATE_MODES = ("sampled", *STORED_INIT_STATE_MODES)
 SETTLE_STEPS = 10
 NOOP_ACTION = np.array([0, 0, 0, 0, 0, 0, -1], dtype=np.float64)  # no motion, gripper open
+JITTER_M = (0.01, 0.02)  # "sampled" starts made from a stored state move each object this far (metres)
 PLACEMENT_MARGIN_M = 0.15  # distractors stand within this of the scene objects' bounding rectangle
 # LIBERO mounts the Panda 10 cm further back than robosuite's table arena and puts task objects up to
 # 0.8 m from its base: distractors may stand within the Panda's full reach (855 mm).
@@ -404,6 +407,7 @@ class LiberoEnv(SimEnv):
         self._snapshot_compiled_fields()
         self._geoms: dict[tuple[str, bool], np.ndarray] = {}  # (object, visual) -> geom ids, built on first use
         self.episode_init_state: int | None = None
+        self.episode_jittered_from: int | None = None
 
     # --- simulator access (privileged; for diagnostics) ---
     def task_bodies(self) -> tuple[str, ...]:
@@ -566,13 +570,39 @@ class LiberoEnv(SimEnv):
             # robosuite's soft reset keeps the gripper's integrated command: clear it so
             # the same seed and actions give the same trajectory.
             robot.gripper.current_action = np.zeros(robot.gripper.dof)
+        self.episode_jittered_from: int | None = None
         if self.episode_init_state is not None:  # else "sampled": the reset's own placement stays
             raw = self._load_state(self._full_state(self.initial_states[self.episode_init_state]))
+        elif not self._pick_object_placed_as_specified():
+            raw = self._jittered_stored_state(episode_seed)
         for _ in range(SETTLE_STEPS):
             raw, _, done, _ = self.sim_env.step(NOOP_ACTION)
         self._steps = 0
         self._last_obs = self._observation(raw)
         return self._last_obs, self._info(bool(done))
+
+    def _pick_object_placed_as_specified(self) -> bool:
+        """Whether the BDDL file's initial "in"/"on" conditions on the pick object (the first
+        object of interest) hold now, by LIBERO's own predicates."""
+        pick = self.task_bodies()[0]
+        conditions = [c for c in self.sim_env.parsed_problem["initial_state"] if c[0] in ("in", "on") and c[1] == pick]
+        return all(bool(self.sim_env._eval_predicate(condition)) for condition in conditions)
+
+    def _jittered_stored_state(self, episode_seed: int) -> dict[str, np.ndarray]:
+        """The "sampled" start where LIBERO's placement samplers do not realise the task's initial
+        conditions (libero_spatial/4: they never put the bowl in the drawer): a stored state drawn
+        from ``episode_seed`` with every free object moved ``JITTER_M`` in a random xy direction
+        (the distractor slots stay parked); ``episode_jittered_from`` records which."""
+        rng = np.random.default_rng([episode_seed, 17])
+        self.episode_jittered_from = int(rng.integers(len(self.initial_states)))
+        state = self._full_state(self.initial_states[self.episode_jittered_from]).copy()
+        model = self.mj_model
+        for joint in range(model.njnt):
+            if model.jnt_type[joint] == 0 and not model.joint(joint).name.startswith("distractor"):  # mjJNT_FREE
+                angle = rng.uniform(0.0, 2 * np.pi)
+                address = 1 + model.jnt_qposadr[joint]  # after the state's time
+                state[address : address + 2] += rng.uniform(*JITTER_M) * np.array([np.cos(angle), np.sin(angle)])
+        return self._load_state(state)
 
     def _load_state(self, state: np.ndarray) -> dict[str, np.ndarray]:
         """Set the flattened MuJoCo ``state`` and return robosuite's fresh observations (what

@@ -47,3 +47,23 @@ def test_sampled_starts_differ_from_every_stored_state_and_repeat_per_seed(env):
 def test_unknown_start_mode_in_reset_options_fails_in_one_line(env):
     with pytest.raises(EnvUserError, match=r"init_state \(reset option\).*'stored'.*valid: cycle, fixed, random, sampled"):
         env.reset(seed=0, options={"init_state": "stored"})
+
+
+def test_sampled_drawer_start_is_a_moved_stored_state_with_the_bowl_in_the_drawer(tmp_path, monkeypatch):
+    """libero_spatial/4: LIBERO's samplers never put the bowl in the drawer, so its sampled start is
+    a stored state with every object moved 1-2 cm: the task's initial conditions hold, the state is
+    none of the stored ones, and the seed repeats it."""
+    monkeypatch.setenv("LIBERO_CONFIG_PATH", str(tmp_path))
+    drawer = libero_env.LiberoEnv("libero_spatial", 4, cameras=("agentview",), image_size=32, max_steps=3)
+    try:
+        nq = drawer.mj_model.nq
+        stored = np.stack([object_xy(drawer, state[1 : 1 + nq]) for state in drawer.initial_states])
+        drawer.reset(seed=3, options=SAMPLED_SCENES)
+        start = drawer.episode_jittered_from
+        assert start is not None and drawer._pick_object_placed_as_specified()
+        placed = object_xy(drawer, drawer.mj_data.qpos)
+        assert np.abs(stored - placed).max(axis=1).min() > 0.005
+        drawer.reset(seed=3, options=SAMPLED_SCENES)
+        assert drawer.episode_jittered_from == start and np.array_equal(object_xy(drawer, drawer.mj_data.qpos), placed)
+    finally:
+        drawer.close()
