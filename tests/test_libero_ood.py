@@ -84,3 +84,18 @@ def test_expert_solves_a_libero_task_under_lighting_and_distractors(scene):
     finally:
         env.close()
     assert success, f"no success in {steps} steps"
+
+
+def test_frames_are_right_side_up_where_the_camera_projects_the_objects(scene):
+    """The orientation check: recolouring the task's objects changes the frame at the image
+    positions the camera matrix projects them to (x right, y down), not at their mirror images."""
+    clean, info = scene.reset(seed=SEED)
+    recoloured, _ = ood.wrap(scene, "object_color", severity=1.0).reset(seed=SEED)
+    change = np.abs(recoloured["images"]["agentview"].astype(int) - clean["images"]["agentview"]).max(axis=2)
+    size = scene.image_size
+    for x, y in info["object_xy"]["agentview"]:
+        column, row = int(x * size), int(y * size)
+        assert change[row - 1 : row + 2, column - 1 : column + 2].mean() > 20  # the object's own pixels
+        flipped = size - 1 - row
+        if abs(flipped - row) > 10:  # its mirror image across the horizontal midline is table, unchanged
+            assert change[flipped - 1 : flipped + 2, column - 1 : column + 2].mean() < 5
