@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +147,7 @@ def collect(
     shards.mkdir(exist_ok=True)
     used_seeds = {s for _, _, s in done}
     next_seed = max(used_seeds | {seed - 1}) + 1
-    attempts = 0
+    attempts, started = 0, time.perf_counter()
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -202,6 +203,7 @@ def collect(
         "attempts_this_run": attempts,
         "expert_failures_this_run": len(failures),
         "failed_seeds_this_run": failures,
+        "seconds_this_run": round(time.perf_counter() - started, 1),
     }
     if writer is None:
         _assemble(out, done, env_name, env_kwargs, env.unwrapped.instruction, collector)
