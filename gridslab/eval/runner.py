@@ -5,6 +5,7 @@ Files in the evaluation directory:
     settings.json     what the episodes depend on, the evaluated weights' sha256 included (a
                       resumed run must match it, so re-trained weights never read back old episodes)
     summary.json/csv  success with Wilson 95% CI per condition, drop vs clean (deterministic)
+    summary.md        the printed results table (latency included, so not deterministic)
     timing.json       policy latency per step, episode wall time, where the points land
     videos/           MP4s of the first ``video_episodes`` episodes per condition
     tb/               TensorBoard scalars, frame strips and rollout videos (the MP4s' frames)
