@@ -27,7 +27,7 @@ What severity s in [0, 1] scales:
                 The env needs that many ``distractor_slots`` (``make`` builds it so).
   camera        each rendered world-mounted camera (agentview, frontview, birdview,
                 sideview; not the wrist camera) moved s * 10 cm and turned s * 10 deg, in
-                random directions.
+                random directions, and its field of view scaled by 1 + U(-0.2, 0.2) s.
   table         each work-surface material (table top; the bins for PickPlaceCan) tinted
                 from its colour towards a random colour by s; with probability s its
                 texture is swapped for another arena surface's.
@@ -241,11 +241,12 @@ class Lighting(Perturbation):
 
 @_register("camera")
 class Camera(Perturbation):
-    """Pose jitter of every rendered camera mounted on the world (not the wrist camera)."""
+    """Pose and field-of-view jitter of every rendered camera mounted on the world (not the wrist camera)."""
 
     edits_scene = True
     MAX_SHIFT_M = 0.10
     MAX_TURN_DEG = 10.0
+    MAX_FOV_CHANGE = 0.2  # relative change of the vertical field of view at severity 1
 
     def __init__(self, env: gym.Env, severity: float = 0.5, seed: int | None = None):
         super().__init__(env, severity, seed)
@@ -268,7 +269,13 @@ class Camera(Perturbation):
             mujoco.mju_axisAngle2Quat(turn, axis, math.radians(s * self.MAX_TURN_DEG))
             model.cam_pos[cam] += shift
             mujoco.mju_mulQuat(model.cam_quat[cam], model.cam_quat[cam].copy(), turn)
-            report[camera] = {"shift_m": _floats(shift), "turn_axis": _floats(axis), "turn_deg": s * self.MAX_TURN_DEG}
+            model.cam_fovy[cam] *= 1.0 + rng.uniform(-1.0, 1.0) * s * self.MAX_FOV_CHANGE
+            report[camera] = {
+                "shift_m": _floats(shift),
+                "turn_axis": _floats(axis),
+                "turn_deg": s * self.MAX_TURN_DEG,
+                "fovy_deg": float(model.cam_fovy[cam]),
+            }
         return {"cameras": report}
 
 

@@ -59,6 +59,9 @@ def _check_camera(env, before, after, report):
     moved = np.linalg.norm(after["cam_pos"] - before["cam_pos"], axis=1)
     assert moved[agentview] == pytest.approx(0.05) and np.count_nonzero(moved) == 1
     assert set(report["cameras"]) == {CAMERA}
+    fov_change = after["cam_fovy"][agentview] / before["cam_fovy"][agentview] - 1
+    assert 0 < abs(fov_change) <= 0.5 * ood.Camera.MAX_FOV_CHANGE  # severity 0.5
+    assert report["cameras"][CAMERA]["fovy_deg"] == pytest.approx(after["cam_fovy"][agentview])
 
 
 def _check_table(env, before, after, report):
