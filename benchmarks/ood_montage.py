@@ -1,6 +1,9 @@
 """Montage of one scene, clean and under each OOD perturbation, for eyeballing them.
 
     python benchmarks/ood_montage.py --env robosuite/Lift --severity 0.5 --out benchmarks/results/ood_montage.png
+    python benchmarks/ood_montage.py --env libero/libero_spatial/0 --seed 100000 --image-size 128 \
+        --specs clean,lighting,distractors,camera,object_color,noise,lighting+distractors \
+        --out benchmarks/results/ood_montage_libero.png
 
 One reset seed for every tile, so the tiles differ only by the perturbation. Each tile is
 labelled with the perturbation's name.
@@ -41,9 +44,12 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=160, help="tile side, pixels")
     parser.add_argument("--columns", type=int, default=4)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ood_montage.png"))
+    parser.add_argument(
+        "--specs", default="", help="comma list of tiles (default: clean, every perturbation, lighting+distractors)"
+    )
     args = parser.parse_args()
 
-    specs = ["clean", *ood.names(), "lighting+distractors"]
+    specs = args.specs.split(",") if args.specs else ["clean", *ood.names(), "lighting+distractors"]
     tiles = [tile(args.env, spec, args.severity, args.seed, args.camera, args.image_size) for spec in specs]
     blank = np.full_like(tiles[0], 255)
     tiles += [blank] * (-len(tiles) % args.columns)
