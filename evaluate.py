@@ -52,6 +52,7 @@ def main(argv: list[str]) -> int:
     from gridslab.config.run_layout import CONFIG_FILE, eval_dir, last_checkpoint
     from gridslab.eval.checkpoint import load_policy
     from gridslab.eval.runner import evaluate_policy
+    from gridslab.eval.shard import Shard
     from gridslab.outputs import evaluation_outputs
 
     for flag, key in (
@@ -69,10 +70,13 @@ def main(argv: list[str]) -> int:
         ckpt = str(last_checkpoint(run_cfg.output_dir))
     policy, cfg, _ = load_policy(ckpt, [o for o in overrides if not o.startswith("conf=")])
     out_dir = Path(args.out) if args.out else eval_dir(cfg.output_dir, run_name(Path(ckpt).stem, overrides))
-    print_config(cfg, out_dir, job="eval")
+    first_rank = Shard.from_environment().rank == 0  # under torchrun, rank 0 speaks and writes the files
+    if first_rank:
+        print_config(cfg, out_dir, job="eval")
     evaluate_policy(policy, cfg, out_dir, checkpoint=ckpt)
-    (out_dir / CONFIG_FILE).write_text(to_yaml(cfg))  # the checkpoint's config with this command's overrides
-    print("\n".join(evaluation_outputs(out_dir)))
+    if first_rank:
+        (out_dir / CONFIG_FILE).write_text(to_yaml(cfg))  # the checkpoint's config with this command's overrides
+        print("\n".join(evaluation_outputs(out_dir)))
     return 0
 
 

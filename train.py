@@ -6,6 +6,8 @@ It prints the config in a few lines (the full YAML goes to ``<output_dir>/config
 with the paths it wrote and the commands to look at them.
 """
 
+import os
+
 from gridslab.config import load_config, print_config
 from gridslab.errors import run_cli
 from gridslab.outputs import training_outputs
@@ -13,11 +15,14 @@ from gridslab.outputs import training_outputs
 
 def main(argv: list[str]) -> int:
     cfg = load_config(argv)
-    print_config(cfg, cfg.output_dir)
+    first_rank = os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) == "0"  # under DDP one process speaks
+    if first_rank:
+        print_config(cfg, cfg.output_dir)
     from gridslab.train.fit import fit
 
     result = fit(cfg)
-    print("\n".join(training_outputs(result)))
+    if first_rank:
+        print("\n".join(training_outputs(result)))
     return 0
 
 
