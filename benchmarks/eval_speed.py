@@ -1,19 +1,23 @@
-"""Online evaluation speed: wall time and env steps/s of a clean Lift evaluation, policy in the loop.
+"""Online evaluation speed: wall time and env steps/s of a clean evaluation, policy in the loop.
 
-Each setting runs ``evaluate.py`` as a fresh process (start-up included: imports, checkpoint,
-workers) into its own folder, per-step rendering (every env step renders every camera) or
-chunk rendering (only the observation before each policy call), with 1 or 2 env workers.
-The summaries of all settings must be byte-identical (same seeds, same episodes).
-Writes benchmarks/results/eval_speed.{json,md}.
+Each setting ``render:workers:ranks`` is one fresh evaluation (start-up included: imports,
+checkpoint, workers) into its own temporary folder: ``chunk`` (a whole chunk per worker call,
+rendering only the observation the policy reads) or ``per_step`` (one env step per call, every
+frame rendered), ``workers`` env processes per rank, ``ranks`` processes under torchrun.
+Settings of one env must write byte-identical summaries (same seeds, same episodes).
+``--env`` evaluates the checkpoint's policy on another env (for the speed, not the success).
+Resumable: rows already in benchmarks/results/eval_speed.json are kept, not re-run.
+Writes benchmarks/results/eval_speed.{json,md}; paths are relative to the repository.
 
-    python benchmarks/eval_speed.py [--ckpt runs/robosuite_lift/checkpoints/last.ckpt] [--episodes 50]
-        [--settings chunk:2,per_step:2,chunk:1,per_step:1]
+    python benchmarks/eval_speed.py [--ckpt runs/quality/robosuite_lift/random_k4_seed0/checkpoints/last.ckpt]
+        [--episodes 50] [--env tabletop_spatial/0] [--settings chunk:2:1,per_step:2:1,chunk:1:1,per_step:1:1,chunk:1:2]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -22,64 +26,105 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
-RUN = (
-    "import sys; from pathlib import Path; from gridslab.eval.checkpoint import load_policy; "
-    "from gridslab.eval.runner import evaluate_policy; "
-    "ckpt, out, every, workers, episodes = sys.argv[1:]; "
-    "policy, cfg, _ = load_policy(ckpt, [f'eval.workers={workers}', f'eval.episodes={episodes}', 'eval.video_episodes=0']); "
-    "evaluate_policy(policy, cfg, Path(out), checkpoint=ckpt, progress=False, render_every_step=every == '1')"
-)
+DEFAULT_CKPT = "runs/quality/robosuite_lift/random_k4_seed0/checkpoints/last.ckpt"
+SETTINGS = "chunk:2:1,per_step:2:1,chunk:1:1,per_step:1:1,chunk:1:2"
 
 
-def run_setting(ckpt: str, out: Path, render: str, workers: int, episodes: int) -> dict:
-    """One evaluation in a fresh process; wall_s: seconds, start-up included; env_steps_per_s: all episodes' steps / wall."""
-    started = time.perf_counter()
-    args = [sys.executable, "-c", RUN, ckpt, str(out), "1" if render == "per_step" else "0", str(workers), str(episodes)]
-    subprocess.run(args, cwd=ROOT, check=True, capture_output=True)
-    wall = time.perf_counter() - started
-    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+def child(ckpt: str, out: str, render: str, workers: int, episodes: int, env: str) -> None:
+    """One rank of one evaluation (run by ``run_setting`` as ``--child``)."""
+    sys.path.insert(0, str(ROOT))
+    from gridslab.eval.checkpoint import load_policy
+    from gridslab.eval.runner import evaluate_policy
+
+    overrides = [f"eval.workers={workers}", f"eval.episodes={episodes}", "eval.video_episodes=0"]
+    policy, cfg, _ = load_policy(ckpt, overrides + ([f"env.name={env}"] if env else []))
+    evaluate_policy(policy, cfg, Path(out), checkpoint=ckpt, progress=False, render_every_step=render == "per_step")
+
+
+def run_setting(ckpt: str, env: str, render: str, workers: int, ranks: int, episodes: int) -> tuple[dict, bytes]:
+    """One evaluation in fresh processes: (row, its summary.json). wall_s: seconds, start-up
+    included; env_steps_per_s: all episodes' steps / wall; load_avg: the machine's 1-minute
+    load average before and after (2 cores here: above 2, other work shares them)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        launcher = (
+            [sys.executable]
+            if ranks == 1
+            else [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}"]
+        )
+        args = [*launcher, __file__, "--child", ckpt, tmp, render, str(workers), str(episodes), env]
+        load_before = os.getloadavg()[0]
+        started = time.perf_counter()
+        subprocess.run(args, cwd=ROOT, check=True, capture_output=True)
+        wall = time.perf_counter() - started
+        records = [json.loads(line) for line in (Path(tmp) / "results.jsonl").read_text().splitlines()]
+        summary = (Path(tmp) / "summary.json").read_bytes()
     steps = sum(r["steps"] for r in records)
-    return {
+    row = {
+        "env": env or "checkpoint's env",
         "render": render,
         "workers": workers,
+        "ranks": ranks,
         "episodes": len(records),
         "wall_s": round(wall, 1),
         "env_steps": steps,
         "env_steps_per_s": round(steps / wall, 1),
         "success_rate": sum(r["success"] for r in records) / len(records),
         "mean_steps": round(steps / len(records), 1),
+        "load_avg": [round(load_before, 1), round(os.getloadavg()[0], 1)],
     }
+    return row, summary
+
+
+def write_tables(result: dict) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "eval_speed.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [
+        f"Clean evaluations of `{result['checkpoint']}`, {result['episodes']} episodes each; wall time includes process start-up.",
+        "Summaries byte-identical across the settings of each env: "
+        + ", ".join(f"{env}: {same}" for env, same in result["same_summary"].items())
+        + ".",
+        "load avg: the 2-core machine's 1-minute load average before / after the run (above 2: shared with other work).",
+        "",
+        "| env | render | workers | ranks | wall s | env steps/s | success | mean steps | load avg |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *(
+            f"| {r['env']} | {r['render']} | {r['workers']} | {r['ranks']} | {r['wall_s']} | {r['env_steps_per_s']} | "
+            f"{r['success_rate']:.2f} | {r['mean_steps']} | {r['load_avg'][0]} / {r['load_avg'][1]} |"
+            for r in result["rows"]
+        ),
+    ]
+    (RESULTS / "eval_speed.md").write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ckpt", default="runs/robosuite_lift/checkpoints/last.ckpt")
+    parser.add_argument("--ckpt", default=DEFAULT_CKPT, help="checkpoint, relative to the repository")
     parser.add_argument("--episodes", type=int, default=50)
-    parser.add_argument("--settings", default="chunk:2,per_step:2,chunk:1,per_step:1", help="render:workers, comma list")
+    parser.add_argument("--env", default="", help="env to evaluate on (default: the checkpoint's)")
+    parser.add_argument("--settings", default=SETTINGS, help="render:workers:ranks, comma list")
+    parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    rows, summaries = [], set()
-    with tempfile.TemporaryDirectory() as tmp:
-        for setting in args.settings.split(","):
-            render, workers = setting.split(":")
-            out = Path(tmp) / setting.replace(":", "_")
-            rows.append(run_setting(args.ckpt, out, render, int(workers), args.episodes))
-            summaries.add((out / "summary.json").read_bytes())
-            print(rows[-1], flush=True)
-    result = {"checkpoint": args.ckpt, "same_summary": len(summaries) == 1, "rows": rows}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "eval_speed.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = [
-        f"Clean Lift evaluation, {args.episodes} episodes, `{args.ckpt}`; wall time includes process start-up.",
-        f"Summaries byte-identical across settings: {result['same_summary']}.",
-        "",
-        "| render | workers | wall s | env steps/s | success | mean steps |",
-        "|---|---|---|---|---|---|",
-        *(
-            f"| {r['render']} | {r['workers']} | {r['wall_s']} | {r['env_steps_per_s']} | {r['success_rate']:.2f} | {r['mean_steps']} |"
-            for r in rows
-        ),
-    ]
-    (RESULTS / "eval_speed.md").write_text("\n".join(lines) + "\n")
+    if args.child:
+        ckpt, out, render, workers, episodes, env = args.child
+        child(ckpt, out, render, int(workers), int(episodes), env)
+        return
+    path = RESULTS / "eval_speed.json"
+    result = json.loads(path.read_text()) if path.exists() else {}
+    if result.get("checkpoint") != args.ckpt or result.get("episodes") != args.episodes:
+        result = {"checkpoint": args.ckpt, "episodes": args.episodes, "rows": [], "summaries": {}, "same_summary": {}}
+    env_label = args.env or "checkpoint's env"
+    for setting in args.settings.split(","):
+        render, workers, ranks = setting.split(":")
+        key = f"{env_label}|{setting}"
+        if key in result["summaries"]:
+            continue  # measured by an earlier run
+        row, summary = run_setting(args.ckpt, args.env, render, int(workers), int(ranks), args.episodes)
+        print(row, flush=True)
+        result["rows"].append(row)
+        result["summaries"][key] = summary.decode()
+        same = {s for k, s in result["summaries"].items() if k.startswith(f"{env_label}|")}
+        result["same_summary"][env_label] = len(same) == 1
+        write_tables(result)
 
 
 if __name__ == "__main__":

@@ -137,22 +137,25 @@ class RobosuiteEnv(SimEnv):
         env_class, scene_kwargs = self._sim_env_class(robosuite)
         if self.distractor_slots:
             env_class = with_distractor_slots(env_class, self.distractor_slots)
-        self.sim_env = env_class(
-            **scene_kwargs,
-            robots="Panda",
-            controller_configs=load_controller_config(default_controller="OSC_POSE"),
-            has_renderer=False,
-            has_offscreen_renderer=True,
-            use_camera_obs=True,
-            use_object_obs=False,
-            camera_names=list(self.cameras),
-            camera_heights=self.image_size,
-            camera_widths=self.image_size,
-            hard_reset=False,
-            ignore_done=True,
-            control_freq=CONTROL_FREQ_HZ,
-            reward_shaping=False,
-        )
+        # robosuite draws some object sizes (Lift's cube: 2.0-2.2 cm) from the global RNG when it
+        # builds the model: seeded, every process (eval worker, rank) simulates the same objects
+        with seeded_global_numpy(0):
+            self.sim_env = env_class(
+                **scene_kwargs,
+                robots="Panda",
+                controller_configs=load_controller_config(default_controller="OSC_POSE"),
+                has_renderer=False,
+                has_offscreen_renderer=True,
+                use_camera_obs=True,
+                use_object_obs=False,
+                camera_names=list(self.cameras),
+                camera_heights=self.image_size,
+                camera_widths=self.image_size,
+                hard_reset=False,
+                ignore_done=True,
+                control_freq=CONTROL_FREQ_HZ,
+                reward_shaping=False,
+            )
         self._build_spaces()
         self._snapshot_compiled_fields()
 

@@ -173,7 +173,10 @@ class EvalConfig:
     episodes: episodes per condition; ood: comma list of perturbation specs evaluated
     besides "clean" (``+`` combines, e.g. "lighting,lighting+distractors"); severity: in
     [0, 1]; seed: first episode seed (episode i uses seed + i; keep it apart from the
-    collection seeds 0..N); workers: vector-env processes (0 = CPU cores);
+    collection seeds 0..N); workers: env worker processes per rank (0 = the CPU cores this
+    rank may use); threads: torch CPU threads of the policy while evaluating (the env workers
+    have the cores; 0 = torch's default, which on a loaded machine makes each policy call tens
+    of times slower);
     video_episodes: MP4s saved for the first E episodes of each condition;
     every_n_epochs / callback_episodes: online evaluation during training (0 = off);
     execution: what is executed of each predicted chunk, "chunk" (``policy.replan_every``
@@ -194,8 +197,11 @@ class EvalConfig:
     callback_episodes: int = 10
     execution: str = "chunk"
     ensemble_decay: float = 0.01
+    threads: int = 1
 
     def __post_init__(self) -> None:
+        if self.threads < 0:
+            raise UserError(f"eval.threads={self.threads} must be >= 0 (0 = torch's default)")
         if self.episodes < 1:
             raise UserError(f"eval.episodes={self.episodes} must be >= 1")
         if self.execution not in EXECUTION_MODES:

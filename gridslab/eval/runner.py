@@ -16,13 +16,15 @@ with one warning; its episode's record stands.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from envs.errors import EnvUserError
@@ -250,8 +252,20 @@ def evaluate_policy(
     it runs its share of the episodes, and rank 0 writes the summary of all of them."""
     shard = shard or Shard.from_environment()
     shard.claim_render_device()
-    with process_group(shard), policy_on_device(policy, shard):
+    with process_group(shard), policy_on_device(policy, shard), cpu_threads(cfg.eval.threads):
         return _evaluate(policy, cfg, out_dir, checkpoint, progress, k, render_every_step, shard)
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op CPU threads set to ``threads`` (0: left alone) inside, restored after."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _evaluate(
