@@ -43,6 +43,8 @@ class ExpertSpec:
     rim_inset: grasp on the rim instead of the centre, this far inside the footprint's edge,
         fingers radial (bowls wider than the gripper's opening).
     release_clearance: the held object's bottom this far above the place target's top at release.
+    descend_push: the least downward command (action units) while descending onto the grasp, so
+        a tall neighbour brushing the arm does not stall it short of a flat object.
     Then the carry runs at the lift's height at least, over every obstacle on the way.
     """
 
@@ -55,6 +57,7 @@ class ExpertSpec:
     grasp_depth: float | None = None
     rim_inset: float | None = None
     release_clearance: float = 0.02
+    descend_push: float = 0.0
 
 
 EXPERT_SPECS: dict[str, ExpertSpec] = {
@@ -241,6 +244,8 @@ class PickPlaceExpert:
             self._advance("carry")
         action = np.zeros(7, dtype=np.float32)
         action[:3] = np.clip(POSITION_GAIN * error, -1.0, 1.0)
+        if self.phase == "descend" and error[2] < -REACHED_M / 2:
+            action[2] = min(action[2], -self.spec.descend_push)  # through the contact of a neighbour brushing the arm
         action[5] = yaw_command
         action[6] = gripper
         return action

@@ -719,7 +719,7 @@ def expert_spec(suite: str, task_id: int) -> ExpertSpec:
     pick = problem["obj_of_interest"][0].rsplit("_", 1)[0]
     if pick in RIM_GRASPED:
         return ExpertSpec(place_offset=(0.0, 0.0, 0.0), grasp_depth=0.012, rim_inset=0.008, align_yaw=True)
-    return ExpertSpec(place_offset=(0.0, 0.0, 0.0), grasp_depth=0.025)
+    return ExpertSpec(place_offset=(0.0, 0.0, 0.0), grasp_depth=0.025, descend_push=0.5)
 
 
 OFFLINE_CONFIGS = {"libero_spatial": "tabletop_spatial", "libero_object": "tabletop_object"}  # stand-in suites
