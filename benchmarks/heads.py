@@ -1,0 +1,299 @@
+"""Flow-matching vs L1 action head on the default task (robosuite Lift, GridS K=4), trained alike.
+
+For each (head, seed): train ``python train.py compressor=grids compressor.k=4
+policy.head.name=HEAD seed=S`` into runs/heads/<head>_seed<s>/ (same data, epochs, optimiser
+and compressor for both heads; an unfinished run resumes from its last.ckpt), read from its
+TensorBoard events the validation action L1 of every epoch (``val/action_l1``: mean absolute
+error of the predicted chunk in env units on the validation split, EMA weights; for the flow
+head the chunk is a full Euler sample, as ``VLAModule.validation_step`` logs it), then evaluate
+last.ckpt online (``evaluate.py``, clean episodes). Each finished run writes
+benchmarks/results/heads/<head>_seed<s>.json (paths relative to the repository); a re-run
+skips runs whose JSON exists.
+
+``--latency`` times one policy call (batch 1, real frames from the demonstrations, the
+rollouts' seeded noise) of every finished seed-``--seeds[0]`` checkpoint in one process,
+the heads interleaved call by call so both see the same machine load; the flow head at
+1, 5 and its trained number of Euler steps. One torch thread by default: on a 2-core CPU
+shared with other jobs, 2-thread calls stall on descheduled threads (medians of 0.5-1.5 s
+per call seen, ~25 ms with one thread). Median and 90th percentile ms per call go to
+benchmarks/results/heads/latency.json. ``--report`` writes benchmarks/results/heads.md from
+the JSONs and copies it into README.md's ``results:heads`` block.
+
+4 epochs by default (the default config trains 40, quality.py and budgets.py 15): on a 2-core
+CPU shared with other jobs a training step took 3-5 s (~0.4 s unshared), so 4 epochs of 72
+steps are ~20 min per run there, a 50-episode evaluation ~5-10 min.
+
+    python benchmarks/heads.py [--heads flow,l1] [--seeds 0] [--epochs 4] [--episodes 50]
+    python benchmarks/heads.py --latency [--calls 200]
+    python benchmarks/heads.py --report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # gridslab from this checkout, installed or not
+
+RESULTS = ROOT / "benchmarks" / "results"
+RUN_RESULTS = RESULTS / "heads"
+COMMON = ["compressor=grids", "compressor.k=4"]
+FLOW_STEPS = (1, 5)  # extra Euler step counts timed besides the trained one
+
+
+def run_name(head: str, seed: int) -> str:
+    return f"{head}_seed{seed}"
+
+
+def relative(path: Path) -> str:
+    """``path`` relative to the repository (lexically: runs/ may be a link elsewhere)."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def code_version() -> str:
+    """``git describe``-like commit of this checkout, ``+dirty`` when tracked files differ."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True)
+    return commit + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def checkpoint_epochs(path: Path) -> int:
+    """Epochs completed in a Lightning checkpoint (0 when missing)."""
+    if not path.exists():
+        return 0
+    import torch
+
+    return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"]) + 1
+
+
+def train(head: str, seed: int, epochs: int) -> Path:
+    """Train (or finish) the run; returns its directory. A run already past ``epochs`` is kept."""
+    out = Path("runs") / "heads" / run_name(head, seed)
+    last = ROOT / out / "checkpoints" / "last.ckpt"
+    done = checkpoint_epochs(last)
+    if done < epochs:
+        resume = ["resume=auto"] if done else []
+        overrides = [*COMMON, f"policy.head.name={head}", f"seed={seed}", f"output_dir={out}"]
+        overrides += [f"trainer.max_epochs={epochs}", "trainer.progress_bar=false", *resume]
+        subprocess.run([sys.executable, str(ROOT / "train.py"), *overrides], check=True, cwd=ROOT)
+    elif done > epochs:
+        raise SystemExit(f"{out} holds {done} epochs, more than --epochs {epochs}; remove it or pass --epochs {done}")
+    return ROOT / out
+
+
+def learning_curve(run: Path) -> dict:
+    """Per validation epoch: ``val/action_l1`` (env units) and ``val/loss``; training minutes."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0})
+    events.Reload()
+    losses = events.Scalars("train/loss")
+    return {
+        "val_action_l1": [round(float(e.value), 6) for e in events.Scalars("val/action_l1")],
+        "val_loss": [round(float(e.value), 6) for e in events.Scalars("val/loss")],
+        "train_minutes": round((losses[-1].wall_time - losses[0].wall_time) / 60, 2),
+    }
+
+
+def evaluate(run: Path, episodes: int) -> dict:
+    """Online clean evaluation of last.ckpt (resumes); success, errors, latency, GFLOPs."""
+    started = time.perf_counter()
+    command = [sys.executable, str(ROOT / "evaluate.py"), f"output_dir={relative(run)}", "--episodes", str(episodes)]
+    subprocess.run([*command, "--video-episodes", "0"], check=True, cwd=ROOT)
+    eval_dir = run / "eval" / "last"
+    row = json.loads((eval_dir / "summary.json").read_text())["conditions"][0]
+    timing = next(iter(json.loads((eval_dir / "timing.json").read_text()).values()))
+    return {
+        "eval_dir": relative(eval_dir),
+        "episodes": row["episodes"],
+        "successes": row["successes"],
+        "errors": row.get("errors"),
+        "policy_gflops": row.get("policy_gflops"),
+        "policy_ms_per_step": round(timing["policy_ms_per_step"], 3),
+        "eval_minutes": round((time.perf_counter() - started) / 60, 2),
+    }
+
+
+def parameters(run: Path) -> dict:
+    """Parameter count (millions) and denoising steps of the run's policy."""
+    from gridslab.eval.checkpoint import load_policy
+
+    policy, cfg, _ = load_policy(run / "checkpoints" / "last.ckpt")
+    steps = cfg.policy.head.steps if cfg.policy.head.name == "flow" else 0
+    return {"params_m": round(sum(p.numel() for p in policy.parameters()) / 1e6, 3), "denoising_steps": steps}
+
+
+def measure(head: str, seed: int, epochs: int, episodes: int) -> Path:
+    path = RUN_RESULTS / f"{run_name(head, seed)}.json"
+    if path.exists():
+        print(f"{relative(path)} exists: skipped")
+        return path
+    run = train(head, seed, epochs)
+    result = {
+        "head": head,
+        "seed": seed,
+        "epochs": epochs,
+        "overrides": " ".join([*COMMON, f"policy.head.name={head}", f"seed={seed}"]),
+        "run_dir": relative(run),
+        "code": code_version(),
+        **parameters(run),
+        **learning_curve(run),
+        **evaluate(run, episodes),
+    }
+    RUN_RESULTS.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {relative(path)}")
+    return path
+
+
+def latency(seed: int, calls: int, threads: int) -> Path:
+    """Time batch-1 policy calls of every finished seed-``seed`` run, interleaved, in this
+    process, with ``threads`` torch threads."""
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(threads)
+
+    from gridslab.data.datamodule import default_dataset_paths, load_demos
+    from gridslab.eval.checkpoint import load_policy
+    from gridslab.eval.rollout import noise_seed
+
+    variants = []  # (head, steps, policy)
+    for result_path in sorted(RUN_RESULTS.glob(f"*_seed{seed}.json")):
+        result = json.loads(result_path.read_text())
+        ckpt = ROOT / result["run_dir"] / "checkpoints" / "last.ckpt"
+        policy, cfg, _ = load_policy(ckpt)
+        variants.append((result["head"], result["denoising_steps"], policy))
+        if result["head"] == "flow":
+            for steps in FLOW_STEPS:
+                variants.append(("flow", steps, load_policy(ckpt, [f"policy.head.steps={steps}"])[0]))
+    if not variants:
+        raise SystemExit(f"no finished runs of seed {seed} in {relative(RUN_RESULTS)}; run the training first")
+    paths = [ROOT / path for path in default_dataset_paths(cfg.data.root, cfg.env)]  # data.root is repository-relative
+    demo = load_demos(paths, list(cfg.env.cameras), 1)[0]
+    frames = len(demo.actions)
+    samples: dict[tuple[str, int], list[float]] = {(head, steps): [] for head, steps, _ in variants}
+    with torch.no_grad():
+        for call in range(-5, calls):  # 5 warm-up calls each, not timed
+            t = call % frames
+            observation = {"images": {c: v[t : t + 1] for c, v in demo.images.items()}, "proprio": demo.proprio[t : t + 1]}
+            seeds = torch.tensor([noise_seed(0, max(call, 0))], dtype=torch.long)
+            for head, steps, policy in variants:
+                started = time.perf_counter()
+                policy.predict(observation, [demo.instruction], noise_seed=seeds)
+                if call >= 0:
+                    samples[(head, steps)].append((time.perf_counter() - started) * 1e3)
+    rows = [
+        {
+            "head": head,
+            "denoising_steps": steps,
+            "median_ms": round(statistics.median(ms), 3),
+            "p90_ms": round(float(np.percentile(ms, 90)), 3),
+        }
+        for (head, steps), ms in samples.items()
+    ]
+    result = {
+        "seed": seed,
+        "calls": calls,
+        "torch_threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "load_average_1min_after": round(os.getloadavg()[0], 2),
+        "code": code_version(),
+        "rows": rows,
+    }
+    path = RUN_RESULTS / "latency.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return path
+
+
+def report() -> str:
+    """benchmarks/results/heads.md from the committed JSONs; README's results:heads block."""
+    from gridslab.eval.summary import wilson_interval
+
+    runs = [json.loads(p.read_text()) for p in sorted(RUN_RESULTS.glob("*_seed*.json"))]
+    if not runs:
+        raise SystemExit(f"no results in {relative(RUN_RESULTS)}; run python benchmarks/heads.py first")
+    timing_path = RUN_RESULTS / "latency.json"
+    timing = json.loads(timing_path.read_text()) if timing_path.exists() else None
+    latency_of = {(r["head"], r["denoising_steps"]): r for r in (timing["rows"] if timing else [])}
+    first = runs[0]
+    lines = [
+        f"robosuite/Lift, GridS K=4 (`compressor=grids compressor.k=4`), the default small VLA, {first['epochs']} epochs on "
+        "100 demos, last.ckpt (EMA weights), code "
+        + ", ".join(sorted({r["code"] for r in runs}))
+        + ". Val action L1: mean |predicted - demo| of the chunk in env units on the validation split, flow head from "
+        "a full Euler sample. Success: clean episodes from seed 100000 [Wilson 95% CI]. Latency: batch-1 policy call "
+        "(median over calls, both heads timed in one process, interleaved), on a 2-core CPU shared with other jobs.",
+        "",
+        "| head | seed | denoising steps | params (M) | GFLOPs/call | val action L1, last epoch | val action L1 by epoch "
+        "| success clean | ms/call median (p90) | train min | eval min |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(runs, key=lambda r: (r["head"] != "l1", r["seed"])):
+        curve = r["val_action_l1"]
+        low, high = wilson_interval(r["successes"], r["episodes"])
+        timed = latency_of.get((r["head"], r["denoising_steps"])) if timing and r["seed"] == timing["seed"] else None
+        ms = f"{timed['median_ms']:.1f} ({timed['p90_ms']:.1f})" if timed else "-"
+        by_epoch = ", ".join(f"{value:.4f}" for value in curve)
+        lines.append(
+            f"| {r['head']} | {r['seed']} | {r['denoising_steps'] or '-'} | {r['params_m']:.2f} | {r['policy_gflops']:.3f} | "
+            f"{curve[-1]:.4f} | {by_epoch} | {r['successes']}/{r['episodes']} = {r['successes'] / r['episodes']:.0%} "
+            f"[{low:.0%}, {high:.0%}] | {ms} | {r['train_minutes']:.1f} | {r['eval_minutes']:.1f} |"
+        )
+    if timing:
+        lines += [
+            "",
+            f"Latency per policy call, seed {timing['seed']} checkpoints, {timing['calls']} calls each after 5 warm-up calls, "
+            f"torch {timing['torch_threads']} threads, {timing['cpus']} CPUs, 1-min load average {timing['load_average_1min_after']} "
+            "after timing (other jobs running):",
+            "",
+            "| head | denoising steps | ms/call median | p90 |",
+            "|---|---|---|---|",
+        ]
+        for row in sorted(timing["rows"], key=lambda r: (r["head"] != "l1", r["denoising_steps"])):
+            lines.append(f"| {row['head']} | {row['denoising_steps'] or '-'} | {row['median_ms']:.1f} | {row['p90_ms']:.1f} |")
+    table = "\n".join(lines) + "\n"
+    (RESULTS / "heads.md").write_text(table)
+    readme = ROOT / "README.md"
+    pattern = re.compile(r"(<!-- results:heads -->\n).*?(<!-- /results:heads -->)", re.DOTALL)
+    text = readme.read_text()
+    if pattern.search(text):
+        readme.write_text(pattern.sub(lambda m: m.group(1) + table + m.group(2), text))
+        print("README: heads <- benchmarks/results/heads.md")
+    print(table)
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--heads", default="flow,l1", help="comma list of registered heads")
+    parser.add_argument("--seeds", default="0", help="comma list of training seeds")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--episodes", type=int, default=50, help="online clean episodes per run")
+    parser.add_argument("--latency", action="store_true", help="time the finished runs of the first seed in one process")
+    parser.add_argument("--calls", type=int, default=200, help="timed policy calls per variant (--latency)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads while timing (--latency)")
+    parser.add_argument("--report", action="store_true", help="write heads.md and the README block from the JSONs")
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    if args.report:
+        report()
+    elif args.latency:
+        latency(seeds[0], args.calls, args.threads)
+    else:
+        for seed in seeds:
+            for head in args.heads.split(","):
+                measure(head, seed, args.epochs, args.episodes)
+
+
+if __name__ == "__main__":
+    main()
