@@ -503,13 +503,17 @@ class LiberoEnv(SimEnv):
             "success": bool(self.sim_env._check_success()),
         }
 
-    def task_footprints(self) -> list[tuple[np.ndarray, float]]:
-        """(world xy ``[2]`` metres, radius metres) of every scene object and fixture, the task's
-        objects first (``envs.ood``'s distractors keep clear of them and stand near the first)."""
+    def scene_bodies(self) -> tuple[str, ...]:
+        """The scene's objects and fixtures distractors keep clear of (``task_footprints``' order):
+        the task's objects first, then the others."""
         task = [name for name in self.task_bodies() if name in self.scene_objects()]
-        order = [*task, *(name for name in self.scene_objects() if name not in task)]
+        return (*task, *(name for name in self.scene_objects() if name not in task))
+
+    def task_footprints(self) -> list[tuple[np.ndarray, float]]:
+        """(world xy ``[2]`` metres, radius metres) of each of ``scene_bodies()``, about z (its box's
+        half diagonal)."""
         footprints = []
-        for name in order:
+        for name in self.scene_bodies():
             centre, half, _ = self.object_box(name)
             footprints.append((centre[:2], float(np.linalg.norm(half[:2]))))
         return footprints

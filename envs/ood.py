@@ -389,15 +389,19 @@ class Distractors(Perturbation):
 
     def _perturb(self, rng: np.random.Generator) -> dict[str, Any]:
         region = self.scene.placement_region()
-        footprints = self.scene.task_footprints()  # the task's objects first, then the scene's others
-        task_objects = len(self.scene.task_bodies())
-        occupied = [(xy, r + (self.TASK_CLEARANCE_M if i < task_objects else self.GAP_M)) for i, (xy, r) in enumerate(footprints)]
+        footprints = self.scene.task_footprints()  # one per ``scene_bodies()``, in its order
+        task = set(self.scene.task_bodies())
+        clearances = [self.TASK_CLEARANCE_M if body in task else self.GAP_M for body in self.scene.scene_bodies()]
+        occupied = [(xy, r + clearance) for (xy, r), clearance in zip(footprints, clearances)]
+        bodies = list(self.scene.scene_bodies())
+        pick = self.scene.task_bodies()[0]
+        near_xy = footprints[bodies.index(pick) if pick in bodies else 0][0]
         objects = []
         for _ in range(self.count):
             shape, size, half_height, radius = self._draw_shape(rng)
             rgba = np.append(rng.uniform(0.0, 1.0, 3), 1.0)
             yaw = float(rng.uniform(-np.pi, np.pi))
-            xy = self._find_spot(rng, region, footprints[0][0], occupied, radius)
+            xy = self._find_spot(rng, region, near_xy, occupied, radius)
             if xy is None:
                 continue
             position = np.array([*xy, region.surface_z + half_height])

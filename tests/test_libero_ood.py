@@ -48,6 +48,21 @@ def test_perturbation_changes_a_libero_frame_runs_and_is_undone_at_reset(scene, 
     np.testing.assert_array_equal(again["images"]["agentview"], clean_frame)
 
 
+def test_frames_are_right_side_up_where_the_camera_projects_the_objects(scene):
+    """The orientation check: recolouring the task's objects changes the frame at the image
+    positions the camera matrix projects them to (x right, y down), not at their mirror images."""
+    clean, info = scene.reset(seed=SEED)
+    recoloured, _ = ood.wrap(scene, "object_color", severity=1.0).reset(seed=SEED)
+    change = np.abs(recoloured["images"]["agentview"].astype(int) - clean["images"]["agentview"]).max(axis=2)
+    size = scene.image_size
+    for x, y in info["object_xy"]["agentview"]:
+        column, row = int(x * size), int(y * size)
+        assert change[row - 1 : row + 2, column - 1 : column + 2].mean() > 20  # the object's own pixels
+        flipped = size - 1 - row
+        if abs(flipped - row) > 10:  # its mirror image across the horizontal midline is table, unchanged
+            assert change[flipped - 1 : flipped + 2, column - 1 : column + 2].mean() < 5
+
+
 def test_distractors_stand_on_the_table_near_the_task(scene):
     env = ood.wrap(scene, "distractors", severity=1.0)
     _, info = env.reset(seed=SEED)
@@ -62,15 +77,16 @@ def test_distractors_stand_on_the_table_near_the_task(scene):
 
 
 def test_distractor_slots_keep_the_stored_initial_states(scene):
-    plain = libero_env.LiberoEnv("libero_spatial", 6, cameras=("agentview",), image_size=32, max_steps=3)
-    try:
-        plain.reset(seed=SEED)
-        scene.reset(seed=SEED)
-        nq = plain.mj_model.nq
-        assert scene.mj_model.nq == nq + 7 * ood.MAX_DISTRACTORS
-        np.testing.assert_allclose(scene.mj_data.qpos[:nq], plain.mj_data.qpos, atol=1e-6)
-    finally:
-        plain.close()
+    stored = scene.initial_states[5]
+    slots_q, slots_v = 7 * ood.MAX_DISTRACTORS, 6 * ood.MAX_DISTRACTORS
+    nq, nv = scene.mj_model.nq - slots_q, scene.mj_model.nv - slots_v
+    assert len(stored) == 1 + nq + nv  # LIBERO's own model, without the slots
+    scene.reset(seed=SEED)
+    scene._load_state(scene._full_state(stored))
+    np.testing.assert_array_equal(scene.mj_data.qpos[:nq], stored[1 : 1 + nq])
+    np.testing.assert_array_equal(scene.mj_data.qvel[:nv], stored[1 + nq :])
+    np.testing.assert_array_equal(scene.mj_data.qpos[nq:], scene.mj_model.qpos0[nq:])  # parked
+    assert not scene.mj_data.qvel[nv:].any()
 
 
 def test_expert_solves_a_libero_task_under_lighting_and_distractors(scene):
@@ -84,18 +100,3 @@ def test_expert_solves_a_libero_task_under_lighting_and_distractors(scene):
     finally:
         env.close()
     assert success, f"no success in {steps} steps"
-
-
-def test_frames_are_right_side_up_where_the_camera_projects_the_objects(scene):
-    """The orientation check: recolouring the task's objects changes the frame at the image
-    positions the camera matrix projects them to (x right, y down), not at their mirror images."""
-    clean, info = scene.reset(seed=SEED)
-    recoloured, _ = ood.wrap(scene, "object_color", severity=1.0).reset(seed=SEED)
-    change = np.abs(recoloured["images"]["agentview"].astype(int) - clean["images"]["agentview"]).max(axis=2)
-    size = scene.image_size
-    for x, y in info["object_xy"]["agentview"]:
-        column, row = int(x * size), int(y * size)
-        assert change[row - 1 : row + 2, column - 1 : column + 2].mean() > 20  # the object's own pixels
-        flipped = size - 1 - row
-        if abs(flipped - row) > 10:  # its mirror image across the horizontal midline is table, unchanged
-            assert change[flipped - 1 : flipped + 2, column - 1 : column + 2].mean() < 5

@@ -171,10 +171,10 @@ def test_distractors_keep_clear_of_every_scene_object():
 
     env = ood.make("tabletop_spatial/0", "distractors", severity=1.0, **ONE_CAMERA)
     try:
-        footprints = env.unwrapped.task_footprints()
-        assert len(footprints) == len(tabletop.TASKS["tabletop_spatial/0"].layout)
         for seed in range(3):
             env.reset(seed=seed)
+            footprints = env.unwrapped.task_footprints()  # where the objects stand in this episode
+            assert len(footprints) == len(tabletop.TASKS["tabletop_spatial/0"].layout)
             placed = [env.unwrapped.body_position(f"distractor{i}") for i in range(env.unwrapped.distractor_slots)]
             placed = [p for p in placed if p[0] < 1.0]  # parked slots stand beyond the arena
             assert placed
