@@ -313,17 +313,10 @@ def iter_episodes(
         reader.close()
 
 
-def read_episodes(
-    root: Path,
-    cameras: dict[str, str],
-    proprio: str,
-    actions: str,
-    limit: int | None = None,
-    image_size: int | None = None,
-    extras: Iterable[str] = (),
-) -> list[dict[str, Any]]:
-    """Every episode ``iter_episodes`` gives for the dataset at ``root``; none fails with one line."""
-    episodes = list(iter_episodes(LeRobotReader(root), cameras, proprio, actions, limit, image_size, extras))
+def read_episodes(root: Path, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    """Every episode ``iter_episodes`` gives (same further arguments) for the dataset at ``root``;
+    none fails with one line."""
+    episodes = list(iter_episodes(LeRobotReader(root), *args, **kwargs))
     if not episodes:
         raise UserError(f"LeRobot dataset {root} holds no episodes")
     return episodes
