@@ -183,7 +183,10 @@ class EvalConfig:
     actions, 0 = the whole chunk, then a new prediction) or "ensemble" (ACT-style temporal
     ensembling: a prediction at every step, each step's action the mean of the overlapping
     chunks' predictions for it with weights exp(-ensemble_decay * i), i = 0 the oldest: ACT's
-    and lerobot's convention, their default 0.01; renders every step).
+    and lerobot's convention, their default 0.01; renders every step); batched_policy: one
+    policy call over all episodes that need actions (faster on a GPU) instead of one per
+    episode, whose results then depend in the last float bits on which episodes share a batch,
+    i.e. on the workers and ranks (off: the same results on any layout).
     """
 
     episodes: int = 50
@@ -198,6 +201,7 @@ class EvalConfig:
     execution: str = "chunk"
     ensemble_decay: float = 0.01
     threads: int = 1
+    batched_policy: bool = False
 
     def __post_init__(self) -> None:
         if self.threads < 0:

@@ -3,8 +3,8 @@
 An episode is a ``Job`` (condition x seed; task x perturbation x severity make the condition).
 ``run_episodes`` keeps every worker of an ``EnvPool`` busy with one episode at a time, in job
 order, over all conditions (a worker rebuilds its env only when the condition changes). Each
-round makes one batched policy call over the running episodes whose actions are used up, and
-each worker then executes what ``Execution`` takes of its chunk in ONE call (``run_chunk``),
+round makes a policy call for each running episode whose actions are used up (or one batched
+call, ``batched_policy``), and each worker then executes what ``Execution`` takes of its chunk in ONE call (``run_chunk``),
 rendering only the observation the next policy call reads (``render_every_step`` instead
 executes one step per call, rendering each: the slow reference). Env exceptions are caught
 inside the worker (``SafeEnv``): the episode is recorded as failed with the reason and the
@@ -227,6 +227,7 @@ def run_episodes(
     on_record: Callable[[EpisodeRecord], None],
     on_video: Callable[[Condition, int, list[np.ndarray]], None] | None = None,
     render_every_step: bool = False,
+    batched_policy: bool = False,
 ) -> None:
     """Run ``jobs`` on ``pool``'s workers; ``on_record`` gets each finished episode, in the
     order they finish, and ``on_video(condition, seed, frames)`` the first-camera frames (with
@@ -234,7 +235,10 @@ def run_episodes(
 
     max_steps: per-episode limit (env steps); execution: what is executed of each chunk;
     render_every_step: one env step per worker call, every camera rendered at every step (the
-    reference the chunked calls must match: same records, only slower).
+    reference the chunked calls must match: same records, only slower); batched_policy: one
+    policy call per round for every episode that needs actions (faster on a GPU) instead of one
+    per episode; batched, an episode's actions depend in their last bits on the episodes that
+    share its batch (5e-7 measured on CPU), so results can change with the workers and ranks.
     """
     pending = deque(jobs)
     crashes: dict[tuple[str, str, float, int], int] = {}
@@ -289,8 +293,9 @@ def run_episodes(
             continue
         first_camera = next(iter(slots[running[0]].obs["images"]))
         need_plan = [i for i in running if not len(slots[i].queue)]
-        if need_plan:
-            _plan(runner, [slots[i] for i in need_plan], first_camera)
+        batches = [need_plan] if batched_policy and need_plan else [[i] for i in need_plan]
+        for batch in batches:
+            _plan(runner, [slots[i] for i in batch], first_camera)
         orders = {}
         for index in running:
             episode = slots[index]

@@ -1,7 +1,9 @@
 """Evaluate a policy online: conditions -> rollouts -> results files (what ``evaluate.py`` runs).
 
 Files in the evaluation directory:
-    results.jsonl     one line per finished episode, appended and flushed as it finishes
+    results.jsonl     one line per finished episode, appended and flushed as it finishes (with
+                      several ranks each appends to results.rank<r>-of-<n>.jsonl, and rank 0
+                      merges them here; ``gridslab.eval.shard``)
     settings.json     what the episodes depend on, the evaluated weights' sha256 included (a
                       resumed run must match it, so re-trained weights never read back old episodes)
     summary.json/csv  success with Wilson 95% CI per condition, drop vs clean (deterministic)
@@ -9,7 +11,7 @@ Files in the evaluation directory:
     timing.json       policy latency per step, episode wall time, where the points land
     videos/           MP4s of the first ``video_episodes`` episodes per condition
     tb/               TensorBoard scalars, frame strips and rollout videos (the MP4s' frames)
-Re-running the same command resumes: episodes already in ``results.jsonl`` are read back,
+Re-running the same command resumes: episodes already in any results file are read back,
 not re-run, and an episode is never written twice. A video that cannot be saved is skipped
 with one warning; its episode's record stands.
 """
@@ -354,7 +356,17 @@ def _evaluate(
 
             if jobs:
                 with EnvPool(min(workers, len(jobs))) as pool:
-                    run_episodes(runner, pool, jobs, max_steps, execution, on_record, save_video, render_every_step)
+                    run_episodes(
+                        runner,
+                        pool,
+                        jobs,
+                        max_steps,
+                        execution,
+                        on_record,
+                        save_video,
+                        render_every_step,
+                        eval_cfg.batched_policy,
+                    )
     finally:
         writer.close()
     barrier(shard)  # every rank's episodes are on disk
