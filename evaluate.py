@@ -33,6 +33,7 @@ RESULT_NEUTRAL = (
     "eval.ood=",
     "eval.severity=",
     "eval.workers=",
+    "eval.threads=",
     "eval.video_episodes=",
     "output_dir=",
     "conf=",

@@ -90,7 +90,7 @@ class Compressor(nn.Module):
         A compressor that picks patches has no more to pick, and one whose tokens are linear
         reads of the patch features (pooling, soft maps, bilinear points) spans at most the
         ``H*W`` patch features, so further tokens carry nothing new. Identity ignores ``k``
-        (it keeps every patch), and a ``k`` above ``H*W`` there is refused as meaningless too.
+        (it keeps every patch) and accepts any.
         """
         return height * width
 

@@ -31,6 +31,11 @@ class Identity(Compressor):
     def __init__(self, cfg: IdentityConfig, dim: int):
         super().__init__()
 
+    @classmethod
+    def check_k(cls, name: str, k: int, height: int, width: int) -> None:
+        """Any ``k`` is accepted: identity ignores it (checkpoints of identity runs trained with a
+        large ``k`` meaning "all patches" load as they are)."""
+
     def num_tokens(self, height: int, width: int) -> int:
         """``H*W``: one slot per patch."""
         return height * width
