@@ -232,7 +232,8 @@ def report() -> str:
         + ", ".join(sorted({r["code"] for r in runs}))
         + ". Val action L1: mean |predicted - demo| of the chunk in env units on the validation split, flow head from "
         "a full Euler sample. Success: clean episodes from seed 100000 [Wilson 95% CI]. Latency: batch-1 policy call "
-        "(median over calls, both heads timed in one process, interleaved), on a 2-core CPU shared with other jobs.",
+        "(median over calls, both heads timed in one process, interleaved). Train / eval minutes: wall time on a 2-core "
+        "CPU shared with other jobs whose load varied between runs (not comparable across rows).",
         "",
         "| head | seed | denoising steps | params (M) | GFLOPs/call | val action L1, last epoch | val action L1 by epoch "
         "| success clean | ms/call median (p90) | train min | eval min |",
@@ -253,8 +254,8 @@ def report() -> str:
         lines += [
             "",
             f"Latency per policy call, seed {timing['seed']} checkpoints, {timing['calls']} calls each after 5 warm-up calls, "
-            f"torch {timing['torch_threads']} threads, {timing['cpus']} CPUs, 1-min load average {timing['load_average_1min_after']} "
-            "after timing (other jobs running):",
+            f"torch threads: {timing['torch_threads']}, {timing['cpus']} CPUs shared with other jobs (1-min load average "
+            f"{timing['load_average_1min_after']} right after timing):",
             "",
             "| head | denoising steps | ms/call median | p90 |",
             "|---|---|---|---|",
