@@ -45,6 +45,10 @@ TINY = [
 ]
 
 
+# one epoch of two training batches and one validation batch: a checkpoint in seconds
+QUICK_FIT = ("trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1")
+
+
 def tiny_config(tmp_path, lift_demos, *extra: str):
     """A 2-epoch training config of a tiny policy on the ``lift_demos`` fixture, writing under ``tmp_path``."""
     return load_config(

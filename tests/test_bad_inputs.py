@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from gridslab.train.fit import fit
-from tests.helpers import ROOT, TINY, run_python, tiny_config
+from tests.helpers import QUICK_FIT, ROOT, TINY, run_python, tiny_config
 
 TRAIN, EVALUATE, COLLECT = [str(ROOT / "train.py")], [str(ROOT / "evaluate.py")], ["-m", "envs.collect"]
 
@@ -191,7 +191,7 @@ CATALOGUE = [
 def files(tmp_path_factory, lift_demos) -> dict[str, str]:
     """Real files the bad inputs point at: a trained tiny checkpoint, a demo file, and broken ones."""
     root = tmp_path_factory.mktemp("bad_inputs")
-    cfg = tiny_config(root, lift_demos, "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1")
+    cfg = tiny_config(root, lift_demos, *QUICK_FIT)
     ckpt = fit(cfg)["last_checkpoint"]
     demos = root / "demos.hdf5"
     shutil.copy(lift_demos, demos)

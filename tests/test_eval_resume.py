@@ -23,23 +23,14 @@ from gridslab.eval.runner import (
     evaluate_policy,
     read_records,
 )
-from gridslab.train.fit import fit
-from tests.helpers import tiny_config
 
 # one worker, short episodes, no videos: each evaluation that runs episodes takes a few seconds
 EVAL = ["eval.episodes=2", "eval.workers=1", "eval.max_steps=4", "eval.video_episodes=0"]
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, lift_demos):
-    cfg = tiny_config(
-        tmp_path_factory.mktemp("ckpt"),
-        lift_demos,
-        "trainer.max_epochs=1",
-        "trainer.limit_train_batches=2",
-        "trainer.limit_val_batches=1",
-    )
-    return fit(cfg)["last_checkpoint"]
+def checkpoint(quick_checkpoint):
+    return quick_checkpoint
 
 
 def test_fingerprint_follows_the_weights_not_the_object(checkpoint):

@@ -10,7 +10,7 @@ import pytest
 from gridslab.errors import UserError
 from gridslab.eval.shard import Shard
 from gridslab.train.fit import fit
-from tests.helpers import ROOT, run_python, tiny_config
+from tests.helpers import QUICK_FIT, ROOT, run_python, tiny_config
 
 # 2 conditions x 2 seeds: each rank gets one episode of each condition
 ARGS = ["--episodes", "2", "--workers", "1", "--video-episodes", "0", "--ood", "lighting", "eval.max_steps=8"]
@@ -18,15 +18,8 @@ TORCHRUN = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, lift_demos):
-    cfg = tiny_config(
-        tmp_path_factory.mktemp("ckpt"),
-        lift_demos,
-        "trainer.max_epochs=1",
-        "trainer.limit_train_batches=2",
-        "trainer.limit_val_batches=1",
-    )
-    return fit(cfg)["last_checkpoint"]
+def checkpoint(quick_checkpoint):
+    return quick_checkpoint
 
 
 def evaluate(launcher: list[str], checkpoint: str, out) -> None:
@@ -80,9 +73,7 @@ def test_online_eval_in_ddp_training_shards_its_episodes(tmp_path, lift_demos):
     cfg = tiny_config(
         tmp_path,
         lift_demos,
-        "trainer.max_epochs=1",
-        "trainer.limit_train_batches=2",
-        "trainer.limit_val_batches=1",
+        *QUICK_FIT,
         "trainer.devices=2",
         "trainer.strategy=ddp_spawn",
         "trainer.accelerator=cpu",

@@ -15,7 +15,7 @@ from gridslab.errors import UserError
 from gridslab.eval.checkpoint import load_policy
 from gridslab.policy.language import HashedWords, LMTokenizer
 from gridslab.train.fit import fit
-from tests.helpers import tiny_config
+from tests.helpers import QUICK_FIT, tiny_config
 from tests.test_pretrained import policy_from, pretrained
 
 WORDS = ["<pad>", "<unk>", "<bos>", "lift", "the", "red", "cube", "pick", "up", "and", "hold", "it", "high", "word"]
@@ -111,9 +111,7 @@ def test_checkpoint_records_the_tokenizer_and_reproduces_actions(tmp_path, lift_
         tmp_path,
         lift_demos,
         *with_lm(directory),
-        "trainer.max_epochs=1",
-        "trainer.limit_train_batches=2",
-        "trainer.limit_val_batches=1",
+        *QUICK_FIT,
         "optim.ema_decay=0",
     )
     result = fit(cfg)

@@ -13,7 +13,7 @@ from gridslab.errors import UserError
 from gridslab.eval.checkpoint import load_policy
 from gridslab.policy.factory import build_policy
 from gridslab.train.fit import fit
-from tests.helpers import tiny_config
+from tests.helpers import QUICK_FIT, tiny_config
 
 TINY_VISION = (
     "{hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 2, image_size: 32, patch_size: 8}"
@@ -79,9 +79,7 @@ def test_pretrained_pair_trains_saves_and_reloads(tmp_path, lift_demos, vision, 
         tmp_path,
         lift_demos,
         *pretrained(vision, lm),
-        "trainer.max_epochs=1",
-        "trainer.limit_train_batches=2",
-        "trainer.limit_val_batches=1",
+        *QUICK_FIT,
         "optim.ema_decay=0",
     )
     result = fit(cfg)
@@ -107,9 +105,7 @@ def test_checkpoint_of_a_path_trained_policy_needs_no_path(tmp_path, lift_demos)
         *pretrained(),
         f"policy.vision.path={tmp_path / 'siglip'}",
         f"policy.lm.path={tmp_path / 'qwen'}",
-        "trainer.max_epochs=1",
-        "trainer.limit_train_batches=2",
-        "trainer.limit_val_batches=1",
+        *QUICK_FIT,
     )
     result = fit(cfg)
     shutil.rmtree(tmp_path / "siglip")
