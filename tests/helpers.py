@@ -49,6 +49,10 @@ TINY = [
 QUICK_FIT = ("trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1")
 
 
+# online evaluation after the one epoch: one episode of five steps in one worker
+ONLINE_EVAL = ("trainer.max_epochs=1", "eval.every_n_epochs=1", "eval.callback_episodes=1", "eval.workers=1", "eval.max_steps=5")
+
+
 def tiny_config(tmp_path, lift_demos, *extra: str):
     """A 2-epoch training config of a tiny policy on the ``lift_demos`` fixture, writing under ``tmp_path``."""
     return load_config(

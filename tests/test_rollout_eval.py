@@ -17,7 +17,7 @@ from gridslab.eval.rollout import Condition, Job, PolicyRunner, SafeEnv, run_con
 from gridslab.eval.runner import RESULTS_FILE, evaluate_policy, read_records
 from gridslab.eval.workers import EnvPool, make_safe_env
 from gridslab.train.fit import fit
-from tests.helpers import tiny_config
+from tests.helpers import ONLINE_EVAL, tiny_config
 
 EVAL = ["eval.episodes=2", "eval.workers=2", "eval.max_steps=12", "eval.video_episodes=1"]
 
@@ -203,11 +203,7 @@ def test_online_eval_callback_logs_success_rate(tmp_path, lift_demos):
     cfg = tiny_config(
         tmp_path,
         lift_demos,
-        "trainer.max_epochs=1",
-        "eval.every_n_epochs=1",
-        "eval.callback_episodes=1",
-        "eval.workers=1",
-        "eval.max_steps=5",
+        *ONLINE_EVAL,
     )
     fit(cfg)
     events = EventAccumulator(str(Path(cfg.output_dir) / "tb"))

@@ -13,7 +13,7 @@ import numpy as np
 
 from gridslab.train.fit import fit
 from gridslab.viz import add_video
-from tests.helpers import SMALL_ENV, tiny_config
+from tests.helpers import ONLINE_EVAL, SMALL_ENV, tiny_config
 
 
 def _images(logdir: Path) -> dict[str, list]:
@@ -52,11 +52,7 @@ def test_online_evaluation_logs_rollout_videos_with_points(tmp_path, lift_demos)
     cfg = tiny_config(
         tmp_path,
         lift_demos,
-        "trainer.max_epochs=1",
-        "eval.every_n_epochs=1",
-        "eval.callback_episodes=1",
-        "eval.workers=1",
-        "eval.max_steps=5",
+        *ONLINE_EVAL,
     )
     result = fit(cfg)
     size = 2 * SMALL_ENV["image_size"]
