@@ -100,3 +100,18 @@ def finger_pad_direction(env) -> np.ndarray:
     model, data = env.unwrapped.mj_model, env.unwrapped.mj_data
     left, right = (data.geom_xpos[model.geom(f"gripper0_finger{i}_pad_collision").id][:2] for i in (1, 2))
     return (left - right) / np.linalg.norm(left - right)
+
+
+def libero_demo(images: dict, proprio, actions=None) -> dict:
+    """One demo for ``envs.libero_format.write_libero_demo_file``: images {camera: uint8 [T, H, W, 3]},
+    proprio [T, 9]; actions [T, 7] (zeros when None); joint and MuJoCo states zeros (the readers ignore them)."""
+    import numpy as np
+
+    steps = len(proprio)
+    return {
+        "images": images,
+        "proprio": proprio,
+        "actions": np.zeros((steps, 7)) if actions is None else actions,
+        "joint_states": np.zeros((steps, 7)),
+        "states": np.zeros((steps, 3)),
+    }

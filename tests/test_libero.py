@@ -27,7 +27,7 @@ from envs.libero_format import (
     task_instruction,
     write_libero_demo_file,
 )
-from tests.helpers import ROOT
+from tests.helpers import ROOT, libero_demo
 
 HAVE_LIBERO = importlib.util.find_spec("libero") is not None
 needs_libero = pytest.mark.skipif(
@@ -308,13 +308,9 @@ def test_env_contract_seeded_init_states_and_dataset_match(tmp_path):
             frames.append(obs)
             assert truncated == (step == 2) and not terminated
         # The env's observations written in LIBERO's layout read back exactly.
-        demo = {
-            "images": {c: np.stack([f["images"][c] for f in frames]) for c in env.cameras},
-            "proprio": np.stack([f["proprio"] for f in frames]),
-            "actions": np.zeros((4, 7)),
-            "joint_states": np.zeros((4, 7)),
-            "states": np.zeros((4, 3)),
-        }
+        demo = libero_demo(
+            {c: np.stack([f["images"][c] for f in frames]) for c in env.cameras}, np.stack([f["proprio"] for f in frames])
+        )
         path = write_libero_demo_file(tmp_path / f"{env.task_name}_demo.hdf5", [demo], env.task_name)
         with h5py.File(path, "r") as f:
             obs_group = f["data/demo_0/obs"]

@@ -15,6 +15,7 @@ from envs.errors import EnvUserError
 from envs.libero_format import orient_frames, quat_to_axis_angle, write_libero_demo_file
 from gridslab.config.schema import DataConfig, EnvConfig
 from gridslab.data.datamodule import DemoDataModule
+from tests.helpers import libero_demo
 
 TASK = "libero/libero_spatial/6"  # the bowl next to the cookie box: the expert's shortest spatial episode
 CAMERAS = ["agentview"]
@@ -65,13 +66,11 @@ def test_libero_own_files_placed_there_are_used_as_they_are(tmp_path, capsys):
     module = datamodule(tmp_path)
     (path,) = module.paths
     rng = np.random.default_rng(0)
-    demo = {
-        "images": {"agentview": rng.integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)},
-        "proprio": np.concatenate([rng.normal(size=(4, 3)), np.tile([0, 0, 0, 1.0], (4, 1)), rng.normal(size=(4, 2))], 1),
-        "actions": rng.uniform(-1, 1, (4, 7)),
-        "joint_states": np.zeros((4, 7)),
-        "states": np.zeros((4, 3)),
-    }
+    demo = libero_demo(
+        {"agentview": rng.integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)},
+        np.concatenate([rng.normal(size=(4, 3)), np.tile([0, 0, 0, 1.0], (4, 1)), rng.normal(size=(4, 2))], 1),
+        rng.uniform(-1, 1, (4, 7)),
+    )
     write_libero_demo_file(path, [demo], path.name[: -len("_demo.hdf5")])
     before = path.read_bytes()
     module.prepare_data()

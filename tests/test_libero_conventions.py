@@ -9,6 +9,7 @@ import pytest
 import envs.libero_env as libero_env
 from envs.errors import EnvUserError
 from envs.libero_format import quat_to_axis_angle, read_images, read_proprio, write_libero_demo_file
+from tests.helpers import libero_demo
 
 SEED = 7
 
@@ -41,13 +42,7 @@ def test_env_and_reader_apply_the_same_conventions(tmp_path):
     np.testing.assert_allclose(theirs_obs["proprio"][3:6], quat_to_axis_angle(camera_obs["proprio"][None, 3:7])[0], atol=1e-6)
     np.testing.assert_array_equal(theirs_obs["proprio"][[0, 1, 2, 6, 7]], camera_obs["proprio"][[0, 1, 2, 7, 8]])
 
-    demo = {
-        "images": {"agentview": view[None], "robot0_eye_in_hand": view[None]},
-        "proprio": camera_obs["proprio"][None],
-        "actions": np.zeros((1, 7)),
-        "joint_states": np.zeros((1, 7)),
-        "states": np.zeros((1, 4)),
-    }
+    demo = libero_demo({"agentview": view[None], "robot0_eye_in_hand": view[None]}, camera_obs["proprio"][None])
     path = write_libero_demo_file(tmp_path / f"{camera_env.task_name}_demo.hdf5", [demo], camera_env.task_name)
     with h5py.File(path, "r") as f:
         obs = f["data/demo_0/obs"]
