@@ -8,7 +8,9 @@ error of the predicted chunk in env units on the validation split, EMA weights; 
 head the chunk is a full Euler sample, as ``VLAModule.validation_step`` logs it), then evaluate
 last.ckpt online (``evaluate.py``, clean episodes). Each finished run writes
 benchmarks/results/heads/<head>_seed<s>.json (paths relative to the repository); a re-run
-skips runs whose JSON exists.
+skips runs whose JSON exists. Runs and results of each training length live apart
+(runs/heads/e<epochs>/, benchmarks/results/heads/e<epochs>/): a 40-epoch run is trained from
+scratch with its own schedule, never resumed from a shorter one.
 
 ``--latency`` times one policy call (batch 1, real frames from the demonstrations, the
 rollouts' seeded noise) of every finished seed-``--seeds[0]`` checkpoint in one process,
@@ -19,13 +21,14 @@ per call seen, ~25 ms with one thread). Median and 90th percentile ms per call g
 benchmarks/results/heads/latency.json. ``--report`` writes benchmarks/results/heads.md from
 the JSONs and copies it into README.md's ``results:heads`` block.
 
-4 epochs by default (the default config trains 40, quality.py and budgets.py 15): on a 2-core
-CPU shared with other jobs a training step took 3-5 s (~0.4 s unshared), so 4 epochs of 72
-steps are ~20 min per run there, a 50-episode evaluation ~5-10 min.
+40 epochs by default, as the default config trains (the first comparison used 4, kept in
+e4/). An epoch is 72 steps: ~21 s alone on this 2-core CPU (L1 head; flow ~1.5x), so a
+40-epoch run is ~15-25 min alone; on a CPU shared with other jobs a step took 3-5 s with 2
+torch threads (set GOMP_SPINCOUNT=1000 or trainer.threads=1 there, see train_threads.py).
 
-    python benchmarks/heads.py [--heads flow,l1] [--seeds 0] [--epochs 4] [--episodes 50]
-    python benchmarks/heads.py --latency [--calls 200]
-    python benchmarks/heads.py --report
+    python benchmarks/heads.py [--heads flow,l1] [--seeds 0] [--epochs 40] [--episodes 50]
+    python benchmarks/heads.py --latency [--epochs 40] [--calls 200]
+    python benchmarks/heads.py --report [--epochs 40]
 """
 
 from __future__ import annotations
@@ -53,6 +56,11 @@ def run_name(head: str, seed: int) -> str:
     return f"{head}_seed{seed}"
 
 
+def results_dir(epochs: int) -> Path:
+    """Result JSONs of the runs trained for ``epochs`` epochs (one folder per training length)."""
+    return RUN_RESULTS / f"e{epochs}"
+
+
 def relative(path: Path) -> str:
     """``path`` relative to the repository (lexically: runs/ may be a link elsewhere)."""
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
@@ -76,7 +84,7 @@ def checkpoint_epochs(path: Path) -> int:
 
 def train(head: str, seed: int, epochs: int) -> Path:
     """Train (or finish) the run; returns its directory. A run already past ``epochs`` is kept."""
-    out = Path("runs") / "heads" / run_name(head, seed)
+    out = Path("runs") / "heads" / f"e{epochs}" / run_name(head, seed)
     last = ROOT / out / "checkpoints" / "last.ckpt"
     done = checkpoint_epochs(last)
     if done < epochs:
@@ -132,7 +140,7 @@ def parameters(run: Path) -> dict:
 
 
 def measure(head: str, seed: int, epochs: int, episodes: int) -> Path:
-    path = RUN_RESULTS / f"{run_name(head, seed)}.json"
+    path = results_dir(epochs) / f"{run_name(head, seed)}.json"
     if path.exists():
         print(f"{relative(path)} exists: skipped")
         return path
@@ -148,13 +156,13 @@ def measure(head: str, seed: int, epochs: int, episodes: int) -> Path:
         **learning_curve(run),
         **evaluate(run, episodes),
     }
-    RUN_RESULTS.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {relative(path)}")
     return path
 
 
-def latency(seed: int, calls: int, threads: int) -> Path:
+def latency(seed: int, epochs: int, calls: int, threads: int) -> Path:
     """Time batch-1 policy calls of every finished seed-``seed`` run, interleaved, in this
     process, with ``threads`` torch threads."""
     import numpy as np
@@ -167,7 +175,7 @@ def latency(seed: int, calls: int, threads: int) -> Path:
     from gridslab.eval.rollout import noise_seed
 
     variants = []  # (head, steps, policy)
-    for result_path in sorted(RUN_RESULTS.glob(f"*_seed{seed}.json")):
+    for result_path in sorted(results_dir(epochs).glob(f"*_seed{seed}.json")):
         result = json.loads(result_path.read_text())
         ckpt = ROOT / result["run_dir"] / "checkpoints" / "last.ckpt"
         policy, cfg, _ = load_policy(ckpt)
@@ -209,20 +217,22 @@ def latency(seed: int, calls: int, threads: int) -> Path:
         "code": code_version(),
         "rows": rows,
     }
-    path = RUN_RESULTS / "latency.json"
+    path = results_dir(epochs) / "latency.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return path
 
 
-def report() -> str:
-    """benchmarks/results/heads.md from the committed JSONs; README's results:heads block."""
+def report(epochs: int) -> str:
+    """benchmarks/results/heads.md from the committed JSONs of the ``epochs``-epoch runs;
+    README's results:heads block."""
     from gridslab.eval.summary import wilson_interval
 
-    runs = [json.loads(p.read_text()) for p in sorted(RUN_RESULTS.glob("*_seed*.json"))]
+    folder = results_dir(epochs)
+    runs = [json.loads(p.read_text()) for p in sorted(folder.glob("*_seed*.json"))]
     if not runs:
-        raise SystemExit(f"no results in {relative(RUN_RESULTS)}; run python benchmarks/heads.py first")
-    timing_path = RUN_RESULTS / "latency.json"
+        raise SystemExit(f"no results in {relative(folder)}; run python benchmarks/heads.py --epochs {epochs} first")
+    timing_path = folder / "latency.json"
     timing = json.loads(timing_path.read_text()) if timing_path.exists() else None
     latency_of = {(r["head"], r["denoising_steps"]): r for r in (timing["rows"] if timing else [])}
     first = runs[0]
@@ -278,7 +288,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--heads", default="flow,l1", help="comma list of registered heads")
     parser.add_argument("--seeds", default="0", help="comma list of training seeds")
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=40, help="training epochs (40: the default config's)")
     parser.add_argument("--episodes", type=int, default=50, help="online clean episodes per run")
     parser.add_argument("--latency", action="store_true", help="time the finished runs of the first seed in one process")
     parser.add_argument("--calls", type=int, default=200, help="timed policy calls per variant (--latency)")
@@ -287,9 +297,9 @@ def main() -> None:
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.report:
-        report()
+        report(args.epochs)
     elif args.latency:
-        latency(seeds[0], args.calls, args.threads)
+        latency(seeds[0], args.epochs, args.calls, args.threads)
     else:
         for seed in seeds:
             for head in args.heads.split(","):
