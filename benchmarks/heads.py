@@ -36,9 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -46,7 +44,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # gridslab from this checkout, installed or not
 
-RESULTS = ROOT / "benchmarks" / "results"
+from _runs import RESULTS, code_version, evaluate, learning_curve, params_m, publish, relative, success_cell
+from _runs import train as train_run
+
 RUN_RESULTS = RESULTS / "heads"
 COMMON = ["compressor=grids", "compressor.k=4"]
 FLOW_STEPS = (1, 5)  # extra Euler step counts timed besides the trained one
@@ -61,73 +61,10 @@ def results_dir(epochs: int) -> Path:
     return RUN_RESULTS / f"e{epochs}"
 
 
-def relative(path: Path) -> str:
-    """``path`` relative to the repository (lexically: runs/ may be a link elsewhere)."""
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
-
-
-def code_version() -> str:
-    """``git describe``-like commit of this checkout, ``+dirty`` when tracked files differ."""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True)
-    return commit + ("+dirty" if dirty.stdout.strip() else "")
-
-
-def checkpoint_epochs(path: Path) -> int:
-    """Epochs completed in a Lightning checkpoint (0 when missing)."""
-    if not path.exists():
-        return 0
-    import torch
-
-    return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"]) + 1
-
-
 def train(head: str, seed: int, epochs: int) -> Path:
     """Train (or finish) the run; returns its directory. A run already past ``epochs`` is kept."""
     out = Path("runs") / "heads" / f"e{epochs}" / run_name(head, seed)
-    last = ROOT / out / "checkpoints" / "last.ckpt"
-    done = checkpoint_epochs(last)
-    if done < epochs:
-        resume = ["resume=auto"] if done else []
-        overrides = [*COMMON, f"policy.head.name={head}", f"seed={seed}", f"output_dir={out}"]
-        overrides += [f"trainer.max_epochs={epochs}", "trainer.progress_bar=false", *resume]
-        subprocess.run([sys.executable, str(ROOT / "train.py"), *overrides], check=True, cwd=ROOT)
-    elif done > epochs:
-        raise SystemExit(f"{out} holds {done} epochs, more than --epochs {epochs}; remove it or pass --epochs {done}")
-    return ROOT / out
-
-
-def learning_curve(run: Path) -> dict:
-    """Per validation epoch: ``val/action_l1`` (env units) and ``val/loss``; training minutes."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0})
-    events.Reload()
-    losses = events.Scalars("train/loss")
-    return {
-        "val_action_l1": [round(float(e.value), 6) for e in events.Scalars("val/action_l1")],
-        "val_loss": [round(float(e.value), 6) for e in events.Scalars("val/loss")],
-        "train_minutes": round((losses[-1].wall_time - losses[0].wall_time) / 60, 2),
-    }
-
-
-def evaluate(run: Path, episodes: int) -> dict:
-    """Online clean evaluation of last.ckpt (resumes); success, errors, latency, GFLOPs."""
-    started = time.perf_counter()
-    command = [sys.executable, str(ROOT / "evaluate.py"), f"output_dir={relative(run)}", "--episodes", str(episodes)]
-    subprocess.run([*command, "--video-episodes", "0"], check=True, cwd=ROOT)
-    eval_dir = run / "eval" / "last"
-    row = json.loads((eval_dir / "summary.json").read_text())["conditions"][0]
-    timing = next(iter(json.loads((eval_dir / "timing.json").read_text()).values()))
-    return {
-        "eval_dir": relative(eval_dir),
-        "episodes": row["episodes"],
-        "successes": row["successes"],
-        "errors": row.get("errors"),
-        "policy_gflops": row.get("policy_gflops"),
-        "policy_ms_per_step": round(timing["policy_ms_per_step"], 3),
-        "eval_minutes": round((time.perf_counter() - started) / 60, 2),
-    }
+    return train_run(out, [*COMMON, f"policy.head.name={head}", f"seed={seed}"], epochs)
 
 
 def parameters(run: Path) -> dict:
@@ -136,7 +73,7 @@ def parameters(run: Path) -> dict:
 
     policy, cfg, _ = load_policy(run / "checkpoints" / "last.ckpt")
     steps = cfg.policy.head.steps if cfg.policy.head.name == "flow" else 0
-    return {"params_m": round(sum(p.numel() for p in policy.parameters()) / 1e6, 3), "denoising_steps": steps}
+    return {"params_m": params_m(policy), "denoising_steps": steps}
 
 
 def measure(head: str, seed: int, epochs: int, episodes: int) -> Path:
@@ -226,8 +163,6 @@ def latency(seed: int, epochs: int, calls: int, threads: int) -> Path:
 def report(epochs: int) -> str:
     """benchmarks/results/heads.md from the committed JSONs of the ``epochs``-epoch runs;
     README's results:heads block."""
-    from gridslab.eval.summary import wilson_interval
-
     folder = results_dir(epochs)
     runs = [json.loads(p.read_text()) for p in sorted(folder.glob("*_seed*.json"))]
     if not runs:
@@ -251,14 +186,13 @@ def report(epochs: int) -> str:
     ]
     for r in sorted(runs, key=lambda r: (r["head"] != "l1", r["seed"])):
         curve = r["val_action_l1"]
-        low, high = wilson_interval(r["successes"], r["episodes"])
         timed = latency_of.get((r["head"], r["denoising_steps"])) if timing and r["seed"] == timing["seed"] else None
         ms = f"{timed['median_ms']:.1f} ({timed['p90_ms']:.1f})" if timed else "-"
         by_epoch = ", ".join(f"{value:.4f}" for value in curve)
         lines.append(
             f"| {r['head']} | {r['seed']} | {r['denoising_steps'] or '-'} | {r['params_m']:.2f} | {r['policy_gflops']:.3f} | "
-            f"{curve[-1]:.4f} | {by_epoch} | {r['successes']}/{r['episodes']} = {r['successes'] / r['episodes']:.0%} "
-            f"[{low:.0%}, {high:.0%}] | {ms} | {r['train_minutes']:.1f} | {r['eval_minutes']:.1f} |"
+            f"{curve[-1]:.4f} | {by_epoch} | {success_cell(r['successes'], r['episodes'])} | {ms} | "
+            f"{r['train_minutes']:.1f} | {r['eval_minutes']:.1f} |"
         )
     if timing:
         lines += [
@@ -273,14 +207,7 @@ def report(epochs: int) -> str:
         for row in sorted(timing["rows"], key=lambda r: (r["head"] != "l1", r["denoising_steps"])):
             lines.append(f"| {row['head']} | {row['denoising_steps'] or '-'} | {row['median_ms']:.1f} | {row['p90_ms']:.1f} |")
     table = "\n".join(lines) + "\n"
-    (RESULTS / "heads.md").write_text(table)
-    readme = ROOT / "README.md"
-    pattern = re.compile(r"(<!-- results:heads -->\n).*?(<!-- /results:heads -->)", re.DOTALL)
-    text = readme.read_text()
-    if pattern.search(text):
-        readme.write_text(pattern.sub(lambda m: m.group(1) + table + m.group(2), text))
-        print("README: heads <- benchmarks/results/heads.md")
-    print(table)
+    publish(table, RESULTS / "heads.md", "heads")
     return table
 
 
