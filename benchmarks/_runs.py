@@ -87,6 +87,25 @@ def evaluate(run: Path, episodes: int) -> dict:
     }
 
 
+def write_result(path: Path, labels: dict, overrides: list[str], run: Path, model: dict, episodes: int) -> Path:
+    """The JSON of a finished run at ``path``: ``labels`` (what the study varies), the run's
+    overrides, directory and code version, ``model`` (its size and cost), its learning curve and
+    its online clean evaluation over ``episodes`` episodes (``evaluate``)."""
+    result = {
+        **labels,
+        "overrides": " ".join(overrides),
+        "run_dir": relative(run),
+        "code": code_version(),
+        **model,
+        **learning_curve(run),
+        **evaluate(run, episodes),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {relative(path)}")
+    return path
+
+
 def params_m(policy) -> float:
     """Parameters of a policy (``torch.nn.Module``), millions, 3 decimals."""
     return round(sum(p.numel() for p in policy.parameters()) / 1e6, 3)

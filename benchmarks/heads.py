@@ -44,7 +44,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # gridslab from this checkout, installed or not
 
-from _runs import RESULTS, code_version, evaluate, learning_curve, params_m, publish, relative, success_cell
+from _runs import RESULTS, code_version, params_m, publish, relative, success_cell, write_result
 from _runs import train as train_run
 
 RUN_RESULTS = RESULTS / "heads"
@@ -82,21 +82,9 @@ def measure(head: str, seed: int, epochs: int, episodes: int) -> Path:
         print(f"{relative(path)} exists: skipped")
         return path
     run = train(head, seed, epochs)
-    result = {
-        "head": head,
-        "seed": seed,
-        "epochs": epochs,
-        "overrides": " ".join([*COMMON, f"policy.head.name={head}", f"seed={seed}"]),
-        "run_dir": relative(run),
-        "code": code_version(),
-        **parameters(run),
-        **learning_curve(run),
-        **evaluate(run, episodes),
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {relative(path)}")
-    return path
+    labels = {"head": head, "seed": seed, "epochs": epochs}
+    overrides = [*COMMON, f"policy.head.name={head}", f"seed={seed}"]
+    return write_result(path, labels, overrides, run, parameters(run), episodes)
 
 
 def latency(seed: int, epochs: int, calls: int, threads: int) -> Path:

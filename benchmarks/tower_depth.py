@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # gridslab from this checkout, installed or not
 
-from _runs import RESULTS, code_version, evaluate, learning_curve, params_m, publish, relative, success_cell, train
+from _runs import RESULTS, params_m, publish, relative, success_cell, train, write_result
 
 TOWER = {  # SiglipVisionConfig fields of the tiny tower
     "hidden_size": 128,
@@ -132,22 +132,8 @@ def measure(after: int, seed: int, epochs: int, episodes: int, layout: Layout) -
         return path
     tower = build_tower(layout.tower)
     run = train(layout.runs / f"e{epochs}" / run_name(after, seed), overrides(tower, after, seed), epochs)
-    result = {
-        "after": after,
-        "seed": seed,
-        "epochs": epochs,
-        "tower": {**TOWER, "seed": TOWER_SEED},
-        "overrides": " ".join(overrides(tower, after, seed)),
-        "run_dir": relative(run),
-        "code": code_version(),
-        **cost(run),
-        **learning_curve(run),
-        **evaluate(run, episodes),
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {relative(path)}")
-    return path
+    labels = {"after": after, "seed": seed, "epochs": epochs, "tower": {**TOWER, "seed": TOWER_SEED}}
+    return write_result(path, labels, overrides(tower, after, seed), run, cost(run), episodes)
 
 
 def report(epochs: int, layout: Layout) -> str:
