@@ -1,14 +1,20 @@
-"""End-to-end training on a tiny real dataset: checkpoint, TensorBoard events, reload."""
+"""End-to-end training on a tiny real dataset: checkpoint, TensorBoard events, reload; torch threads."""
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 
+from gridslab.config import load_config
+from gridslab.errors import UserError
 from gridslab.eval.checkpoint import load_policy, read_checkpoint
 from gridslab.train.fit import fit
+from gridslab.train.threads import ThreadTuner, candidate_counts, cores_per_rank, start_threads
 from tests.helpers import tiny_config
 
 
@@ -95,3 +101,90 @@ def test_budgets_train_log_k_and_reload(tmp_path, lift_demos, budget):
         assert not any(k.startswith("policy.budget") for k in read_checkpoint(result["last_checkpoint"])["state_dict"])
     else:
         assert any(k.startswith("policy.budget.head") for k in read_checkpoint(result["last_checkpoint"])["state_dict"])
+
+
+def test_auto_threads_log_the_thread_count_of_each_step(trained):
+    cfg, _ = trained
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert cfg.trainer.threads == "auto"  # the default
+    events = EventAccumulator(str(Path(cfg.output_dir) / "tb"), size_guidance={"scalars": 0})
+    events.Reload()
+    logged = {event.value for event in events.Scalars("train/threads")}
+    assert logged and logged <= set(candidate_counts(cores_per_rank(1)))
+
+
+def test_auto_threads_start_at_the_cores_each_local_rank_may_use(monkeypatch):
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert start_threads("auto", devices=1) == cores
+    assert start_threads("auto", devices=2) == max(1, cores // 2)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(2 * cores))  # torchrun's count wins over trainer.devices
+    assert start_threads("auto", devices=1) == 1
+    assert start_threads(3, devices=2) == 3  # an explicit count is kept
+    assert start_threads(0, devices=1) == torch.get_num_threads()  # 0: torch's own default
+    assert candidate_counts(2) == [1, 2] and candidate_counts(12) == [1, 3, 6, 12]
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "1.5"])
+def test_bad_trainer_threads_fail_in_one_line(value):
+    with pytest.raises(UserError, match="trainer.threads") as err:
+        load_config([f"trainer.threads={value}"])
+    assert "\n" not in str(err.value)
+
+
+def _run_tuner(tuner: ThreadTuner, phases: list[tuple[int, dict[int, float]]]) -> list[int]:
+    """Feed ``tuner`` the step seconds of each phase's (steps, {threads: seconds per step}); the count of every step."""
+    threads, used = tuner.threads, []
+    for steps, seconds in phases:
+        for _ in range(steps):
+            used.append(threads)
+            threads = tuner.observe(seconds[threads], len(used))
+    return used
+
+
+# seconds per step of the default experiment on 2 cores (benchmarks/results/train_threads.md)
+IDLE, BESIDE_A_BUSY_PROCESS = {2: 0.159, 1: 0.263}, {2: 2.07, 1: 0.256}
+
+
+def test_thread_tuner_drops_to_one_thread_beside_a_busy_process_and_comes_back():
+    used = _run_tuner(ThreadTuner(2), [(300, BESIDE_A_BUSY_PROCESS), (300, IDLE), (300, BESIDE_A_BUSY_PROCESS)])
+    loaded, idle, again = used[:300], used[300:600], used[600:]
+    assert loaded[:6] == [2, 2, 2, 2, 2, 1] and loaded[6:].count(2) <= 5  # each probe of 2 threads costs one step
+    assert idle.index(2) <= 200 and idle[-100:].count(2) >= 94  # back within the longest probe interval;
+    # probes of 1 thread then cost 3 steps in 100 or more
+    assert again[5:].count(2) <= 5  # the slowdown itself triggers the probe of 1 thread
+
+
+def test_thread_tuner_finds_the_fastest_count_among_many_cores():
+    seconds = {1: 1.0, 2: 0.6, 4: 0.4, 8: 0.9}  # e.g. 4 of 8 cores busy
+    used = _run_tuner(ThreadTuner(8), [(400, seconds)])
+    assert used[-100:].count(4) >= 90  # the rest: probes of 2 and 8
+    assert _run_tuner(ThreadTuner(1), [(100, {1: 1.0})]) == [1] * 100  # one core: nothing to choose
+
+
+class ThreadsPerRank(L.Callback):
+    """Writes each rank's torch thread count while it trains to ``<out_dir>/threads<rank>.json``."""
+
+    def __init__(self, out_dir: str):
+        self.out_dir = out_dir
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        Path(self.out_dir, f"threads{trainer.global_rank}.json").write_text(json.dumps(torch.get_num_threads()))
+
+
+def test_ddp_ranks_split_the_cores(tmp_path, lift_demos):
+    cfg = tiny_config(
+        tmp_path,
+        lift_demos,
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "trainer.devices=2",
+        "trainer.strategy=ddp_spawn",
+        "trainer.accelerator=cpu",
+        "data.batch_size=8",
+    )
+    fit(cfg, extra_callbacks=[ThreadsPerRank(str(tmp_path))])
+    per_rank = [json.loads((tmp_path / f"threads{rank}.json").read_text()) for rank in (0, 1)]
+    assert per_rank == [max(1, len(os.sched_getaffinity(0)) // 2)] * 2

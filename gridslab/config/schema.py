@@ -27,6 +27,7 @@ LEROBOT_KEYS = {
     "actions": "action",
 }
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")  # inputs stay float32: mixed precision autocasts the compute
+THREADS_AUTO = "auto"  # trainer.threads: adapt to the cores free (gridslab.train.threads)
 
 
 @dataclass
@@ -139,7 +140,13 @@ class OptimConfig:
 class TrainerConfig:
     """Lightning Trainer settings. devices/strategy/num_nodes select DDP (see README);
     precision: one of ``PRECISIONS`` (fp16 needs a CUDA GPU; checked when training starts);
-    threads: torch CPU threads per process (0 = leave torch's default);
+    threads: torch CPU threads per process: ``auto`` (default) starts at the cores this process
+    may use (its CPU affinity, divided among the training processes on the node, so 2 DDP ranks
+    on 2 cores get 1 each) and keeps, by measuring step times, whichever of that count halved
+    down to 1 is fastest (with libgomp a busy neighbour on one core made 2 threads 13x slower
+    while 1 thread lost nothing: ``gridslab.train.threads``); N >= 1 fixes N; 0 leaves torch's
+    default. ``auto`` with ``deterministic=true`` keeps the start count (thread counts change
+    float summation order in the backward pass, so adapting makes weights depend on the load);
     image_every_n_steps: how often the coordinate image grid is logged."""
 
     max_epochs: int = 30
@@ -154,11 +161,13 @@ class TrainerConfig:
     check_val_every_n_epoch: int = 1
     limit_train_batches: float = 1.0
     limit_val_batches: float = 1.0
-    threads: int = 0
+    threads: int | str = THREADS_AUTO
     deterministic: bool = False
     progress_bar: bool = True
 
     def __post_init__(self) -> None:
+        if self.threads != THREADS_AUTO and (not isinstance(self.threads, int) or self.threads < 0):
+            raise UserError(f"trainer.threads={self.threads!r} is not valid; valid: auto, 0 (torch's default) or a count >= 1")
         if self.precision not in PRECISIONS:
             raise UserError(f"unknown trainer.precision {self.precision!r}; valid: {', '.join(PRECISIONS)}")
 

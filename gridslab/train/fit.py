@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 
 from gridslab.config import to_plain, to_yaml
 from gridslab.config.run_layout import CONFIG_FILE, LAST_CHECKPOINT_STEM, checkpoint_dir, last_checkpoint
+from gridslab.config.schema import THREADS_AUTO
 from gridslab.data.datamodule import DemoDataModule
 from gridslab.errors import UserError
 from gridslab.eval.checkpoint import read_checkpoint
@@ -32,6 +33,7 @@ from gridslab.policy.pretrained import check_local_paths
 from gridslab.train.callbacks import OnlineEvalCallback
 from gridslab.train.event_log import drop_events_from
 from gridslab.train.module import VLAModule
+from gridslab.train.threads import ThreadTuner, apply_threads
 
 WAIT_FOR_DATA_SECONDS = 3600  # non-zero ranks launched by torchrun wait this long for rank 0's collection
 
@@ -136,10 +138,10 @@ def build_datamodule(cfg: DictConfig) -> DemoDataModule:
 
 
 def fit(cfg: DictConfig, extra_callbacks: list[L.Callback] | None = None) -> dict[str, Any]:
-    """Train the policy described by ``cfg``; returns paths and final metrics."""
+    """Train the policy described by ``cfg``; returns paths and final metrics. ``trainer.threads=auto``
+    adds a ``ThreadTuner`` (``gridslab.train.threads``)."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    if cfg.trainer.threads > 0:
-        torch.set_num_threads(cfg.trainer.threads)
+    threads = apply_threads(cfg.trainer)
     resume_from = check_before_data(cfg)
     datamodule = build_datamodule(cfg)
     _prepare_data(datamodule)
@@ -158,6 +160,8 @@ def fit(cfg: DictConfig, extra_callbacks: list[L.Callback] | None = None) -> dic
         callbacks.append(RichProgressBar())
     if cfg.eval.every_n_epochs > 0:
         callbacks.append(OnlineEvalCallback(cfg))
+    if cfg.trainer.threads == THREADS_AUTO and not cfg.trainer.deterministic:
+        callbacks.append(ThreadTuner(threads))
     callbacks += extra_callbacks or []
     trainer_cfg = cfg.trainer
     trainer = L.Trainer(

@@ -26,6 +26,7 @@ from gridslab.policy.flops import flops_by_tokens, gflops_at
 from gridslab.policy.pretrained import self_contained
 from gridslab.policy.vla import VLA
 from gridslab.train.ema import EMA
+from gridslab.train.threads import apply_threads
 from gridslab.viz import draw_points, tile
 
 IMAGES_PER_GRID = 8
@@ -63,9 +64,7 @@ class VLAModule(L.LightningModule):
         return self.ema.module if self.ema is not None else self.policy
 
     def setup(self, stage: str) -> None:
-        threads = self.cfg.trainer.threads
-        if threads > 0:  # again here: processes spawned by DDP do not inherit the launcher's setting
-            torch.set_num_threads(threads)
+        apply_threads(self.cfg.trainer)  # again here: processes spawned by DDP do not inherit the launcher's setting
 
     def on_fit_start(self) -> None:
         self.gflops_table = flops_by_tokens(self.policy)
