@@ -30,6 +30,7 @@ JSONs and table under DIR instead (a scratch study; README untouched).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from dataclasses import dataclass
@@ -78,8 +79,9 @@ def run_name(after: int, seed: int) -> str:
 
 
 def build_tower(folder: Path) -> Path:
-    """The tiny random SigLIP tower in ``folder`` (config.json + safetensors), built once with
-    torch seed ``TOWER_SEED``; an existing one of other shapes is refused."""
+    """The tiny random SigLIP tower in ``folder`` (config.json + model.safetensors), built once
+    with torch seed ``TOWER_SEED`` (the same bytes on every build; each result JSON records their
+    sha256); an existing one of other shapes is refused."""
     config = folder / "config.json"
     if config.exists():
         stored = json.loads(config.read_text())
@@ -132,7 +134,8 @@ def measure(after: int, seed: int, epochs: int, episodes: int, layout: Layout) -
         return path
     tower = build_tower(layout.tower)
     run = train(layout.runs / f"e{epochs}" / run_name(after, seed), overrides(tower, after, seed), epochs)
-    labels = {"after": after, "seed": seed, "epochs": epochs, "tower": {**TOWER, "seed": TOWER_SEED}}
+    weights = hashlib.sha256((tower / "model.safetensors").read_bytes()).hexdigest()
+    labels = {"after": after, "seed": seed, "epochs": epochs, "tower": {**TOWER, "seed": TOWER_SEED, "sha256": weights}}
     return write_result(path, labels, overrides(tower, after, seed), run, cost(run), episodes)
 
 
