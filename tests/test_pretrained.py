@@ -138,6 +138,10 @@ def test_towers_load_from_a_local_directory(tmp_path):
         assert torch.equal(tensor, loaded.vision["agentview"].model.state_dict()[name])
     for name, tensor in source.backbone.model.state_dict().items():
         assert torch.equal(tensor, loaded.backbone.model.state_dict()[name])
+    # from_pretrained hands back eval-mode models; a loaded tower must train with dropout on
+    # like a freshly built one (Lightning only switches modes at validation).
+    in_eval = [name for name, module in loaded.named_modules() if not module.training]
+    assert not in_eval, in_eval[:5]
 
 
 def test_missing_local_path_is_one_line(tmp_path):

@@ -88,7 +88,9 @@ LM_FAMILIES = {
 
 def load_model(family_name: str, family: Family, path: str, hf_config: dict[str, Any], where: str) -> nn.Module:
     """The transformers model of ``family`` from local ``path`` (float32), or randomly
-    initialised from ``hf_config`` when ``path`` is empty."""
+    initialised from ``hf_config`` when ``path`` is empty; in training mode either way
+    (``from_pretrained`` returns models in eval mode, which would switch dropout and drop-path
+    off while the policy trains; Lightning's ``train()``/``eval()`` calls set it from then on)."""
     try:
         import transformers
     except ImportError:
@@ -107,7 +109,7 @@ def load_model(family_name: str, family: Family, path: str, hf_config: dict[str,
         )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        return model_class.from_pretrained(directory, local_files_only=True, dtype=torch.float32)
+        return model_class.from_pretrained(directory, local_files_only=True, dtype=torch.float32).train()
     except (OSError, ValueError, KeyError) as err:
         raise UserError(f"{where}.path={path}: cannot load a {family.model} from it ({str(err).splitlines()[0][:160]})") from None
 
