@@ -2,11 +2,16 @@
 
     python benchmarks/ood_montage.py --env robosuite/Lift --severity 0.5 --out benchmarks/results/ood_montage.png
     python benchmarks/ood_montage.py --env libero/libero_spatial/0 --seed 100000 --image-size 128 \
-        --specs clean,lighting,distractors,camera,object_color,noise,lighting+distractors \
+        --specs clean,lighting,distractors,camera,object_color,table,noise,robot_init,layout,lighting+distractors \
         --out benchmarks/results/ood_montage_libero.png
 
+    python benchmarks/ood_montage.py --env libero/libero_spatial/0 --seed 100000 --image-size 128 \
+        --specs clean,robot_init,robot_init@1,layout,layout@1 --columns 5 \
+        --out benchmarks/results/ood_montage_libero_robot_init_layout.png
+
 One reset seed for every tile, so the tiles differ only by the perturbation. Each tile is
-labelled with the perturbation's name.
+labelled with its spec; a spec ending in ``@s`` (``layout@1``) is drawn at severity s instead
+of ``--severity``.
 """
 
 from __future__ import annotations
@@ -23,8 +28,12 @@ LABEL_HEIGHT_PX = 14
 
 
 def tile(env_name: str, spec: str, severity: float, seed: int, camera: str, image_size: int) -> np.ndarray:
-    """The ``camera`` frame ``[H + label, W, 3]`` after a seeded reset under ``spec``, labelled."""
-    env = ood.make(env_name, spec, severity=severity, cameras=[camera], image_size=image_size)
+    """The ``camera`` frame ``[H + label, W, 3]`` after a seeded reset under ``spec`` (``name@s``:
+    at severity s), labelled."""
+    perturbations, _, own_severity = spec.partition("@")
+    if own_severity:
+        severity = float(own_severity)
+    env = ood.make(env_name, perturbations, severity=severity, cameras=[camera], image_size=image_size)
     try:
         obs, _ = env.reset(seed=seed)
     finally:

@@ -450,6 +450,53 @@ class LiberoEnv(SimEnv):
         """Ids ``[G]`` of the rendered geoms of LIBERO object ``body`` (the ``object_color`` perturbation)."""
         return self._subtree_geoms(body, visual=True)
 
+    def _placement_name(self, obj: Any) -> str:
+        return obj.name  # LIBERO's object names (``task_bodies``), e.g. akita_black_bowl_1
+
+    def _arena_visual_geoms(self) -> np.ndarray:
+        """Ids ``[G]`` of the rendered geoms compiled with a material that belong to no robot,
+        LIBERO object, fixture or distractor slot: the arena's (floor, walls, table)."""
+        model = self.mj_model
+        roots = [model.body(self.sim_env.robots[0].robot_model.root_body).id]
+        roots += [self._root_body(name) for name in self.scene_objects()]
+        roots += [model.body(f"distractor{slot}").id for slot in range(self.distractor_slots)]
+        inside = np.zeros(model.nbody, dtype=bool)
+        inside[roots] = True
+        for body in range(1, model.nbody):  # MuJoCo numbers a body after its parent
+            inside[body] |= inside[model.body_parentid[body]]
+        return np.flatnonzero(~inside[model.geom_bodyid] & (model.geom_group == 1) & (self._compiled_fields["geom_matid"] >= 0))
+
+    def arena_materials(self) -> dict[str, int]:
+        """Name -> id of the materials of the arena's rendered geoms (the ``table`` perturbation's textures)."""
+        model = self.mj_model
+        ids = sorted({int(self._compiled_fields["geom_matid"][g]) for g in self._arena_visual_geoms()})
+        return {model.material(i).name: i for i in ids}
+
+    def surface_geoms(self) -> dict[str, np.ndarray]:
+        """The work surface (the table top, or the floor for floor scenes): its material -> ids
+        ``[G]`` of the arena geoms compiled with it. Found by casting rays straight down from
+        2 mm above ``placement_region().surface_z`` at each scene object (excluding that object's
+        body): the arena geom hit most often."""
+        import mujoco
+
+        model, data = self.mj_model, self.mj_data
+        arena = set(self._arena_visual_geoms().tolist())
+        surface_z = self.placement_region().surface_z
+        visual_only = np.array([0, 1, 0, 0, 0, 0], dtype=np.uint8)
+        hits: dict[int, int] = {}
+        for name in self.scene_objects():
+            centre, _, _ = self.object_box(name)
+            geom = np.array([-1], dtype=np.int32)
+            start = np.array([centre[0], centre[1], surface_z + 0.002])
+            mujoco.mj_ray(model, data, start, np.array([0.0, 0.0, -1.0]), visual_only, 1, self._root_body(name), geom)
+            if int(geom[0]) in arena:
+                hits[int(geom[0])] = hits.get(int(geom[0]), 0) + 1
+        if not hits:
+            raise EnvUserError(f"{self.task}: no arena surface found under the scene's objects for the 'table' perturbation")
+        material = int(self._compiled_fields["geom_matid"][max(hits, key=hits.get)])
+        compiled = self._compiled_fields["geom_matid"]
+        return {model.material(material).name: np.array(sorted(g for g in arena if compiled[g] == material))}
+
     def object_box(self, name: str) -> tuple[np.ndarray, np.ndarray, float]:
         """LIBERO object ``name``'s collision geometry as a box about world z: (centre ``[3]``,
         half sizes ``[3]``, yaw rad). Half sizes x, y run along the object's heading (its body's

@@ -28,7 +28,20 @@ What severity s in [0, 1] scales:
   camera        each rendered world-mounted camera (agentview, frontview, birdview,
                 sideview; not the wrist camera) moved s * 10 cm and turned s * 10 deg, in
                 random directions, and its field of view scaled by 1 + U(-0.2, 0.2) s.
-  table         each work-surface material (table top; the bins for PickPlaceCan) tinted
+  robot_init    the arm's 7 joint angles offset together by s * 0.4 rad (the offset's Euclidean
+                norm) in a random direction of joint space, after the env's reset (LIBERO: after
+                its stored state and settling): the episode starts there, the arm at rest. A draw
+                within 0.05 rad of a joint limit, or putting the arm into anything (a contact
+                more than 1 mm deep that was not there), is redrawn (at most 50 times).
+  layout        each task object with a placement region (robosuite: its placement sampler's
+                x/y range; tabletop: its jitter square; LIBERO: its BDDL region, as LIBERO's
+                sampler draws from it; each widened about its centre to at least 10 cm across)
+                moved the fraction s of the way from where the reset put it to a point drawn
+                uniformly in that region (height and orientation kept), then 10 env steps of
+                no motion settle it. A draw that puts an object more than 2 mm deep into
+                anything (where it was not), or lets one slide more than 1 cm or drop more than 2 cm while settling, is
+                redrawn (at most 20 times).
+  table         each work-surface material (table top; the bins for PickPlaceCan; LIBERO's table or floor) tinted
                 from its colour towards a random colour by s; with probability s its
                 texture is swapped for another arena surface's.
   object_color  task objects drawn in a flat colour moved from their mean texture colour
@@ -36,12 +49,15 @@ What severity s in [0, 1] scales:
   noise         Gaussian blur (sigma = s * 2% of the image width), then Gaussian pixel noise
                 (std s * 25 grey levels) drawn afresh for every observation.
   language      the instruction replaced by one of the ceil(s * n) paraphrases closest to it
-                (of the task's n, listed closest first).
+                (of the task's n, listed closest first; LIBERO's: ``instruction_paraphrases``).
+A draw that finds no valid placement in its tries leaves the scene as the reset made it (robot_init:
+offset 0; layout: no objects in the report).
 """
 
 from __future__ import annotations
 
 import math
+import re
 import zlib
 from typing import Any, Callable, ClassVar
 
@@ -411,6 +427,102 @@ class Distractors(Perturbation):
         return {"objects": objects}
 
 
+@_register("robot_init")
+class RobotInit(Perturbation):
+    """The arm's initial joint angles offset: the episode starts from a perturbed arm configuration."""
+
+    edits_scene = True
+    MAX_OFFSET_RAD = 0.4  # Euclidean norm of the joint-angle offset at severity 1
+    LIMIT_MARGIN_RAD = 0.05  # perturbed angles stay this far inside the joint limits
+    MAX_PENETRATION_M = 0.001  # deeper contacts of the arm with anything else reject a draw
+    TRIES = 50
+
+    def _perturb(self, rng: np.random.Generator) -> dict[str, Any]:
+        scene, norm = self.scene, self.severity * self.MAX_OFFSET_RAD
+        start, limits, robot = scene.arm_qpos(), scene.arm_joint_ranges(), scene.robot_geoms()
+        touching = scene.penetrations(robot, self.MAX_PENETRATION_M)  # before the offset: not its doing
+        for tries in range(1, self.TRIES + 1):
+            offset = _random_unit(rng, len(start)) * norm
+            qpos = start + offset
+            if np.any(qpos < limits[:, 0] + self.LIMIT_MARGIN_RAD) or np.any(qpos > limits[:, 1] - self.LIMIT_MARGIN_RAD):
+                continue
+            scene.set_arm_qpos(qpos)
+            if scene.penetrations(robot, self.MAX_PENETRATION_M) <= touching:
+                return {"offset_rad": _floats(offset), "norm_rad": norm, "qpos_rad": _floats(qpos), "tries": tries}
+        scene.set_arm_qpos(start)  # no draw was free: the arm stays where the reset put it
+        return {"offset_rad": [0.0] * len(start), "norm_rad": 0.0, "qpos_rad": _floats(start), "tries": self.TRIES}
+
+
+@_register("layout")
+class Layout(Perturbation):
+    """The task's objects moved within their placement regions, settled, and checked to rest
+    there without interpenetrating anything."""
+
+    edits_scene = True
+    MIN_HALF_EXTENT_M = 0.05  # regions narrower than 10 cm (LIBERO's are 2-5 cm) are widened to this about their centre
+    SETTLE_STEPS = 10  # env steps (0.5 s) of no motion after moving
+    MAX_SLIDE_M = 0.01  # a moved object settling further than this sideways from where it was put rejects the draw,
+    MAX_DROP_M = 0.02  # and so does one dropping further (robosuite puts objects 1 cm above the table: they drop that)
+    MAX_PENETRATION_M = 0.002  # so does a contact (not there before) deeper than this
+    TRIES = 20
+
+    def __init__(self, env: gym.Env, severity: float = 0.5, seed: int | None = None):
+        super().__init__(env, severity, seed)
+        if not self.scene.placement_ranges():
+            raise EnvUserError(
+                f"perturbation 'layout' moves the task's objects within their placement regions, but no task object of "
+                f"{self.scene.task} ({', '.join(self.scene.task_bodies())}) is placed by a sampler on a surface"
+            )
+
+    def regions(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Object -> (low ``[2]``, high ``[2]``) world xy (metres) it may be moved to: its
+        ``placement_ranges()`` rectangle, widened about its centre to ``MIN_HALF_EXTENT_M`` per axis."""
+        regions = {}
+        for name, (low, high) in self.scene.placement_ranges().items():
+            centre, half = (low + high) / 2, np.maximum((high - low) / 2, self.MIN_HALF_EXTENT_M)
+            regions[name] = (centre - half, centre + half)
+        return regions
+
+    def _perturb(self, rng: np.random.Generator) -> dict[str, Any]:
+        scene, s = self.scene, self.severity
+        regions, saved = self.regions(), scene.sim_state()
+        geoms = {name: scene.object_geoms(name) for name in regions}
+        start = {name: scene.object_position(name) for name in regions}
+        touching = {name: scene.penetrations(geoms[name], self.MAX_PENETRATION_M) for name in regions}
+        for tries in range(1, self.TRIES + 1):
+            scene.set_sim_state(saved)
+            placed = {name: start[name].copy() for name in regions}
+            for name, (low, high) in regions.items():
+                placed[name][:2] += s * (rng.uniform(low, high) - start[name][:2])
+                scene.move_object(name, placed[name][:2])
+            if not self._clear(geoms, touching):
+                continue
+            scene.settle(self.SETTLE_STEPS)
+            settled = {name: scene.object_position(name) for name in regions}
+            if self._clear(geoms, touching) and all(
+                np.linalg.norm(settled[name][:2] - placed[name][:2]) <= self.MAX_SLIDE_M
+                and placed[name][2] - settled[name][2] <= self.MAX_DROP_M
+                for name in regions
+            ):
+                objects = {
+                    name: {
+                        "from_xy": _floats(start[name][:2]),
+                        "to_xy": _floats(placed[name][:2]),
+                        "settled_xy": _floats(settled[name][:2]),
+                        "shift_m": float(np.linalg.norm(placed[name] - start[name])),
+                        "region": [_floats(low), _floats(high)],
+                    }
+                    for name, (low, high) in regions.items()
+                }
+                return {"objects": objects, "tries": tries}
+        scene.set_sim_state(saved)  # no draw was valid: the objects stay where the reset put them
+        return {"objects": {}, "tries": self.TRIES}
+
+    def _clear(self, geoms: dict[str, np.ndarray], touching: dict[str, set]) -> bool:
+        """No moved object interpenetrates anything deeper than ``MAX_PENETRATION_M`` where it did not before."""
+        return all(self.scene.penetrations(ids, self.MAX_PENETRATION_M) <= touching[name] for name, ids in geoms.items())
+
+
 @_register("noise")
 class Noise(Perturbation):
     """Sensor noise on every image: Gaussian blur, then Gaussian pixel noise (pure numpy)."""
@@ -477,20 +589,44 @@ PARAPHRASES: dict[str, tuple[str, ...]] = {
 }
 
 
+# Rewordings of any other instruction (LIBERO's), closest first: a "pick up the X and place it Y"
+# one through the tabletop suites' templates, any other one framed.
+PICK_AND_PLACE = re.compile(r"^pick up the (?P<subject>.+?) and place it (?P<destination>.+)$")
+FRAMINGS = (
+    "please {}",
+    "{}, please",
+    "your task: {}",
+    "could you {}?",
+    "i need you to {}",
+    "go ahead and {} now",
+)
+
+
+def instruction_paraphrases(instruction: str) -> tuple[str, ...]:
+    """Rewordings of ``instruction``, closest first (the ``language`` perturbation for envs
+    without their own, such as LIBERO's: "pick up the X and place it Y" as the tabletop
+    suites reword theirs, any other instruction framed: "please ...", "could you ...?")."""
+    from envs.tabletop import PARAPHRASE_TEMPLATES
+
+    match = PICK_AND_PLACE.match(instruction)
+    if match:
+        return tuple(template.format(**match.groupdict()) for template in PARAPHRASE_TEMPLATES)
+    return tuple(framing.format(instruction) for framing in FRAMINGS)
+
+
 @_register("language")
 class Language(Perturbation):
     """The instruction (``info["instruction"]``) replaced by a paraphrase, on reset and every step."""
 
     def __init__(self, env: gym.Env, severity: float = 0.5, seed: int | None = None):
         super().__init__(env, severity, seed)
-        task = getattr(self.scene, "task", None)
-        paraphrases = PARAPHRASES.get(task) or getattr(self.scene, "paraphrases", ())
-        if not paraphrases:
-            known = ", ".join(PARAPHRASES)
+        task, instruction = getattr(self.scene, "task", None), getattr(self.scene, "instruction", None)
+        if not isinstance(instruction, str) or not instruction:
             raise EnvUserError(
-                f"perturbation 'language' has no paraphrases for task {task!r}; valid tasks: {known}, and the tabletop suites"
+                f"perturbation 'language' rewords the instruction, but {type(self.scene).__name__} (task {task!r}) has none; "
+                "use a robosuite/*, tabletop_* or libero/* env"
             )
-        self.paraphrases = paraphrases
+        self.paraphrases = PARAPHRASES.get(task) or getattr(self.scene, "paraphrases", ()) or instruction_paraphrases(instruction)
         self.instruction: str | None = None  # stays None at severity 0
 
     def _perturb(self, rng: np.random.Generator) -> dict[str, Any]:

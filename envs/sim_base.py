@@ -19,7 +19,9 @@ Model hooks for the OOD perturbations (``envs.ood``), shared by every env here: 
 ``mj_data`` (the fields perturbations write, ``PERTURBABLE_FIELDS``, restored to their compiled
 values by ``_restore_compiled_fields`` at every reset, so edits never accumulate), ``observe()``
 (re-render after an edit), spare distractor bodies (``with_distractor_slots``,
-``place_distractor``); a subclass adds the scene geometry perturbations read (``task_bodies``,
+``place_distractor``), the arm's joints (``arm_qpos``, ``set_arm_qpos``, ``robot_geoms``), the task
+objects' placement ranges and free joints (``placement_ranges``, ``move_object``, ``settle``,
+``penetrations``); a subclass adds the scene geometry perturbations read (``task_bodies``,
 ``visual_geoms``, ``surface_geoms``, ``arena_materials``, ``task_footprints``, ``placement_region``).
 """
 
@@ -120,6 +122,7 @@ DISTRACTOR_SHAPES = ("box", "cylinder", "sphere")
 DISTRACTOR_PARKING_X_M = 4.0
 DISTRACTOR_PARKING_SPACING_M = 0.2
 PANDA_REACH_M = 0.75  # horizontal reach from the robot base at table height used for placements
+SETTLE_ACTION = np.array([0, 0, 0, 0, 0, 0, -1], dtype=np.float64)  # OSC_POSE: no motion, gripper open
 
 
 @dataclass(frozen=True)
@@ -306,6 +309,131 @@ class SimEnv(gym.Env):
         data.qpos[qpos : qpos + 3] = position
         data.qpos[qpos + 3 : qpos + 7] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
         data.qvel[qvel : qvel + 6] = 0.0
+
+    # --- arm and object placement hooks (the robot_init and layout perturbations) ---
+    def sim_state(self) -> np.ndarray:
+        """The flattened MuJoCo state ``[S]`` (time, qpos, qvel)."""
+        return np.array(self.sim.get_state().flatten())
+
+    def set_sim_state(self, state: np.ndarray) -> None:
+        """Restore a ``sim_state()`` and recompute kinematics and contacts."""
+        self.sim.set_state_from_flattened(state)
+        self.sim.forward()
+
+    def arm_joint_ranges(self) -> np.ndarray:
+        """Limits ``[J, 2]`` (rad) of the arm's joints (the Panda: J = 7), in ``arm_qpos`` order."""
+        robot = self.sim_env.robots[0]
+        return np.array([self.mj_model.joint(name).range for name in robot.robot_joints])
+
+    def arm_qpos(self) -> np.ndarray:
+        """The arm's joint angles ``[J]`` (rad), base to wrist (not the gripper's fingers)."""
+        return np.array(self.mj_data.qpos[self.sim_env.robots[0]._ref_joint_pos_indexes])
+
+    def set_arm_qpos(self, qpos: np.ndarray) -> None:
+        """Put the arm at joint angles ``qpos`` ``[J]`` (rad) at rest and recompute kinematics;
+        the OSC controller holds the arm where it is next (its goals are deltas from the present
+        pose). Call ``observe()`` afterwards to see it."""
+        robot = self.sim_env.robots[0]
+        self.mj_data.qpos[robot._ref_joint_pos_indexes] = qpos
+        self.mj_data.qvel[robot._ref_joint_vel_indexes] = 0.0
+        self.sim.forward()
+
+    def robot_geoms(self) -> np.ndarray:
+        """Ids ``[G]`` of every geom of the robot: arm, mount and gripper (its root body's subtree)."""
+        return self._subtree(self.mj_model.body(self.sim_env.robots[0].robot_model.root_body).id)
+
+    def _subtree(self, root: int) -> np.ndarray:
+        """Ids ``[G]`` of the colliding geoms of body ``root`` and every body below it."""
+        model = self.mj_model
+        inside = np.zeros(model.nbody, dtype=bool)
+        inside[root] = True
+        for body in range(root + 1, model.nbody):  # MuJoCo numbers a body after its parent
+            inside[body] = inside[model.body_parentid[body]]
+        return np.flatnonzero(inside[model.geom_bodyid] & ((model.geom_contype > 0) | (model.geom_conaffinity > 0)))
+
+    def penetrations(self, geoms: np.ndarray, depth_m: float) -> set[tuple[int, int]]:
+        """The (geom of ``geoms``, other geom) pairs whose contact now interpenetrates deeper than
+        ``depth_m`` metres (contacts among ``geoms`` themselves do not count)."""
+        data, own = self.mj_data, set(int(g) for g in geoms)
+        pairs = set()
+        for contact in data.contact[: data.ncon]:
+            first, second = int(contact.geom1), int(contact.geom2)
+            if contact.dist < -depth_m and (first in own) != (second in own):
+                pairs.add((first, second) if first in own else (second, first))
+        return pairs
+
+    def _placed_object(self, name: str) -> Any:
+        """The robosuite object behind ``placement_ranges`` name ``name``."""
+        return next(obj for obj, _ in self._placement_samplers() if self._placement_name(obj) == name)
+
+    def _placement_name(self, obj: Any) -> str:
+        """What ``task_bodies()`` calls robosuite object ``obj`` (here: its root body)."""
+        return obj.root_body
+
+    def _placement_samplers(self) -> list[tuple[Any, Any]]:
+        """(object, the sampler that places it) for every object the reset's placement samplers
+        (``sim_env.placement_initializer``, composite samplers unfolded) put on a surface."""
+        pending, pairs = [getattr(self.sim_env, "placement_initializer", None)], []
+        while pending:
+            sampler = pending.pop(0)
+            if sampler is None:
+                continue
+            if hasattr(sampler, "samplers"):
+                pending.extend(sampler.samplers.values())
+            else:
+                pairs.extend((obj, sampler) for obj in sampler.mujoco_objects)
+        return pairs
+
+    def placement_ranges(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Task body -> (low ``[2]``, high ``[2]``): the world xy rectangle (metres) its placement
+        sampler draws its free joint's position from, for each of ``task_bodies()`` with a free
+        joint that a sampler puts on a surface (robosuite's ``x_range``/``y_range``, LIBERO's BDDL
+        region ranges, shrunk by the object's radius where the sampler does, about its reference)."""
+        ranges = {}
+        for obj, sampler in self._placement_samplers():
+            name = self._placement_name(obj)
+            if name not in self.task_bodies() or not obj.joints or self._free_joint(obj) is None:
+                continue
+            x_ranges = getattr(sampler, "x_ranges", [getattr(sampler, "x_range", None)])
+            y_ranges = getattr(sampler, "y_ranges", [getattr(sampler, "y_range", None)])
+            shrink = obj.horizontal_radius if sampler.ensure_object_boundary_in_range else 0.0
+            bounds = np.array([[[r[0] + shrink, r[1] - shrink] for r in axis] for axis in (x_ranges, y_ranges)])  # [2, R, 2]
+            reference = np.asarray(sampler.reference_pos, dtype=np.float64)[:2]
+            ranges[name] = (bounds.min(axis=(1, 2)) + reference, bounds.max(axis=(1, 2)) + reference)
+        return ranges
+
+    def _free_joint(self, obj: Any) -> int | None:
+        """qpos address of robosuite object ``obj``'s free joint (None without one)."""
+        joint = self.mj_model.joint(obj.joints[-1])
+        return int(joint.qposadr[0]) if joint.type[0] == 0 else None  # mjJNT_FREE
+
+    def object_position(self, name: str) -> np.ndarray:
+        """World position ``[3]`` (metres) of ``placement_ranges`` object ``name``'s free joint."""
+        address = self._free_joint(self._placed_object(name))
+        return np.array(self.mj_data.qpos[address : address + 3])
+
+    def move_object(self, name: str, xy: np.ndarray) -> None:
+        """Put ``placement_ranges`` object ``name`` at world xy ``[2]`` (metres), its height and
+        orientation kept, at rest; recompute kinematics and contacts."""
+        obj = self._placed_object(name)
+        joint = self.mj_model.joint(obj.joints[-1])
+        self.mj_data.qpos[joint.qposadr[0] : joint.qposadr[0] + 2] = xy
+        self.mj_data.qvel[joint.dofadr[0] : joint.dofadr[0] + 6] = 0.0
+        self.sim.forward()
+
+    def object_geoms(self, name: str) -> np.ndarray:
+        """Ids ``[G]`` of the colliding geoms of ``placement_ranges`` object ``name``."""
+        return self._subtree(self.mj_model.body(self._placed_object(name).root_body).id)
+
+    def settle(self, steps: int) -> None:
+        """Simulate ``steps`` env steps of no arm motion with the gripper open, without rendering
+        (objects come to rest). Call ``observe()`` afterwards."""
+        self.set_image_rendering(False)
+        try:
+            for _ in range(steps):
+                self.sim_env.step(SETTLE_ACTION)
+        finally:
+            self.set_image_rendering(True)
 
     def _finger_axis(self, robot: Any) -> np.ndarray:
         """Unit ``[2]`` world-xy direction the gripper's fingers open along: the grip site's x axis

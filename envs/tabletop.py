@@ -519,6 +519,24 @@ class TabletopEnv(RobosuiteEnv):
     def scene_bodies(self) -> tuple[str, ...]:
         return tuple(root_body(p) for p in self.scene.layout)
 
+    def placement_ranges(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Task body -> (low ``[2]``, high ``[2]``): its placement's jitter square (metres, world =
+        table frame) about the region centre, or about the present xy of the object it stands on."""
+        ranges = {}
+        for placement in self.scene.layout:
+            body = root_body(placement)
+            if body not in self.task_bodies():
+                continue
+            if placement.on is None:
+                centre, half = np.asarray(placement.xy, dtype=np.float64), placement.jitter
+            else:
+                centre, half = self.object_position(root_body(self.scene.placement(placement.on)))[:2], 0.3 * placement.jitter
+            ranges[body] = (centre - half, centre + half)
+        return ranges
+
+    def _placed_object(self, name: str) -> Any:
+        return next(obj for obj in self.sim_env.scene_objects.values() if obj.root_body == name)
+
 
 def expert_spec(name: str) -> Any:
     """The scripted expert's geometry for tabletop task ``name``: grasp at the target's

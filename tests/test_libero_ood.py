@@ -27,7 +27,7 @@ def scene(tmp_path_factory):
     patch.undo()
 
 
-@pytest.mark.parametrize("name", ["lighting", "distractors", "camera", "object_color"])
+@pytest.mark.parametrize("name", ["lighting", "distractors", "camera", "object_color", "table", "robot_init", "layout"])
 def test_perturbation_changes_a_libero_frame_runs_and_is_undone_at_reset(scene, name):
     clean, _ = scene.reset(seed=SEED)
     clean_frame = clean["images"]["agentview"].copy()
@@ -87,6 +87,70 @@ def test_distractor_slots_keep_the_stored_initial_states(scene):
     np.testing.assert_array_equal(scene.mj_data.qvel[:nv], stored[1 + nq :])
     np.testing.assert_array_equal(scene.mj_data.qpos[nq:], scene.mj_model.qpos0[nq:])  # parked
     assert not scene.mj_data.qvel[nv:].any()
+
+
+def test_robot_init_starts_the_arm_off_the_stored_state(scene):
+    scene.reset(seed=SEED)
+    start = scene.arm_qpos()  # after LIBERO's stored state and settling
+    env = ood.wrap(scene, "robot_init", severity=0.5)
+    _, info = env.reset(seed=SEED)
+    assert np.linalg.norm(scene.arm_qpos() - start) == pytest.approx(0.5 * ood.RobotInit.MAX_OFFSET_RAD, abs=1e-9)
+    assert env.reset(seed=SEED)[1]["ood"] == info["ood"]  # seeded
+    assert not scene.penetrations(scene.robot_geoms(), ood.RobotInit.MAX_PENETRATION_M)
+
+
+def test_layout_moves_the_bowl_and_plate_within_their_bddl_regions(scene):
+    scene.reset(seed=SEED)
+    ranges = scene.placement_ranges()
+    assert set(ranges) == {"akita_black_bowl_1", "plate_1"}  # the objects of interest LIBERO places on the table
+    start = {name: scene.object_position(name) for name in ranges}
+    touching = {name: scene.penetrations(scene.object_geoms(name), ood.Layout.MAX_PENETRATION_M) for name in ranges}
+    env = ood.wrap(scene, "layout", severity=0.5)
+    _, info = env.reset(seed=SEED)
+    report = info["ood"]["layout"]
+    assert set(report["objects"]) == set(ranges) and env.reset(seed=SEED)[1]["ood"] == info["ood"]  # seeded
+    for name, moved in report["objects"].items():
+        now, (low, high) = scene.object_position(name), np.array(moved["region"])
+        assert moved["shift_m"] > 0.002 and np.linalg.norm(now[:2] - start[name][:2]) > 0.002
+        assert (now[:2] > low).all() and (now[:2] < high).all() and abs(now[2] - start[name][2]) < 0.01
+        assert (low <= ranges[name][0]).all() and (high >= ranges[name][1]).all()  # LIBERO's region, widened
+        assert scene.penetrations(scene.object_geoms(name), ood.Layout.MAX_PENETRATION_M) <= touching[name]
+
+
+def test_severity_zero_is_the_identity_on_libero(scene):
+    clean, clean_info = scene.reset(seed=SEED)
+    env = ood.wrap(scene, "robot_init+layout+table+language", severity=0)
+    obs, info = env.reset(seed=SEED)
+    np.testing.assert_array_equal(obs["images"]["agentview"], clean["images"]["agentview"])
+    assert info["instruction"] == clean_info["instruction"]
+
+
+def test_language_rewords_the_libero_instruction(scene):
+    _, clean_info = scene.reset(seed=SEED)
+    env = ood.wrap(scene, "language", severity=0.5)
+    _, info = env.reset(seed=SEED)
+    assert clean_info["instruction"] == "pick up the black bowl next to the cookie box and place it on the plate"
+    assert info["instruction"] != clean_info["instruction"] and "black bowl next to the cookie box" in info["instruction"]
+    assert info["instruction"] in ood.instruction_paraphrases(clean_info["instruction"])[:3]
+
+
+def test_table_recolours_the_libero_table(scene):
+    assert list(scene.surface_geoms()) == ["table_texture"]
+    _, info = ood.wrap(scene, "table", severity=1.0).reset(seed=SEED)
+    table = scene.surface_geoms()["table_texture"]
+    np.testing.assert_allclose(scene.mj_model.geom_rgba[table, :3], [info["ood"]["table"]["surfaces"]["table_texture"]["rgb"]])
+
+
+@pytest.mark.parametrize("name", ["robot_init", "layout"])
+def test_expert_solves_a_libero_task_under(scene, name):
+    """On the shared scene (building and closing a second LIBERO env is avoided here)."""
+    limit = scene.max_steps
+    scene.max_steps = libero_env.SUITES["libero_spatial"].max_steps
+    try:
+        success, steps = rollout_expert(ood.wrap(scene, name, severity=0.5), SEED)
+    finally:
+        scene.max_steps = limit
+    assert success, f"no success in {steps} steps"
 
 
 def test_expert_solves_a_libero_task_under_lighting_and_distractors(scene):

@@ -18,7 +18,7 @@ from envs.sim_base import HEADLIGHT_FIELDS, PERTURBABLE_FIELDS
 
 IMAGE_SIZE = 48
 CAMERA = "agentview"
-SCENE_PERTURBATIONS = ("lighting", "distractors", "camera", "table", "object_color")
+SCENE_PERTURBATIONS = ("lighting", "distractors", "camera", "table", "object_color", "robot_init", "layout")
 IMAGE_PERTURBATIONS = (*SCENE_PERTURBATIONS, "noise")
 CHANGED_LEVELS = 30  # a pixel counts as changed when a channel moves by more than this
 
@@ -108,7 +108,9 @@ SCENE_CLAIMS = {
 
 
 def test_registry_names():
-    assert ood.names() == sorted(["lighting", "distractors", "camera", "table", "object_color", "noise", "language"])
+    assert ood.names() == sorted(
+        ["lighting", "distractors", "camera", "table", "object_color", "noise", "language", "robot_init", "layout"]
+    )
     assert all(ood.PERTURBATIONS[name].name == name for name in ood.names())
 
 
@@ -160,6 +162,49 @@ def test_severity_zero_is_the_identity(lift):
     assert info["instruction"] == clean_info["instruction"]
     assert info["ood"] == {name: {"severity": 0.0} for name in ood.names()}
     assert ood.wrap(lift, "clean") is lift and ood.wrap(lift, "") is lift
+
+
+def test_robot_init_offsets_the_arm_by_the_severity(lift):
+    lift.reset(seed=3)
+    start = lift.arm_qpos()
+    env = ood.wrap(lift, "robot_init", severity=0.5)
+    _, info = env.reset(seed=3)
+    report, qpos = info["ood"]["robot_init"], lift.arm_qpos()
+    assert np.linalg.norm(qpos - start) == pytest.approx(0.5 * ood.RobotInit.MAX_OFFSET_RAD, abs=1e-9)
+    np.testing.assert_allclose(qpos - start, report["offset_rad"], atol=1e-12)
+    limits = lift.arm_joint_ranges()
+    assert ((qpos > limits[:, 0]) & (qpos < limits[:, 1])).all()
+    assert not lift.penetrations(lift.robot_geoms(), ood.RobotInit.MAX_PENETRATION_M)
+    env.step(np.zeros(7, dtype=np.float32))  # the episode starts there: the arm does not spring back
+    assert np.linalg.norm(lift.arm_qpos() - qpos) < 0.25 * np.linalg.norm(qpos - start)
+
+
+def test_layout_moves_the_cube_within_its_region_at_rest(lift):
+    lift.reset(seed=3)
+    start = lift.object_position("cube_main")
+    (low, high) = lift.placement_ranges()["cube_main"]
+    np.testing.assert_allclose([low, high], [[-0.03, -0.03], [0.03, 0.03]])  # Lift's sampler range about the table centre
+    env = ood.wrap(lift, "layout", severity=0.5)
+    _, info = env.reset(seed=3)
+    report = info["ood"]["layout"]["objects"]["cube_main"]
+    region_low, region_high = np.array(report["region"])
+    np.testing.assert_allclose([region_low, region_high], [[-0.05, -0.05], [0.05, 0.05]])  # widened to 10 cm
+    now = lift.object_position("cube_main")
+    np.testing.assert_allclose(report["from_xy"], start[:2])
+    assert report["shift_m"] > 0.005 and np.linalg.norm(now[:2] - start[:2]) == pytest.approx(report["shift_m"], abs=1e-3)
+    assert (now[:2] > region_low).all() and (now[:2] < region_high).all()
+    assert 0 <= start[2] - now[2] <= ood.Layout.MAX_DROP_M  # settled onto the table (robosuite drops it from 1 cm)
+    assert not lift.penetrations(lift.object_geoms("cube_main"), ood.Layout.MAX_PENETRATION_M)
+
+
+def test_an_object_put_into_another_counts_as_interpenetrating(lift):
+    """What ``layout`` and ``robot_init`` reject: a box put where the cube stands interpenetrates it."""
+    lift.reset(seed=3)
+    cube = lift.object_geoms("cube_main")
+    assert not lift.penetrations(cube, ood.Layout.MAX_PENETRATION_M)
+    lift.place_distractor(0, "box", np.full(3, 0.03), np.ones(4), lift.object_position("cube_main"), 0.0)
+    lift.sim.forward()
+    assert lift.penetrations(cube, ood.Layout.MAX_PENETRATION_M)
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))
@@ -214,6 +259,24 @@ def test_every_perturbation_runs_on_other_tasks(task):
         for _ in range(3):
             obs, _, _, _, info = env.step(env.action_space.sample())
         assert obs["images"][CAMERA].shape == (32, 32, 3) and set(info["ood"]) == set(ood.names())
+    finally:
+        env.close()
+
+
+def test_robot_init_and_layout_on_a_tabletop_task_keep_the_block_on_its_box():
+    """tabletop_spatial/3: the target block stands on the green box; layout moves it within 30% of
+    its jitter about the box (widened), and a draw it would fall from is redrawn."""
+    env = ood.make("tabletop_spatial/3", "robot_init+layout", severity=1.0, cameras=[CAMERA], image_size=32)
+    scene = env.unwrapped
+    try:
+        scene.reset(seed=0)
+        start = {name: scene.object_position(name) for name in scene.placement_ranges()}
+        _, info = env.reset(seed=0)
+        assert set(info["ood"]["layout"]["objects"]) == {"block_target_main", "plate_main"}
+        block = scene.object_position("block_target_main")
+        assert abs(block[2] - start["block_target_main"][2]) < 0.005  # still on the box
+        assert np.linalg.norm(block[:2] - start["block_target_main"][:2]) > 0.005
+        assert info["ood"]["robot_init"]["norm_rad"] == pytest.approx(ood.RobotInit.MAX_OFFSET_RAD)
     finally:
         env.close()
 
