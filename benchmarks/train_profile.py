@@ -3,12 +3,13 @@
 Each (conf, label) trains ``--steps`` optimiser steps in a fresh process under cProfile (one
 validation batch per epoch, no online evaluation, ``trainer.threads`` fixed by ``--threads`` so
 that neighbours on a shared machine cannot make the thread count change between runs) and
-reports what share of the training loop's time each part takes: data (the DataLoader's fetch
-and collate of in-memory uint8 frames), augmentation (random shift), processor (uint8 ->
-normalised batch, tokens), the policy's forward parts (vision patch features, compressor,
-backbone, head loss), backward, optimiser, EMA, Lightning's logging calls, our logging of
-tokens/GFLOPs and of coordinate images, checkpoints, and the rest (Lightning's and Python's
-per-step overhead). cProfile inflates Python-heavy parts, and on a loaded machine absolute
+reports what share of the training loop's wall time (from the end of its second step to the end
+of its last; validation and epoch-end checkpoints left out) each part takes: data (the
+DataLoader's fetch and collate of in-memory uint8 frames), augmentation (random shift),
+processor (uint8 -> normalised batch, tokens), the policy's forward parts (language, vision
+patch features, compressor, backbone, head loss), backward, optimiser, EMA, our logging of
+tokens/GFLOPs and of coordinate images, and the rest (Lightning's loop, hooks and closure,
+zero_grad, the loss's own ``self.log``: per-step overhead). cProfile inflates Python-heavy parts, and on a loaded machine absolute
 times are not comparable between runs: compare shares, and samples/s only between rows
 measured together. Resumable: finished (conf, label) rows are kept.
 Writes benchmarks/results/train_profile.{json,md}.
@@ -48,36 +49,49 @@ PARTS = {
     "EMA update": [("gridslab/train/ema.py", "update")],
     "tokens/GFLOPs logging": [("gridslab/train/module.py", "_log_tokens")],
     "coordinate images": [("gridslab/train/module.py", "_log_coordinate_images")],
-    "checkpoints": [("lightning/pytorch/trainer/trainer.py", "save_checkpoint")],
 }
-LOOP = ("lightning/pytorch/loops/training_epoch_loop.py", "advance")  # one training batch, all of it
 RUN = """
 import cProfile, json, pstats, sys, time
 import lightning as L
 from gridslab.config import load_config
 from gridslab.train.fit import fit
 
-args, out, parts, loop = json.loads(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]), tuple(json.loads(sys.argv[4]))
+args, out, parts = json.loads(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
 
-class StepTimes(L.Callback):
+class Window(L.Callback):
+    # cProfile and the wall clock run from the end of the second step to the end of the last,
+    # paused from each validation's start to the next training step (validation, checkpoints)
     def __init__(self):
-        self.times = []
+        self.profile, self.on, self.wall, self.started, self.ends = cProfile.Profile(), False, 0.0, 0.0, []
+    def start(self):
+        if not self.on:
+            self.on, self.started = True, time.perf_counter()
+            self.profile.enable()
+    def stop(self):
+        if self.on:
+            self.profile.disable()
+            self.on, self.wall = False, self.wall + time.perf_counter() - self.started
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if len(self.ends) >= 2:
+            self.start()
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        self.times.append(time.perf_counter())
+        self.ends.append(time.perf_counter())
+        if len(self.ends) == 2:
+            self.start()
+    def on_validation_start(self, trainer, module):
+        self.stop()
+    def on_train_end(self, trainer, module):
+        self.stop()
 
-timer = StepTimes()
+window = Window()
 cfg = load_config([*args, f"output_dir={out}"])
-profile = cProfile.Profile()
-profile.enable()
-fit(cfg, extra_callbacks=[timer])
-profile.disable()
-stats = pstats.Stats(profile).stats
+fit(cfg, extra_callbacks=[window])
+stats = pstats.Stats(window.profile).stats
 def cumulative(suffix, name):
     return sum(v[3] for (f, _, n), v in stats.items() if n == name and f.replace(chr(92), "/").endswith(suffix))
-total = cumulative(*loop)
-shares = {part: sum(cumulative(*where) for where in places) / total for part, places in parts.items()}
-gaps = sorted(b - a for a, b in zip(timer.times[2:], timer.times[3:]))
-print(json.dumps({"loop_s": total, "steps": len(timer.times), "shares": shares, "median_step_s": gaps[len(gaps) // 2],
+shares = {part: sum(cumulative(*where) for where in places) / window.wall for part, places in parts.items()}
+gaps = sorted(b - a for a, b in zip(window.ends[1:], window.ends[2:]))
+print(json.dumps({"window_s": window.wall, "steps": len(window.ends), "shares": shares, "median_step_s": gaps[len(gaps) // 2],
                   "batch_size": cfg.data.batch_size, "image_size": cfg.env.image_size, "cameras": len(cfg.env.cameras),
                   "patches": cfg.policy.vision.image_size // cfg.policy.vision.patch_size}))
 """
@@ -108,7 +122,6 @@ def profile(conf: str, steps: int, threads: int, episodes: int) -> dict:
                 json.dumps(overrides(conf, steps, threads, episodes)),
                 out,
                 json.dumps(PARTS),
-                json.dumps(LOOP),
             ],
             cwd=ROOT,
             env=dict(os.environ, PYTHONPATH=str(ROOT)),
@@ -143,8 +156,9 @@ def report(rows: list[dict]) -> str:
     ):
         lines.append(f"| {name} | " + " | ".join(cell(r) for r in rows) + " |")
     return "\n".join(lines) + (
-        "\n\nShares of the training loop's time (cProfile cumulative time; forward parts are inside no other part "
-        "listed). `python benchmarks/train_profile.py`.\n"
+        "\n\nShares of the training loop's wall time from the end of its second step to the end of its last, "
+        "validation and epoch-end checkpoints left out (cProfile cumulative times; no part listed contains another). "
+        "`python benchmarks/train_profile.py`.\n"
     )
 
 

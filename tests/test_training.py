@@ -7,10 +7,12 @@ import os
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 
 from gridslab.config import load_config
+from gridslab.data.datamodule import random_shift
 from gridslab.errors import UserError
 from gridslab.eval.checkpoint import load_policy, read_checkpoint
 from gridslab.train.fit import fit
@@ -188,3 +190,13 @@ def test_ddp_ranks_split_the_cores(tmp_path, lift_demos):
     fit(cfg, extra_callbacks=[ThreadsPerRank(str(tmp_path))])
     per_rank = [json.loads((tmp_path / f"threads{rank}.json").read_text()) for rank in (0, 1)]
     assert per_rank == [max(1, len(os.sched_getaffinity(0)) // 2)] * 2
+
+
+def test_random_shift_is_an_edge_padded_crop_at_the_drawn_offsets():
+    images = torch.randint(0, 256, (5, 9, 11, 3), dtype=torch.uint8)
+    shifted = random_shift(images, 3, torch.Generator().manual_seed(7))
+    offsets = torch.randint(0, 7, (5, 2), generator=torch.Generator().manual_seed(7)).tolist()
+    padded = np.pad(images.numpy(), ((0, 0), (3, 3), (3, 3), (0, 0)), mode="edge")
+    expected = np.stack([padded[b, dy : dy + 9, dx : dx + 11] for b, (dy, dx) in enumerate(offsets)])
+    assert shifted.dtype == torch.uint8 and np.array_equal(shifted.numpy(), expected)
+    assert torch.equal(random_shift(images, 0), images)

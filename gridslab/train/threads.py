@@ -13,6 +13,9 @@ is faster.
 Thread counts change the order of float sums in the backward pass (gradients differ in the
 last bits, ~1e-7; the forward pass is identical), so an ``auto`` run's weights depend on the
 load it met; ``trainer.deterministic=true`` or an explicit ``trainer.threads=N`` fixes the count.
+Not set here: libgomp's spin (``GOMP_SPINCOUNT`` / ``OMP_WAIT_POLICY`` are read when torch loads
+libgomp, before any config; alone on the cores they made steps 25% (spin count 1000) and 47%
+(passive) slower, which ``auto`` does not lose) and DataLoader workers (``data.num_workers``; torch runs each worker process with 1 thread).
 """
 
 from __future__ import annotations
