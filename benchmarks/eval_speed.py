@@ -4,13 +4,16 @@ Each setting ``render:workers:ranks`` is one fresh evaluation (start-up included
 checkpoint, workers) into its own temporary folder: ``chunk`` (a whole chunk per worker call,
 rendering only the observation the policy reads) or ``per_step`` (one env step per call, every
 frame rendered), ``workers`` env processes per rank, ``ranks`` processes under torchrun.
-Settings of one env must write byte-identical summaries (same seeds, same episodes).
-``--env`` evaluates the checkpoint's policy on another env (for the speed, not the success).
-Resumable: rows already in benchmarks/results/eval_speed.json are kept, not re-run.
+Settings of one (checkpoint, env, episodes) group must write byte-identical summaries (same
+seeds, same episodes). ``--env`` evaluates the checkpoint's policy on another env (for the
+speed, not the success), e.g. a Lift policy on ``tabletop_spatial/0``; a LIBERO checkpoint on one
+of its suite's tasks, ``libero/libero_spatial/0``. Resumable: rows already in
+benchmarks/results/eval_speed.json are kept, not re-run (``--rerun`` measures them again).
 Writes benchmarks/results/eval_speed.{json,md}; paths are relative to the repository.
 
     python benchmarks/eval_speed.py [--ckpt runs/quality/robosuite_lift/random_k4_seed0/checkpoints/last.ckpt]
         [--episodes 50] [--env tabletop_spatial/0] [--settings chunk:2:1,per_step:2:1,chunk:1:1,per_step:1:1,chunk:1:2]
+        [--rerun]
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 DEFAULT_CKPT = "runs/quality/robosuite_lift/random_k4_seed0/checkpoints/last.ckpt"
+CHECKPOINT_ENV = "checkpoint's env"
+LAYOUT_CHANGE_COMMIT = "e9aae73"  # what measured the rows of the older one-checkpoint layout
 SETTINGS = "chunk:2:1,per_step:2:1,chunk:1:1,per_step:1:1,chunk:1:2"
 
 
@@ -60,7 +65,9 @@ def run_setting(ckpt: str, env: str, render: str, workers: int, ranks: int, epis
         summary = (Path(tmp) / "summary.json").read_bytes()
     steps = sum(r["steps"] for r in records)
     row = {
-        "env": env or "checkpoint's env",
+        "commit": code_version(),
+        "checkpoint": ckpt,
+        "env": env or CHECKPOINT_ENV,
         "render": render,
         "workers": workers,
         "ranks": ranks,
@@ -75,25 +82,50 @@ def run_setting(ckpt: str, env: str, render: str, workers: int, ranks: int, epis
     return row, summary
 
 
+def code_version() -> str:
+    """The commit measured (short hash, ``+changes`` when the working tree differs from it)."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True)
+    return commit + ("+changes" if changed.stdout.strip() else "")
+
+
 def write_tables(result: dict) -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "eval_speed.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [
-        f"Clean evaluations of `{result['checkpoint']}`, {result['episodes']} episodes each; wall time includes process start-up.",
-        "Summaries byte-identical across the settings of each env: "
-        + ", ".join(f"{env}: {same}" for env, same in result["same_summary"].items())
+        "Clean evaluations; wall time includes process start-up (imports, checkpoint, workers).",
+        "Summaries byte-identical across the settings of each checkpoint, env and episode count: "
+        + "; ".join(f"{group.replace('|', ', ')}: {same}" for group, same in result["same_summary"].items())
         + ".",
         "load avg: the 2-core machine's 1-minute load average before / after the run (above 2: shared with other work).",
         "",
-        "| env | render | workers | ranks | wall s | env steps/s | success | mean steps | load avg |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| commit | checkpoint | env | episodes | render | workers | ranks | wall s | env steps/s | success | mean steps | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
         *(
-            f"| {r['env']} | {r['render']} | {r['workers']} | {r['ranks']} | {r['wall_s']} | {r['env_steps_per_s']} | "
-            f"{r['success_rate']:.2f} | {r['mean_steps']} | {r['load_avg'][0]} / {r['load_avg'][1]} |"
+            f"| {r['commit']} | {r['checkpoint']} | {r['env']} | {r['episodes']} | {r['render']} | {r['workers']} | {r['ranks']} | "
+            f"{r['wall_s']} | {r['env_steps_per_s']} | {r['success_rate']:.2f} | {r['mean_steps']} | "
+            f"{r['load_avg'][0]} / {r['load_avg'][1]} |"
             for r in result["rows"]
         ),
     ]
     (RESULTS / "eval_speed.md").write_text("\n".join(lines) + "\n")
+
+
+def read_results(path: Path) -> dict:
+    """The results so far; a file of the older one-checkpoint layout gets its rows keyed by checkpoint."""
+    if not path.exists():
+        return {"rows": [], "summaries": {}, "same_summary": {}}
+    result = json.loads(path.read_text())
+    if "checkpoint" in result:  # one checkpoint and episode count for the whole file
+        ckpt, episodes = result.pop("checkpoint"), result.pop("episodes")
+        for row in result["rows"]:
+            row.setdefault("checkpoint", ckpt)
+            row.setdefault("commit", LAYOUT_CHANGE_COMMIT)
+        result["summaries"] = {
+            f"{ckpt}|{key.split('|')[0]}|{episodes}|{key.split('|')[1]}": s for key, s in result["summaries"].items()
+        }
+        result["same_summary"] = {f"{ckpt}|{env}|{episodes}": same for env, same in result["same_summary"].items()}
+    return result
 
 
 def main() -> None:
@@ -102,28 +134,31 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--env", default="", help="env to evaluate on (default: the checkpoint's)")
     parser.add_argument("--settings", default=SETTINGS, help="render:workers:ranks, comma list")
+    parser.add_argument("--rerun", action="store_true", help="measure settings already in the results again")
     parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         ckpt, out, render, workers, episodes, env = args.child
         child(ckpt, out, render, int(workers), int(episodes), env)
         return
-    path = RESULTS / "eval_speed.json"
-    result = json.loads(path.read_text()) if path.exists() else {}
-    if result.get("checkpoint") != args.ckpt or result.get("episodes") != args.episodes:
-        result = {"checkpoint": args.ckpt, "episodes": args.episodes, "rows": [], "summaries": {}, "same_summary": {}}
-    env_label = args.env or "checkpoint's env"
+    result = read_results(RESULTS / "eval_speed.json")
+    group = f"{args.ckpt}|{args.env or CHECKPOINT_ENV}|{args.episodes}"
     for setting in args.settings.split(","):
         render, workers, ranks = setting.split(":")
-        key = f"{env_label}|{setting}"
-        if key in result["summaries"]:
+        key = f"{group}|{setting}"
+        if key in result["summaries"] and not args.rerun:
             continue  # measured by an earlier run
         row, summary = run_setting(args.ckpt, args.env, render, int(workers), int(ranks), args.episodes)
         print(row, flush=True)
-        result["rows"].append(row)
+        same_row = (row["checkpoint"], row["env"], row["episodes"], render, int(workers), int(ranks))
+        result["rows"] = [
+            r
+            for r in result["rows"]
+            if (r["checkpoint"], r["env"], r["episodes"], r["render"], r["workers"], r["ranks"]) != same_row
+        ] + [row]
         result["summaries"][key] = summary.decode()
-        same = {s for k, s in result["summaries"].items() if k.startswith(f"{env_label}|")}
-        result["same_summary"][env_label] = len(same) == 1
+        same = {s for k, s in result["summaries"].items() if k.startswith(f"{group}|")}
+        result["same_summary"][group] = len(same) == 1
         write_tables(result)
 
 

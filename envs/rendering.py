@@ -2,8 +2,10 @@
 
 MuJoCo reads ``MUJOCO_GL`` once, at import. Unless the user set it, we probe
 ``egl`` then ``osmesa`` in a short subprocess (creating a 16x16 GL context) and keep
-the first that works; the choice is exported so vector-env workers inherit it. When
-neither works, the error names the system libraries to install.
+the first that works; the choice is exported so vector-env workers inherit it, and so is
+``GL_CHECKED_VAR`` (the backend already probed): child processes do not probe it again (a
+probe is a Python subprocess, about 1 s). When neither works, the error names the system
+libraries to install.
 
 ``close_at_exit`` closes the envs still open when the interpreter exits, before robosuite's own
 exit hook terminates the EGL display: a renderer freed after that prints an EGL traceback.
@@ -26,6 +28,7 @@ SYSTEM_PACKAGES = {
     "osmesa": "libosmesa6 (Debian/Ubuntu)",
 }
 USER_BACKENDS = ("egl", "osmesa", "glfw")  # the values MuJoCo's Python bindings accept
+GL_CHECKED_VAR = "GRIDSLAB_GL_CHECKED"  # the backend a parent process already probed
 _checked: set[str] = set()  # user-set backends already probed in this process
 _PROBE = "import mujoco; ctx = mujoco.GLContext(16, 16); ctx.make_current(); ctx.free()"
 _open_envs: weakref.WeakSet = weakref.WeakSet()  # envs ``close_at_exit`` closes at interpreter exit
@@ -53,6 +56,8 @@ def ensure_gl_backend() -> str:
             f"MUJOCO_GL={chosen!r} is not a MuJoCo rendering backend; valid: {', '.join(USER_BACKENDS)} "
             f"(or unset it and gridslab probes {', '.join(BACKENDS)})"
         )
+    if chosen and chosen == os.environ.get(GL_CHECKED_VAR):
+        _checked.add(chosen)
     if chosen and chosen not in _checked and not _backend_works(chosen):
         hint = f"apt-get install {SYSTEM_PACKAGES[chosen]}" if chosen in SYSTEM_PACKAGES else "it needs a display"
         raise EnvUserError(
@@ -67,6 +72,7 @@ def ensure_gl_backend() -> str:
             needs = "; ".join(f"{b}: apt-get install {pkgs}" for b, pkgs in SYSTEM_PACKAGES.items())
             raise EnvUserError(f"no headless MuJoCo rendering backend works (tried {', '.join(BACKENDS)}); install one: {needs}")
         os.environ["MUJOCO_GL"] = chosen
+    os.environ[GL_CHECKED_VAR] = chosen
     if chosen in BACKENDS:
         os.environ.setdefault("PYOPENGL_PLATFORM", chosen)
     return chosen

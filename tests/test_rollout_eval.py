@@ -8,13 +8,15 @@ import os
 from pathlib import Path
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 import pytest
 
+from envs.errors import EnvUserError
 from gridslab.eval.checkpoint import load_policy
 from gridslab.eval.execution import Execution
 from gridslab.eval.rollout import Condition, Job, PolicyRunner, SafeEnv, run_condition, run_episodes
-from gridslab.eval.runner import RESULTS_FILE, evaluate_policy, read_records
+from gridslab.eval.runner import RESULTS_FILE, ConditionProbe, evaluate_policy, read_records
 from gridslab.eval.workers import EnvPool, make_safe_env
 from gridslab.train.fit import fit
 from tests.helpers import ONLINE_EVAL, tiny_config
@@ -38,7 +40,7 @@ def test_evaluation_writes_every_result_file(checkpoint, tmp_path):
     assert {r["seed"] for r in records} == {cfg.eval.seed, cfg.eval.seed + 1}
     for record in records:
         assert record["steps"] <= 12 and record["tokens_per_image"] == 4.0
-        assert record["versions"]["mujoco"] == "3.9.0" and record["error"] == ""
+        assert record["versions"]["mujoco"] == mujoco.__version__ and record["error"] == ""
         for key in ("points_to_object", "object_to_points", "grid_points_to_object", "grid_object_to_points"):
             assert 0 < record[key] < 1.5  # where the points land, in image widths
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -123,6 +125,24 @@ def test_raising_env_does_not_stop_the_run(checkpoint):
     run_condition(PolicyRunner(policy), condition, [1, 2, 3], 10, 8, 1, records.append, env_factory=exploding_safe_env)
     assert [r.seed for r in records] == [1, 2, 3]
     assert all(not r.success and r.error.startswith("RuntimeError") and r.steps == 3 for r in records)
+
+
+def test_the_probe_builds_each_workers_env_once_for_its_episodes(tmp_path):
+    condition = Condition("robosuite/Lift", {"cameras": ["agentview"], "image_size": 32})
+    with EnvPool(2, functools.partial(counting_safe_env, str(tmp_path))) as pool:
+        assert ConditionProbe(pool, [condition], seed=0).max_steps() == 300
+        for index in range(2):
+            pool.send(index, "reset", (condition, 7 + index))
+            assert pool.recv(index).error == ""
+    builds = sorted(path.name.split("-", 2)[2] for path in tmp_path.iterdir())
+    assert builds == ["clean", "clean"]  # the probe's envs, kept for the episodes
+
+
+def test_a_condition_the_env_cannot_take_fails_in_one_line():
+    kwargs = {"cameras": ["robot0_eye_in_hand"], "image_size": 32}
+    conditions = [Condition("robosuite/Lift", kwargs), Condition("robosuite/Lift", kwargs, "camera", 0.5)]
+    with EnvPool(1) as pool, pytest.raises(EnvUserError, match="moves world-mounted cameras, but this env renders only"):
+        ConditionProbe(pool, conditions, seed=0).max_steps()
 
 
 class CrashOnceEnv(gym.Wrapper):

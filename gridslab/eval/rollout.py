@@ -5,6 +5,7 @@ An episode is a ``Job`` (condition x seed; task x perturbation x severity make t
 order, over all conditions (a worker rebuilds its env only when the condition changes). Each
 round makes a policy call for each running episode whose actions are used up (or one batched
 call, ``batched_policy``), and each worker then executes what ``Execution`` takes of its chunk in ONE call (``run_chunk``),
+sent as soon as its episode is planned (the first worker steps while the next episode is planned),
 rendering only the observation the next policy call reads (``render_every_step`` instead
 executes one step per call, rendering each: the slow reference). Env exceptions are caught
 inside the worker (``SafeEnv``): the episode is recorded as failed with the reason and the
@@ -18,7 +19,7 @@ import os
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -261,10 +262,11 @@ def run_episodes(
         if episode.frames is not None and on_video is not None:
             on_video(episode.job.condition, episode.job.seed, episode.frames)
 
-    def exchange(orders: dict[int, tuple[str, Any]]) -> dict[int, Any]:
-        """Send each worker its command, then collect the answers (the workers run in parallel)."""
+    def exchange(orders: Iterable[tuple[int, tuple[str, Any]]]) -> dict[int, Any]:
+        """Send each worker its command as soon as ``orders`` yields it, then collect the answers
+        (the workers run in parallel, and meanwhile with the making of the later orders)."""
         answers, sent = {}, []
-        for index, (command, payload) in orders.items():
+        for index, (command, payload) in orders:
             try:
                 pool.send(index, command, payload)
                 sent.append(index)
@@ -277,6 +279,21 @@ def run_episodes(
                 lost(index, err)
         return answers
 
+    def run_orders(running: list[int], first_camera: str) -> Iterator[tuple[int, tuple[str, Any]]]:
+        """Each running episode's next ``run``, planned (unbatched) just before it is sent: the
+        workers already sent their chunks step while the later episodes are planned."""
+        need_plan = [i for i in running if not len(slots[i].queue)]
+        if batched_policy and need_plan:
+            _plan(runner, [slots[i] for i in need_plan], first_camera)
+        for index in running:
+            episode = slots[index]
+            if not len(episode.queue):
+                _plan(runner, [episode], first_camera)
+            actions = episode.queue[: max_steps - episode.steps]
+            if render_every_step:
+                actions = actions[:1]
+            yield index, ("run", (actions, episode.frames is not None, render_every_step))
+
     while pending or any(slots):
         starting = {}
         for index in range(len(pool)):
@@ -284,7 +301,7 @@ def run_episodes(
                 job = pending.popleft()
                 slots[index] = _Episode(job, execution.start())
                 starting[index] = ("reset", (job.condition, job.seed))
-        for index, reset in exchange(starting).items():
+        for index, reset in exchange(starting.items()).items():
             slots[index].started_with(reset)
             if slots[index].done:
                 finish(index)
@@ -292,18 +309,7 @@ def run_episodes(
         if not running:
             continue
         first_camera = next(iter(slots[running[0]].obs["images"]))
-        need_plan = [i for i in running if not len(slots[i].queue)]
-        batches = [need_plan] if batched_policy and need_plan else [[i] for i in need_plan]
-        for batch in batches:
-            _plan(runner, [slots[i] for i in batch], first_camera)
-        orders = {}
-        for index in running:
-            episode = slots[index]
-            actions = episode.queue[: max_steps - episode.steps]
-            if render_every_step:
-                actions = actions[:1]
-            orders[index] = ("run", (actions, episode.frames is not None, render_every_step))
-        for index, result in exchange(orders).items():
+        for index, result in exchange(run_orders(running, first_camera)).items():
             slots[index].executed(result, first_camera, max_steps)
             if slots[index].done:
                 finish(index)

@@ -72,24 +72,36 @@ def conditions_for(cfg: DictConfig) -> list[Condition]:
     return conditions
 
 
-def probe_conditions(conditions: list[Condition], seed: int) -> int:
-    """Build and reset the first task under every condition, so a bad env setting or a
-    perturbation this env cannot take fails with one line before any file is written (not
-    inside a worker). Returns the task's episode limit (env steps)."""
-    from envs import ood
+class ConditionProbe:
+    """Builds and resets the first task under every condition on the pool's workers, so a bad
+    env setting or a perturbation this env cannot take fails with one line before any file is
+    written. Every worker builds one (conditions repeat when workers outnumber them) and keeps it
+    for its first episode, so the probe costs no env build of its own and runs while the main
+    process prepares the policy: the first round is sent here, ``max_steps()`` waits for it."""
 
-    first = conditions[0].env_name
-    for condition in (c for c in conditions if c.env_name == first):
-        try:
-            env = ood.make(condition.env_name, condition.perturbation, condition.severity, **condition.env_kwargs)
-            env.reset(seed=seed)
-        except EnvUserError:
-            raise
-        except Exception as err:  # noqa: BLE001 - the env's own failure, reported in one line
-            raise UserError(f"{condition.label} cannot run on {first} ({reason(err)})") from None
-        max_steps = env.unwrapped.max_steps
-        env.close()
-    return int(max_steps)
+    def __init__(self, pool: EnvPool, conditions: list[Condition], seed: int):
+        self.pool, self.seed, self.task = pool, seed, conditions[0].env_name
+        firsts = [c for c in conditions if c.env_name == self.task]
+        orders = [firsts[i % len(firsts)] for i in range(max(len(pool), len(firsts)))]
+        self.rounds = [orders[start : start + len(pool)] for start in range(0, len(orders), len(pool))]
+        self._send(self.rounds[0])
+
+    def _send(self, batch: list[Condition]) -> None:
+        for index, condition in enumerate(batch):
+            self.pool.send(index, "probe", (condition, self.seed))
+
+    def max_steps(self) -> int:
+        """The task's episode limit (env steps); raises ``EnvUserError``/``UserError`` (one line)."""
+        for number, batch in enumerate(self.rounds):
+            if number:
+                self._send(batch)
+            for index, condition in enumerate(batch):
+                result = self.pool.recv(index)
+                if isinstance(result.error, EnvUserError):
+                    raise result.error
+                if result.error is not None:
+                    raise UserError(f"{condition.label} cannot run on {self.task} ({reason(result.error)})") from None
+        return result.max_steps
 
 
 def check_settings(out_dir: Path, settings: dict[str, Any]) -> None:
@@ -288,43 +300,13 @@ def _evaluate(
         TextColumn,
         TimeElapsedColumn,
     )
-    from torch.utils.tensorboard import SummaryWriter
 
     conditions = conditions_for(cfg)
     tasks = list(dict.fromkeys(c.env_name for c in conditions))
     eval_cfg = cfg.eval
-    max_steps = eval_cfg.max_steps or probe_conditions(conditions, eval_cfg.seed)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    weights = weights_fingerprint(policy)
-    check_settings(
-        out_dir,
-        {
-            "weights": weights,
-            "env": cfg.env.name,
-            "env_kwargs": env_kwargs(cfg.env),
-            "max_steps": max_steps,
-            "replan_every": cfg.policy.replan_every,
-            "chunk": cfg.policy.chunk,
-            "compressor": OmegaConf.to_container(cfg.compressor),
-            "budget": OmegaConf.to_container(cfg.budget),
-            "k": k,
-            # absent from folders written before ensembling existed: they all executed chunks
-            **(
-                {"execution": eval_cfg.execution, "ensemble_decay": eval_cfg.ensemble_decay}
-                if eval_cfg.execution != "chunk"
-                else {}
-            ),
-        },
-    )
     seeds = [eval_cfg.seed + i for i in range(eval_cfg.episodes)]
-    versions = package_versions()
-    writer = ResultsWriter(out_dir / shard.results_file, {"versions": versions}, results_paths(out_dir))
-    done = writer.records
-    tb = SummaryWriter(str(out_dir / "tb"))
-    save_video = VideoSaver(out_dir, tb)
-    runner = PolicyRunner(policy, k=k)
+    episodes = [Job(c, s, s in seeds[: eval_cfg.video_episodes]) for c in conditions for s in seeds]
     workers = eval_cfg.workers or default_workers(shard.local_world_size)
-    execution = Execution.from_config(cfg)
     columns = (
         TextColumn("[bold]eval[/] {task.description}"),
         BarColumn(),
@@ -332,43 +314,79 @@ def _evaluate(
         TextColumn("success {task.fields[rate]}"),
         TimeElapsedColumn(),
     )
-    episodes = [Job(c, s, s in seeds[: eval_cfg.video_episodes]) for c in conditions for s in seeds]
-    jobs = [job for job in shard.take(episodes) if job.key not in done]
-    bars: dict[tuple[str, str, float], tuple[Any, list[dict[str, Any]]]] = {}
-    try:
-        with Progress(*columns, disable=not progress or shard.rank != 0, console=Console(stderr=True)) as bar:
-            for condition in conditions:  # this rank's episodes of each condition
-                key = (condition.env_name, condition.perturbation, float(condition.severity))
-                mine = [job.key for job in shard.take(episodes) if job.key[:3] == key]
-                finished = [done[episode] for episode in mine if episode in done]
-                bars[key] = (
-                    bar.add_task(
-                        f"{condition.env_name} {condition.label}", total=len(mine), completed=len(finished), rate=_rate(finished)
-                    ),
-                    finished,
-                )
+    # the workers start and build their envs (the probe) while this process prepares the policy
+    with EnvPool(max(1, min(workers, len(shard.take(episodes))))) as pool:
+        probe = ConditionProbe(pool, conditions, eval_cfg.seed)
+        weights = weights_fingerprint(policy)
+        runner = PolicyRunner(policy, k=k)
+        from torch.utils.tensorboard import SummaryWriter  # its import (about 1 s) overlaps the probe too
 
-            def on_record(record: EpisodeRecord) -> None:
-                if writer.write(record):
-                    task, finished = bars[record_key(record)[:3]]
-                    finished.append(done[record_key(record)])
-                    bar.update(task, completed=len(finished), rate=_rate(finished))
-
-            if jobs:
-                with EnvPool(min(workers, len(jobs))) as pool:
-                    run_episodes(
-                        runner,
-                        pool,
-                        jobs,
-                        max_steps,
-                        execution,
-                        on_record,
-                        save_video,
-                        render_every_step,
-                        eval_cfg.batched_policy,
+        probed_max_steps = probe.max_steps()
+        max_steps = eval_cfg.max_steps or probed_max_steps
+        out_dir.mkdir(parents=True, exist_ok=True)
+        check_settings(
+            out_dir,
+            {
+                "weights": weights,
+                "env": cfg.env.name,
+                "env_kwargs": env_kwargs(cfg.env),
+                "max_steps": max_steps,
+                "replan_every": cfg.policy.replan_every,
+                "chunk": cfg.policy.chunk,
+                "compressor": OmegaConf.to_container(cfg.compressor),
+                "budget": OmegaConf.to_container(cfg.budget),
+                "k": k,
+                # absent from folders written before ensembling existed: they all executed chunks
+                **(
+                    {"execution": eval_cfg.execution, "ensemble_decay": eval_cfg.ensemble_decay}
+                    if eval_cfg.execution != "chunk"
+                    else {}
+                ),
+            },
+        )
+        versions = package_versions()
+        writer = ResultsWriter(out_dir / shard.results_file, {"versions": versions}, results_paths(out_dir))
+        done = writer.records
+        tb = SummaryWriter(str(out_dir / "tb"))
+        save_video = VideoSaver(out_dir, tb)
+        execution = Execution.from_config(cfg)
+        jobs = [job for job in shard.take(episodes) if job.key not in done]
+        bars: dict[tuple[str, str, float], tuple[Any, list[dict[str, Any]]]] = {}
+        try:
+            with Progress(*columns, disable=not progress or shard.rank != 0, console=Console(stderr=True)) as bar:
+                for condition in conditions:  # this rank's episodes of each condition
+                    key = (condition.env_name, condition.perturbation, float(condition.severity))
+                    mine = [job.key for job in shard.take(episodes) if job.key[:3] == key]
+                    finished = [done[episode] for episode in mine if episode in done]
+                    bars[key] = (
+                        bar.add_task(
+                            f"{condition.env_name} {condition.label}",
+                            total=len(mine),
+                            completed=len(finished),
+                            rate=_rate(finished),
+                        ),
+                        finished,
                     )
-    finally:
-        writer.close()
+
+                def on_record(record: EpisodeRecord) -> None:
+                    if writer.write(record):
+                        task, finished = bars[record_key(record)[:3]]
+                        finished.append(done[record_key(record)])
+                        bar.update(task, completed=len(finished), rate=_rate(finished))
+
+                run_episodes(
+                    runner,
+                    pool,
+                    jobs,
+                    max_steps,
+                    execution,
+                    on_record,
+                    save_video,
+                    render_every_step,
+                    eval_cfg.batched_policy,
+                )
+        finally:
+            writer.close()
     barrier(shard)  # every rank's episodes are on disk
     if shard.world_size > 1:
         done = ResultsWriter.read_all(results_paths(out_dir))

@@ -2,8 +2,10 @@
 
 A worker (a forkserver process: forked workers that render hang) holds one env, built by
 ``env_factory(condition)`` and rebuilt only when it is asked to reset under another
-condition (task x perturbation x severity). It answers two commands over its pipe:
+condition (task x perturbation x severity). It answers three commands over its pipe:
 
+    probe(condition, seed)             -> ``ProbeResult``: builds and resets that env (kept for
+                                          the next episode), its episode limit or why it fails
     reset(condition, seed)             -> ``ResetResult``: the episode's first observation
     run(actions [n, A], frames, every) -> ``ChunkResult``: the n actions executed, one env step
                                           each (fewer when the episode ends), in one call
@@ -14,12 +16,17 @@ steps in between still simulate, check success and project the task objects into
 camera (``object_xy``, for the tracking diagnostics). Env exceptions are caught inside the
 worker by ``SafeEnv``; a worker process that dies shows as ``WorkerDied`` on its pipe, and
 ``EnvPool.restart`` replaces it without touching the other workers.
+
+Workers fork from a forkserver that has imported ``gridslab.eval.preload`` (robosuite, numba's
+compiled transforms, the GL backend probe): a worker starts in milliseconds and only builds
+its env, and the pool starts while the main process still prepares the policy.
 """
 
 from __future__ import annotations
 
 import functools
 import multiprocessing
+import threading
 import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -29,6 +36,7 @@ import gymnasium as gym
 import numpy as np
 
 WORKER_CONTEXT = "forkserver"
+FORKSERVER_PRELOAD = ["gridslab.eval.preload"]
 CLOSE_TIMEOUT_S = 5.0
 
 
@@ -153,6 +161,28 @@ def _first_camera(env: gym.Env) -> str:
     return next(iter(env.observation_space["images"].spaces))
 
 
+@dataclass
+class ProbeResult:
+    """A condition's env built and reset: its max_steps (env steps), or the exception that
+    stopped it (an ``envs.EnvUserError`` is a bad env setting; the caller reports it)."""
+
+    max_steps: int = 0
+    error: BaseException | None = None
+
+
+def probe_env(env_factory: Callable[[Condition], gym.Env], condition: Condition, seed: int) -> tuple[gym.Env | None, ProbeResult]:
+    """Build ``condition``'s env and reset it with ``seed``: (the env, or None when it failed; the result)."""
+    env = None
+    try:
+        env = env_factory(condition)
+        (env.env if isinstance(env, SafeEnv) else env).reset(seed=seed)  # its exceptions, not SafeEnv's record
+    except Exception as err:  # noqa: BLE001 - the caller reports it in one line
+        if env is not None:
+            env.close()
+        return None, ProbeResult(error=err)
+    return env, ProbeResult(max_steps=int(env.unwrapped.max_steps))
+
+
 def reset_episode(env: gym.Env, seed: int) -> ResetResult:
     obs, info = env.reset(seed=seed)
     return ResetResult(obs, str(info.get("instruction", "")), str(info.get("error", "")), _objects(info, _first_camera(env)))
@@ -186,7 +216,15 @@ def _serve(pipe: Connection, env_factory: Callable[[Condition], gym.Env]) -> Non
             if command == "close":
                 return
             try:
-                if command == "reset":
+                if command == "probe":
+                    wanted, seed = payload
+                    if env is not None:
+                        env.close()
+                    env, condition = None, None
+                    env, answer = probe_env(env_factory, wanted, seed)
+                    condition = wanted if env is not None else None
+                    pipe.send(("ok", answer))
+                elif command == "reset":
                     wanted, seed = payload
                     if env is None or wanted != condition:
                         if env is not None:
@@ -219,13 +257,35 @@ class EnvPool:
     def __init__(self, size: int, env_factory: Callable[[Condition], gym.Env] = make_safe_env):
         self.env_factory = env_factory
         self.context = multiprocessing.get_context(WORKER_CONTEXT)
-        self.workers = [self._start() for _ in range(size)]
+        self.context.set_forkserver_preload(FORKSERVER_PRELOAD)  # read when the forkserver first starts
+        # The first start waits for the forkserver's preload (seconds): a thread starts the
+        # workers while the caller goes on; commands sent meanwhile wait in their pipes.
+        pipes = [self.context.Pipe() for _ in range(size)]
+        self.workers: list[tuple[Any, Connection]] = [(None, parent) for parent, _ in pipes]
+        self._start_error: BaseException | None = None
+        self._starting: threading.Thread | None = threading.Thread(target=self._start_all, args=(pipes,), daemon=True)
+        self._starting.start()
 
     def __len__(self) -> int:
         return len(self.workers)
 
-    def _start(self) -> tuple[Any, Connection]:
-        parent, child = self.context.Pipe()
+    def _start_all(self, pipes: list[tuple[Connection, Connection]]) -> None:
+        try:
+            for index, pipe in enumerate(pipes):
+                self.workers[index] = self._start(pipe)
+        except BaseException as err:  # noqa: BLE001 - raised in the caller's thread by ``_started``
+            self._start_error = err
+
+    def _started(self, reraise: bool = True) -> None:
+        """Wait until every worker process has started (re-raising a failure to start one)."""
+        if self._starting is not None:
+            self._starting.join()
+            self._starting = None
+        if self._start_error is not None and reraise:
+            raise self._start_error
+
+    def _start(self, pipe: tuple[Connection, Connection] | None = None) -> tuple[Any, Connection]:
+        parent, child = pipe or self.context.Pipe()
         process = self.context.Process(target=_serve, args=(child, self.env_factory), daemon=True)
         process.start()
         child.close()
@@ -238,6 +298,7 @@ class EnvPool:
             raise WorkerDied(type(err).__name__) from None
 
     def recv(self, index: int) -> Any:
+        self._started()
         try:
             status, value = self.workers[index][1].recv()
         except (BrokenPipeError, ConnectionResetError, EOFError, OSError) as err:
@@ -248,6 +309,7 @@ class EnvPool:
 
     def restart(self, index: int) -> None:
         """Replace worker ``index`` (dead or not) by a fresh one with no env yet."""
+        self._started()
         process, pipe = self.workers[index]
         pipe.close()
         process.kill()
@@ -256,13 +318,17 @@ class EnvPool:
 
     def close(self, terminate: bool = False) -> None:
         """Stop every worker: ask them to close (or kill them, ``terminate``), then reap them."""
-        for _, pipe in self.workers:
-            if not terminate:
+        self._started(reraise=False)
+        for process, pipe in self.workers:
+            if process is not None and not terminate:
                 try:
                     pipe.send(("close", None))
                 except OSError:
                     pass
         for process, pipe in self.workers:
+            if process is None:  # never started
+                pipe.close()
+                continue
             if not terminate:
                 process.join(CLOSE_TIMEOUT_S)
             if process.is_alive():
