@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from gridslab.compress.base import Tokens
 from gridslab.config import load_config
 from gridslab.errors import UserError
 from gridslab.policy.backbone import Backbone
 from gridslab.policy.budget import build_budget
-from gridslab.policy.config import BackboneConfig, PolicyConfig
+from gridslab.policy.config import BackboneConfig, PolicyConfig, VisionConfig
 from gridslab.policy.flops import flops_by_tokens, gflops_at
 from gridslab.policy.vla import VLA
-from tests.helpers import ACTION_DIM, CAMERAS, INSTRUCTIONS, PROPRIO_DIM, first_row, make_batch
+from gridslab.train.fit import fit
+from tests.helpers import ACTION_DIM, CAMERAS, INSTRUCTIONS, PROPRIO_DIM, QUICK_FIT, first_row, make_batch, tiny_config
 
 GRIDS16 = {"name": "grids", "k": 16}
 
@@ -64,7 +67,7 @@ def test_adaptive_k_max_sets_the_compressor_slots():
 
 
 def test_adaptive_head_soft_in_training_hard_at_inference():
-    policy = make_policy({"name": "adaptive", "k_min": 2, "k_max": 16, "temperature": 0.5})
+    policy = make_policy({"name": "adaptive", "signal": "relax", "k_min": 2, "k_max": 16, "temperature": 0.5})
     batch = make_batch(policy, batch=3)
     loss, outputs = policy.loss(batch)
     choice = outputs["budget"]
@@ -85,7 +88,7 @@ def test_adaptive_head_soft_in_training_hard_at_inference():
 
 
 def _train_budget_head(penalty: float, steps: int = 15) -> float:
-    policy = make_policy({"name": "adaptive", "k_min": 1, "k_max": 16, "penalty": penalty}, seed=3)
+    policy = make_policy({"name": "adaptive", "signal": "relax", "k_min": 1, "k_max": 16, "penalty": penalty}, seed=3)
     batch = make_batch(policy, batch=4, seed=5)
     optimizer = torch.optim.Adam(policy.parameters(), lr=3e-3)
     for _ in range(steps):
@@ -100,6 +103,77 @@ def test_larger_compute_penalty_gives_smaller_mean_k():
     no_penalty, small, large = (_train_budget_head(p) for p in (0.0, 0.5, 5.0))
     assert large < small < no_penalty + 1e-6
     assert large < 8.5 - 1.0  # moved well below the middle of the range it started at
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: on a shared 2-core machine two threads beside a busy process run ~10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _train_on_constructed_sensitivity(signal: str, scale: float, steps: int = 20) -> list[int]:
+    """Train only the budget head of a small frozen policy on 8 samples whose targets are its
+    own actions at K=1 (even rows: one token suffices) or at K=16 (odd rows: they need all);
+    the action head's weights are scaled by ``scale``, so every loss difference between Ks is
+    ``scale`` times as large. Returns the inference K per sample."""
+    torch.manual_seed(1)
+    cfg = PolicyConfig(vision=VisionConfig(dim=32, depth=1, heads=2), backbone=BackboneConfig(dim=32, heads=2))
+    budget = {"name": "adaptive", "signal": signal, "k_min": 1, "k_max": 16, "probe_ks": [1, 16]}
+    policy = VLA(cfg, GRIDS16, CAMERAS, PROPRIO_DIM, ACTION_DIM, budget)
+    batch = make_batch(policy, batch=8, seed=4)
+    with torch.no_grad():
+        policy.head.proj.weight.mul_(scale)
+        for k, rows in ((1, slice(0, None, 2)), (16, slice(1, None, 2))):
+            features, _, _, _ = policy.encode({**batch, "k": torch.full((8,), k)})
+            batch["actions"][rows] = policy.head(features)[rows]
+    for name, parameter in policy.named_parameters():
+        parameter.requires_grad_(name.startswith("budget."))
+    optimizer = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad], lr=3e-2)
+    for step in range(steps):
+        policy.budget.step = step
+        optimizer.zero_grad()
+        loss, outputs = policy.loss(batch)
+        signal_loss = policy.budget.signal_loss(policy, batch, outputs["budget"])
+        (loss if signal_loss is None else loss + signal_loss).backward()
+        optimizer.step()
+    with torch.no_grad():
+        return policy.eval()(batch)["budget"].k.tolist()
+
+
+def test_sensitivity_signal_gives_many_tokens_only_to_samples_that_need_them(one_thread):
+    ks = _train_on_constructed_sensitivity("sensitivity", scale=0.01)
+    assert ks[0::2] == [1] * 4 and ks[1::2] == [16] * 4
+    # the old relaxation sees loss differences 100x smaller than its compute penalty: one K for all
+    relaxed = _train_on_constructed_sensitivity("relax", scale=0.01)
+    assert len(set(relaxed)) == 1
+
+
+def test_sensitivity_target_is_the_smallest_probe_k_within_tolerance_of_k_max():
+    budget = build_budget({"name": "adaptive", "k_min": 2, "k_max": 16, "tolerance": 0.1}, 16, 8, 8)
+    assert budget.probe_ks == [2, 6, 16]  # k_min, round(sqrt(2 * 16)), k_max
+    losses = torch.tensor([[1.0, 1.0, 1.0], [1.3, 1.05, 1.0], [2.0, 1.5, 1.0], [0.5, 0.9, 1.0]])
+    assert budget.sensitivity_target(losses).tolist() == [2, 6, 16, 2]
+    budget.train()
+    torch.manual_seed(0)
+    choice = budget({"cam": torch.randn(512, 7, 7, 8)}, torch.randn(512, 2, 8), torch.ones(512, 2, dtype=torch.bool))
+    assert choice.weight is None and choice.soft_k.requires_grad  # trained at hard Ks, the head by its target
+    assert set(choice.k.tolist()) == set(range(2, 17))  # the action loss sees every K in [k_min, k_max]
+    with pytest.raises(UserError, match="budget.signal='loss'; valid: sensitivity, relax"):
+        build_budget({"name": "adaptive", "signal": "loss"}, 16, 8, 8)
+    with pytest.raises(UserError, match="budget.probe_ks holds 20, out of range; valid: 2..16"):
+        build_budget({"name": "adaptive", "k_min": 2, "probe_ks": [20]}, 16, 8, 8)
+
+
+def test_sensitivity_budget_trains_through_the_training_step(tmp_path, lift_demos):
+    cfg = tiny_config(tmp_path, lift_demos, *QUICK_FIT, "budget=adaptive", "budget.k_min=2", "budget.k_max=8")
+    fit(cfg)
+    events = EventAccumulator(str(Path(cfg.output_dir) / "tb"), size_guidance={"scalars": 0})
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/budget_loss", "train/action_loss"} <= tags
 
 
 def test_saliency_rule_spends_tokens_where_saliency_is_spread():
@@ -136,7 +210,9 @@ def test_anneal_caps_k_from_start_to_end(shape):
 
 
 def test_anneal_caps_a_learned_budget_softly():
-    budget = build_budget({"name": "adaptive", "k_min": 1, "k_max": 16, "k_end": 3, "anneal_end": 100}, 16, 8, 8).train()
+    budget = build_budget(
+        {"name": "adaptive", "signal": "relax", "k_min": 1, "k_max": 16, "k_end": 3, "anneal_end": 100}, 16, 8, 8
+    ).train()
     budget.step = 100
     choice = budget({"cam": torch.randn(2, 7, 7, 8)}, torch.randn(2, 2, 8), torch.ones(2, 2, dtype=torch.bool))
     assert (choice.soft_k <= 3).all() and (choice.weight[:, 4:] < 0.5).all()
@@ -172,7 +248,8 @@ def test_adaptive_sample_alone_equals_sample_in_a_larger_k_batch():
 def test_sharp_slot_weights_keep_gradients_finite():
     """Weights that underflow to 0 (many slots, low temperature) must not give NaN gradients."""
     policy = make_policy(
-        {"name": "adaptive", "k_min": 1, "k_max": 49, "temperature": 0.05}, compressor={"name": "grids", "k": 49}
+        {"name": "adaptive", "signal": "relax", "k_min": 1, "k_max": 49, "temperature": 0.05},
+        compressor={"name": "grids", "k": 49},
     )
     torch.nn.init.constant_(policy.budget.head[-1].bias, -8.0)  # soft_k near k_min: most weights are exactly 0
     loss, outputs = policy.loss(make_batch(policy, batch=2))

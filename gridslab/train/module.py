@@ -97,15 +97,25 @@ class VLAModule(L.LightningModule):
         """One step on a collated raw batch (``gridslab.data.datamodule``), processed by the policy."""
         batch = self.policy.processor.training_batch(raw)
         loss, outputs = self.policy.loss(batch)
+        loss = self._with_budget_signal(loss, batch, outputs)
         batch_size = batch["proprio"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
-        if outputs["action_loss"] is not loss:  # the budget added a compute penalty
+        if outputs["action_loss"] is not loss:  # the budget added a compute penalty or its own loss
             self.log("train/action_loss", outputs["action_loss"], batch_size=batch_size)
         self._log_tokens(outputs, "train")
         every = self.cfg.trainer.image_every_n_steps
         if every > 0 and self.global_step % every == 0:
             self._log_coordinate_images(batch, outputs, "train")
         return loss
+
+    def _with_budget_signal(self, loss: torch.Tensor, batch: dict[str, Any], outputs: dict[str, Any]) -> torch.Tensor:
+        """``loss`` plus the budget's own training loss (``Budget.signal_loss``: the adaptive
+        head's per-sample loss-sensitivity probe), logged as train/budget_loss when there is one."""
+        signal = self.policy.budget.signal_loss(self.policy, batch, outputs["budget"])
+        if signal is None:
+            return loss
+        self.log("train/budget_loss", signal, batch_size=batch["proprio"].shape[0])
+        return loss + signal
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         """The optimiser step, then the EMA update: both before any callback's
