@@ -77,8 +77,10 @@ class ThreadTuner(L.Callback):
     time beats the current count's last ``probe_steps`` steps by ``margin`` is kept. A probe
     whose first step is ``reject`` times slower than the current count ends at once (a spinning
     probe under load costs one step). After a probe that changed nothing the interval doubles
-    (up to ``max_interval``); a change, or the current count's steps slowing down by ``reject``
-    (a neighbour arrived), brings the next probe forward to ``interval`` steps from now.
+    (up to ``max_interval``), and is at least what keeps the time lost in losing probes under
+    ``budget`` of the training time (a probe step 10x slower than the current count's: 450
+    steps); a change, or the current count's steps slowing down by ``reject`` (a neighbour
+    arrived), brings the next probe forward to ``interval`` steps from now.
     ``counts`` records (global step, threads) at the start and at each change; the current count
     is logged as ``train/threads``.
     """
@@ -92,13 +94,15 @@ class ThreadTuner(L.Callback):
         probe_steps: int = 3,
         margin: float = 0.05,
         reject: float = 2.0,
+        budget: float = 0.02,
     ):
         if cores < 1:
             raise UserError(f"ThreadTuner cores={cores} must be >= 1")
         self.choices = candidate_counts(cores)
         self.threads = cores
         self.base_interval, self.max_interval = interval, max_interval
-        self.probe_steps, self.margin, self.reject = probe_steps, margin, reject
+        self.probe_steps, self.margin, self.reject, self.budget = probe_steps, margin, reject, budget
+        self.lost = 0.0  # this probe's time beyond the current count's, in current steps
         self.interval = interval
         self.next_probe: float = first_probe
         self.steps = 0
@@ -142,7 +146,7 @@ class ThreadTuner(L.Callback):
         if not self.queue:  # one core: nothing to choose
             self.next_probe = math.inf
             return self.threads
-        self.trial = []
+        self.trial, self.lost = [], 0.0
         return self.queue[0]
 
     def _probe_step(self, seconds: float, global_step: int) -> int:
@@ -152,6 +156,7 @@ class ThreadTuner(L.Callback):
             return self.queue[0]
         if statistics.median(self.trial) < (1 - self.margin) * current:
             return self._finish(self.queue[0], statistics.median(self.trial), global_step)
+        self.lost += sum(self.trial) / current - len(self.trial)
         self.queue.pop(0)
         self.trial = []
         if self.queue:
@@ -161,6 +166,8 @@ class ThreadTuner(L.Callback):
     def _finish(self, threads: int, median: float, global_step: int) -> int:
         changed = threads != self.threads
         self.interval = self.base_interval if changed else min(2 * self.interval, self.max_interval)
+        if not changed:
+            self.interval = max(self.interval, math.ceil(self.lost / self.budget))
         self.next_probe = self.steps + self.interval
         self.queue, self.trial = [], []
         if changed:
