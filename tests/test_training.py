@@ -17,7 +17,7 @@ from gridslab.errors import UserError
 from gridslab.eval.checkpoint import load_policy, read_checkpoint
 from gridslab.train.fit import fit
 from gridslab.train.threads import ThreadTuner, candidate_counts, cores_per_rank, start_threads
-from tests.helpers import tiny_config
+from tests.helpers import QUICK_FIT, tiny_config
 
 
 def _event_tags(run_dir):
@@ -202,3 +202,9 @@ def test_random_shift_is_an_edge_padded_crop_at_the_drawn_offsets():
     expected = np.stack([padded[b, dy : dy + 9, dx : dx + 11] for b, (dy, dx) in enumerate(offsets)])
     assert shifted.dtype == torch.uint8 and np.array_equal(shifted.numpy(), expected)
     assert torch.equal(random_shift(images, 0), images)
+
+
+def test_deterministic_runs_keep_the_thread_count(tmp_path, lift_demos):
+    cfg = tiny_config(tmp_path, lift_demos, *QUICK_FIT, "trainer.deterministic=true")
+    fit(cfg)
+    assert cfg.trainer.threads == "auto" and "train/threads" not in _event_tags(Path(cfg.output_dir))["scalars"]
