@@ -39,8 +39,9 @@ What severity s in [0, 1] scales:
                 moved the fraction s of the way from where the reset put it to a point drawn
                 uniformly in that region (height and orientation kept), then 10 env steps of
                 no motion settle it. A draw that puts an object more than 2 mm deep into
-                anything (where it was not), or lets one slide more than 1 cm or drop more than 2 cm while settling, is
-                redrawn (at most 20 times).
+                anything it was not in the unmoved scene (as reset, or settled alike), or lets
+                one slide more than 1 cm or drop more than 2 cm while settling, is redrawn (at
+                most 20 times).
   table         each work-surface material (table top; the bins for PickPlaceCan; LIBERO's table or floor) tinted
                 from its colour towards a random colour by s; with probability s its
                 texture is swapped for another arena surface's.
@@ -489,6 +490,9 @@ class Layout(Perturbation):
         geoms = {name: scene.object_geoms(name) for name in regions}
         start = {name: scene.object_position(name) for name in regions}
         touching = {name: scene.penetrations(geoms[name], self.MAX_PENETRATION_M) for name in regions}
+        scene.settle(self.SETTLE_STEPS)  # what the unmoved scene settles into (a light object sinks into soft contacts)
+        for name in regions:
+            touching[name] |= scene.penetrations(geoms[name], self.MAX_PENETRATION_M)
         for tries in range(1, self.TRIES + 1):
             scene.set_sim_state(saved)
             placed = {name: start[name].copy() for name in regions}
@@ -519,7 +523,8 @@ class Layout(Perturbation):
         return {"objects": {}, "tries": self.TRIES}
 
     def _clear(self, geoms: dict[str, np.ndarray], touching: dict[str, set]) -> bool:
-        """No moved object interpenetrates anything deeper than ``MAX_PENETRATION_M`` where it did not before."""
+        """No moved object interpenetrates anything deeper than ``MAX_PENETRATION_M`` that it did
+        not in the unmoved scene (as the reset left it, or settled)."""
         return all(self.scene.penetrations(ids, self.MAX_PENETRATION_M) <= touching[name] for name, ids in geoms.items())
 
 

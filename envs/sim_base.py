@@ -280,8 +280,19 @@ class SimEnv(gym.Env):
         For perturbations that edit model fields or qpos after ``reset``.
         """
         self.sim.forward()
+        self._make_render_context_current()
         self._last_obs = self._observation(self.sim_env._get_observations(force_update=True))
         return self._last_obs
+
+    def _make_render_context_current(self) -> None:
+        """Make this env's offscreen GL context the thread's current one before it renders.
+
+        robosuite makes a context current only when it creates it and renders into whichever is
+        current: with several envs in one process, every env rendered into the last one built,
+        and once that one was closed (its context released) the others rendered black frames."""
+        context = getattr(self.sim, "_render_context_offscreen", None)
+        if context is not None:
+            context.gl_ctx.make_current()
 
     def place_distractor(
         self, slot: int, shape: str, size: np.ndarray, rgba: np.ndarray, position: np.ndarray, yaw: float
@@ -499,7 +510,14 @@ class SimEnv(gym.Env):
         return {"success": success, "task": self.task, "instruction": self.instruction, "object_xy": self.object_image_xy()}
 
     # --- gymnasium API ---
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> None:  # type: ignore[override]
+        """What every subclass's ``reset`` does first (``super().reset(seed=seed)``), before it
+        resets ``sim_env``: seed ``np_random`` (gymnasium) and make this env's GL context current."""
+        super().reset(seed=seed)
+        self._make_render_context_current()
+
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
+        self._make_render_context_current()
         action = np.clip(np.asarray(action, dtype=np.float64), self.action_space.low, self.action_space.high)
         raw, reward, done, _ = self.sim_env.step(action)
         self._steps += 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import envs
 import envs.libero_env as libero_env
 import envs.ood as ood
 from envs.experts import rollout_expert
@@ -87,6 +88,16 @@ def test_distractor_slots_keep_the_stored_initial_states(scene):
     np.testing.assert_array_equal(scene.mj_data.qvel[:nv], stored[1 + nq :])
     np.testing.assert_array_equal(scene.mj_data.qpos[nq:], scene.mj_model.qpos0[nq:])  # parked
     assert not scene.mj_data.qvel[nv:].any()
+
+
+def test_closing_another_env_leaves_this_ones_renders_intact(scene):
+    """robosuite renders into whichever GL context is current: without ``SimEnv`` making its own
+    current, closing another env (its context released) turned this one's frames black."""
+    before = scene.reset(seed=SEED)[0]["images"]["agentview"].copy()
+    other = envs.make("robosuite/Lift", cameras=["agentview"], image_size=16)
+    other.reset(seed=0)
+    other.close()
+    np.testing.assert_array_equal(scene.reset(seed=SEED)[0]["images"]["agentview"], before)
 
 
 def test_robot_init_starts_the_arm_off_the_stored_state(scene):
