@@ -8,6 +8,7 @@ import warnings
 
 from envs.errors import EnvUserError
 from envs.libero_env import register_all as _register_libero
+from envs.libero_experts import register_all as _register_libero_experts
 from envs.registry import make, names, register
 from envs.robosuite_env import register_all as _register_robosuite
 from envs.tabletop import register_all as _register_tabletop
@@ -19,5 +20,6 @@ warnings.filterwarnings("ignore", message=r"'envs\.(libero_env|tabletop)' found 
 _register_robosuite()
 _register_tabletop()
 _register_libero()
+_register_libero_experts()
 
 __all__ = ["EnvUserError", "make", "names", "register"]

@@ -1,9 +1,13 @@
 """Scripted experts that solve the tasks from privileged simulator state.
 
-One pick-and-place state machine serves every task; a per-task ``ExpertSpec`` says
-where to grasp, where to carry the object and how high to release it. Experts read
-``env.unwrapped.privileged_state()`` (positions in metres, world frame) and output the
-env's native OSC_POSE action ``[7]``: delta xyz (1.0 = 5 cm), zero rotation, gripper.
+Every expert is a ``WaypointExpert``: a phase machine that drives the grip site to one
+waypoint per phase with a gripper command. A per-task spec picks the kind and its geometry:
+``ExpertSpec`` (pick and place: where to grasp, where to carry the object and how high to
+release it), ``TurnSpec`` (grasp a knob and turn it about the vertical) or ``PullSpec``
+(grasp a drawer's handle bar and pull it open). Experts read ``expert.observe(env.unwrapped)``
+(by default ``privileged_state()``; positions in metres, world frame) and output the env's
+native OSC_POSE action ``[7]``: delta xyz (1.0 = 5 cm), delta rotation (axis-angle, 1.0 =
+0.5 rad; about world z only, except the drawer pull's turn to face the drawer), gripper.
 
 ``run_episode(env_name, seed, **env_kwargs) -> bool`` is the same loop the collector uses.
 """
@@ -67,22 +71,49 @@ EXPERT_SPECS: dict[str, ExpertSpec] = {
 }
 
 
-class PickPlaceExpert:
-    """Waypoint state machine: approach, descend, grasp, lift, carry, lower, release.
+class WaypointExpert:
+    """The phase machine every expert kind shares: ``PHASES`` run in order, each driving the
+    grip site to a waypoint with a gripper command; ``phase_steps`` counts the steps in the
+    current one.
 
     Call ``reset()`` at the start of an episode and ``act(state) -> action [7]`` each step,
-    where ``state`` is ``privileged_state()`` of the env.
+    where ``state`` is ``observe(env.unwrapped)``.
     """
 
-    PHASES = ("approach", "descend", "grasp", "lift", "carry", "lower", "release", "retreat")
+    PHASES: tuple[str, ...] = ()
 
-    def __init__(self, spec: ExpertSpec):
+    def __init__(self, spec: Any):
         self.spec = spec
         self.reset()
 
     def reset(self) -> None:
-        self.phase = "approach"
+        self.phase = self.PHASES[0]
         self.phase_steps = 0
+
+    def observe(self, env: Any) -> dict[str, Any]:
+        """The state ``act`` reads: the env's ``privileged_state()``."""
+        return env.privileged_state()
+
+    def _advance(self, phase: str) -> None:
+        self.phase, self.phase_steps = phase, 0
+
+    def _command(self, state: dict[str, Any], target: np.ndarray, gripper: float, yaw: float = 0.0) -> np.ndarray:
+        """OSC_POSE action ``[7]``: toward waypoint ``target`` [3] (metres, world) at
+        ``POSITION_GAIN``, rotation command ``yaw`` about world z, ``gripper`` (OPEN / CLOSE)."""
+        action = np.zeros(7, dtype=np.float32)
+        action[:3] = np.clip(POSITION_GAIN * (target - state["eef_pos"]), -1.0, 1.0)
+        action[5] = yaw
+        action[6] = gripper
+        return action
+
+
+class PickPlaceExpert(WaypointExpert):
+    """Waypoint state machine: approach, descend, grasp, lift, carry, lower, release."""
+
+    PHASES = ("approach", "descend", "grasp", "lift", "carry", "lower", "release", "retreat")
+
+    def reset(self) -> None:
+        super().reset()
         self.grasp_pos: np.ndarray | None = None
         self.grasp_axis: np.ndarray | None = None
         self.rim_direction: np.ndarray | None = None  # [2], chosen once (``rim_inset``)
@@ -193,9 +224,6 @@ class PickPlaceExpert:
         room_short, room_long = (min(turn - low, high - turn) for turn in (short, short - np.copysign(np.pi, short)))
         return axis if room_short >= WRIST_MARGIN_RAD or room_short >= room_long else -axis
 
-    def _advance(self, phase: str) -> None:
-        self.phase, self.phase_steps = phase, 0
-
     def _targets(self, state: dict[str, Any]) -> tuple[np.ndarray, float]:
         """Waypoint ``[3]`` (metres) and gripper command for the current phase."""
         spec = self.spec
@@ -242,13 +270,169 @@ class PickPlaceExpert:
         elif self.phase == "lift" and (reached or timed_out) and place_task:
             self.held_offset = state["eef_pos"][:2] - state["pick_pos"][:2]  # as lifted: fixed while carried
             self._advance("carry")
-        action = np.zeros(7, dtype=np.float32)
-        action[:3] = np.clip(POSITION_GAIN * error, -1.0, 1.0)
+        action = self._command(state, target, gripper, yaw_command)
         if self.phase == "descend" and error[2] < -REACHED_M / 2:
             action[2] = min(action[2], -self.spec.descend_push)  # through the contact of a neighbour brushing the arm
-        action[5] = yaw_command
-        action[6] = gripper
         return action
+
+
+@dataclass(frozen=True)
+class TurnSpec:
+    """A knob turned about the vertical (metres, radians): grasp it ``grasp_depth`` below its
+    top, fingers along ``knob_axis``, and turn the wrist counter-clockwise until the knob's
+    angle reaches ``turn_to``.
+
+    observe: ``env -> state`` with eef_pos [3], eef_finger_axis [2], eef_yaw_range (low, high
+        rad of wrist turn left), knob_pos [3] (centre of the knob's box), knob_top_z,
+        knob_axis [2] (the direction the fingers close across) and knob_angle (rad).
+    """
+
+    observe: Callable[[Any], dict[str, Any]]
+    turn_to: float = 1.0
+    grasp_depth: float = 0.015
+    turn_command: float = 0.25  # yaw action while turning (1.0 = 0.5 rad per step)
+    gripper_steps: int = 12
+    turn_steps: int = 80  # the turn gives up after this many steps
+
+
+class TurnExpert(WaypointExpert):
+    """Approach the knob, descend, grasp, turn it, let go, retreat."""
+
+    PHASES = ("approach", "descend", "grasp", "turn", "release", "retreat")
+
+    def reset(self) -> None:
+        super().reset()
+        self.grasp_axis: np.ndarray | None = None
+        self.grasp_pos: np.ndarray | None = None
+
+    def observe(self, env: Any) -> dict[str, Any]:
+        return self.spec.observe(env)
+
+    def _signed_axis(self, state: dict[str, Any]) -> np.ndarray:
+        """``knob_axis`` or its opposite: the one leaving the wrist more counter-clockwise room
+        after the alignment turn (the knob turns that way), among those within its range."""
+        low, high = state["eef_yaw_range"]
+        candidates = [state["knob_axis"], -state["knob_axis"]]
+        turns = [_turn(state["eef_finger_axis"], axis) for axis in candidates]
+        return candidates[max(range(2), key=lambda i: (turns[i] >= low, high - turns[i]))]
+
+    def act(self, state: dict[str, Any]) -> np.ndarray:
+        """The action ``[7]`` for this step; advances the phase when a waypoint is reached."""
+        spec = self.spec
+        if self.grasp_axis is None:
+            self.grasp_axis = self._signed_axis(state)
+        grasp = np.array([*state["knob_pos"][:2], state["knob_top_z"] - spec.grasp_depth])
+        up = np.array([0.0, 0.0, 1.0])
+        self.phase_steps += 1
+        yaw = 0.0
+        if self.phase in ("approach", "descend"):
+            target, gripper = grasp + up * (0.08 if self.phase == "approach" else 0.0), OPEN
+            yaw = float(np.clip(YAW_GAIN * _turn(state["eef_finger_axis"], self.grasp_axis), -1.0, 1.0))
+            if np.linalg.norm(target - state["eef_pos"]) < REACHED_M or self.phase_steps >= PHASE_TIMEOUT_STEPS:
+                self._advance("descend" if self.phase == "approach" else "grasp")
+                self.grasp_pos = state["eef_pos"].copy()
+        elif self.phase == "grasp":
+            target, gripper = self.grasp_pos, CLOSE
+            if self.phase_steps >= spec.gripper_steps:
+                self._advance("turn")
+        elif self.phase == "turn":
+            target, gripper, yaw = self.grasp_pos, CLOSE, spec.turn_command
+            if state["knob_angle"] >= spec.turn_to or self.phase_steps >= spec.turn_steps:
+                self._advance("release")
+        elif self.phase == "release":
+            target, gripper = self.grasp_pos, OPEN
+            if self.phase_steps >= spec.gripper_steps:
+                self._advance("retreat")
+        else:
+            target, gripper = self.grasp_pos + up * 0.1, OPEN
+        return self._command(state, target, gripper, yaw)
+
+
+@dataclass(frozen=True)
+class PullSpec:
+    """A drawer pulled open by its handle bar (metres): the hand turns to point into the
+    drawer with the fingers opening vertically (across a horizontal bar), comes in along the
+    pull direction from ``standoff`` in front of the handle, grasps it and pulls until the
+    drawer is ``open_to`` out.
+
+    observe: ``env -> state`` with eef_pos [3], eef_rotation [3, 3] (the grip site's axes as
+        columns: x the finger axis, z the approach), handle_pos [3] (the bar's centre),
+        pull_direction [3] (unit, world) and opening (how far the drawer is out).
+    """
+
+    observe: Callable[[Any], dict[str, Any]]
+    open_to: float = 0.15
+    standoff: float = 0.1
+    pull_ahead: float = 0.06  # the pull aims this far past the handle's current position
+    gripper_steps: int = 12
+    pull_steps: int = 100  # the pull gives up after this many steps
+    turn_steps: int = 100  # the turn to face the drawer moves on after this many steps
+
+
+class PullExpert(WaypointExpert):
+    """Turn to face the drawer in front of its handle, come in, grasp, pull, let go, back off."""
+
+    PHASES = ("turn", "approach", "grasp", "pull", "release", "retreat")
+    TURNED_RAD = 0.1  # orientation error counted as faced
+
+    def observe(self, env: Any) -> dict[str, Any]:
+        return self.spec.observe(env)
+
+    def _rotation_command(self, state: dict[str, Any]) -> np.ndarray:
+        """Rotation action ``[3]`` (world axis-angle, 1.0 = 0.5 rad per step) turning the grip site
+        to approach along -pull_direction with the fingers opening along world z (or -z, the
+        nearer)."""
+        approach = -state["pull_direction"]
+        current = state["eef_rotation"]
+        finger = np.array([0.0, 0.0, 1.0 if current[2, 0] >= 0 else -1.0])
+        target = np.stack([finger, np.cross(approach, finger), approach], axis=1)
+        return np.clip(YAW_GAIN * _axis_angle(target @ current.T), -1.0, 1.0)
+
+    def act(self, state: dict[str, Any]) -> np.ndarray:
+        """The action ``[7]`` for this step; advances the phase when a waypoint is reached."""
+        spec = self.spec
+        pull = state["pull_direction"]
+        self.phase_steps += 1
+        rotation = self._rotation_command(state)
+        gripper = CLOSE if self.phase in ("grasp", "pull") else OPEN
+        if self.phase == "turn":
+            target = state["handle_pos"] + pull * spec.standoff
+            faced = np.linalg.norm(rotation) < YAW_GAIN * self.TURNED_RAD
+            if (faced and np.linalg.norm(target - state["eef_pos"]) < REACHED_M) or self.phase_steps >= spec.turn_steps:
+                self._advance("approach")
+        elif self.phase == "approach":
+            target = state["handle_pos"]
+            if np.linalg.norm(target - state["eef_pos"]) < REACHED_M or self.phase_steps >= PHASE_TIMEOUT_STEPS:
+                self._advance("grasp")
+        elif self.phase == "grasp":
+            target = state["handle_pos"]
+            if self.phase_steps >= spec.gripper_steps:
+                self._advance("pull")
+        elif self.phase == "pull":
+            target = state["handle_pos"] + pull * spec.pull_ahead
+            if state["opening"] >= spec.open_to or self.phase_steps >= spec.pull_steps:
+                self._advance("release")
+        elif self.phase == "release":
+            target = state["eef_pos"]
+            if self.phase_steps >= spec.gripper_steps:
+                self._advance("retreat")
+        else:
+            target = state["handle_pos"] + pull * spec.standoff
+        action = self._command(state, target, gripper)
+        action[3:6] = rotation
+        return action
+
+
+def _axis_angle(rotation: np.ndarray) -> np.ndarray:
+    """Axis-angle ``[3]`` (rad) of rotation matrix ``[3, 3]``."""
+    angle = float(np.arccos(np.clip((np.trace(rotation) - 1.0) / 2.0, -1.0, 1.0)))
+    if angle < 1e-6:
+        return np.zeros(3)
+    axis = np.array([rotation[2, 1] - rotation[1, 2], rotation[0, 2] - rotation[2, 0], rotation[1, 0] - rotation[0, 1]])
+    return axis / (2.0 * np.sin(angle)) * angle
+
+
+EXPERT_KINDS: dict[type, type[WaypointExpert]] = {ExpertSpec: PickPlaceExpert, TurnSpec: TurnExpert, PullSpec: PullExpert}
 
 
 def _turn(current: np.ndarray, target: np.ndarray) -> float:
@@ -258,21 +442,26 @@ def _turn(current: np.ndarray, target: np.ndarray) -> float:
     return float(np.arctan2(cross, float(current @ target)))
 
 
-_EXPERT_SPEC_FACTORIES: dict[str, Callable[[], ExpertSpec]] = {}
+_EXPERT_SPEC_FACTORIES: dict[str, Callable[[], Any]] = {}
 
 
-def register_expert(task: str, spec: Callable[[], ExpertSpec]) -> None:
-    """Register the expert geometry of ``task`` (an env's ``task`` name), built on first use."""
+def register_expert(task: str, spec: Callable[[], Any]) -> None:
+    """Register the expert of ``task`` (an env's ``task`` name): ``spec()`` gives an
+    ``ExpertSpec``, ``TurnSpec`` or ``PullSpec`` (``EXPERT_KINDS``), built on first use."""
     _EXPERT_SPEC_FACTORIES[task] = spec
 
 
-def make_expert(task: str) -> PickPlaceExpert:
+def has_expert(task: str) -> bool:
+    """Whether ``make_expert(task)`` has an expert to build."""
+    return task in _EXPERT_SPEC_FACTORIES or task in EXPERT_SPECS
+
+
+def make_expert(task: str) -> WaypointExpert:
     """The scripted expert for ``task`` (a key of ``EXPERT_SPECS`` or a registered task)."""
-    if task in _EXPERT_SPEC_FACTORIES:
-        return PickPlaceExpert(_EXPERT_SPEC_FACTORIES[task]())
-    if task not in EXPERT_SPECS:
+    if not has_expert(task):
         raise unknown_name("expert task", task, [*EXPERT_SPECS, *_EXPERT_SPEC_FACTORIES])
-    return PickPlaceExpert(EXPERT_SPECS[task])
+    spec = _EXPERT_SPEC_FACTORIES[task]() if task in _EXPERT_SPEC_FACTORIES else EXPERT_SPECS[task]
+    return EXPERT_KINDS[type(spec)](spec)
 
 
 @dataclass
@@ -309,7 +498,7 @@ def rollout_expert(
     success, steps = False, 0
     while True:
         sim_state = np.array(env.unwrapped.sim.get_state().flatten()) if on_step is not None else None
-        clean_action = expert.act(env.unwrapped.privileged_state())
+        clean_action = expert.act(expert.observe(env.unwrapped))
         executed = clean_action.copy()
         executed[:3] = np.clip(executed[:3] + noise_rng.normal(0.0, action_noise, 3), -1.0, 1.0)
         next_obs, reward, terminated, truncated, info = env.step(executed)

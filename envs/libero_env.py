@@ -58,7 +58,6 @@ import numpy as np
 import yaml
 
 from envs.errors import EnvUserError, unknown_name
-from envs.experts import ExpertSpec
 from envs.libero_format import ORIENTATIONS, PROPRIO_FORMATS, make_proprio, orient_frames, write_libero_demo_file
 from envs.sim_base import (
     CONTROL_FREQ_HZ,
@@ -753,24 +752,22 @@ def _factory(suite: str, task_id: int):
     return make_task
 
 
-# Scripted experts (``envs.experts``) for the pick-and-place suites: the bowls (10.7 cm across,
-# wider than the Panda's 8 cm opening) are grasped at the rim, 1.2 cm below its top, fingers
-# radial; everything else at its centre, 2.5 cm below its top (mid-height when shorter).
-EXPERT_SUITES = ("libero_spatial", "libero_object")
-RIM_GRASPED = ("akita_black_bowl",)
+# The suites whose missing demonstration files the scripted experts (``envs.libero_experts``) write.
+EXPERT_SUITES = ("libero_spatial", "libero_object", "libero_goal")
 
 
-def expert_spec(suite: str, task_id: int) -> ExpertSpec:
-    """The pick-and-place geometry of a LIBERO task's scripted expert, from its BDDL file's
-    objects of interest (the pick object first; no assets needed)."""
-    from libero.libero.envs import bddl_utils
+def check_collectable(suite: str, root: str | Path = "data") -> None:
+    """Before any collection: ``EnvUserError`` (one line) naming the suite's missing dataset
+    files that no scripted expert can write (libero_goal's uncovered tasks)."""
+    from envs.experts import has_expert
 
-    with contextlib.redirect_stdout(io.StringIO()):
-        problem = bddl_utils.robosuite_parse_problem(_benchmark(suite).get_task_bddl_file_path(task_id))
-    pick = problem["obj_of_interest"][0].rsplit("_", 1)[0]
-    if pick in RIM_GRASPED:
-        return ExpertSpec(place_offset=(0.0, 0.0, 0.0), grasp_depth=0.012, rim_inset=0.008, align_yaw=True)
-    return ExpertSpec(place_offset=(0.0, 0.0, 0.0), grasp_depth=0.025, descend_push=0.5)
+    paths = libero_dataset_paths(suite, root)
+    missing = [p.name for name, p in zip(suite_tasks(suite), paths) if not p.exists() and not has_expert(name)]
+    if missing:
+        raise EnvUserError(
+            f"no scripted expert solves {len(missing)} {suite} task(s) whose files are missing: {', '.join(missing)}; "
+            f"place LIBERO's own files for them in {paths[0].parent}/ (the other tasks are collected)"
+        )
 
 
 OFFLINE_CONFIGS = {"libero_spatial": "tabletop_spatial", "libero_object": "tabletop_object"}  # stand-in suites
@@ -834,21 +831,18 @@ def check_datasets(suite: str, root: str | Path = "data") -> list[Path]:
 
 def register_all() -> None:
     """Register ``libero/<suite>/<task_id>`` for every task and each suite by LIBERO's name."""
-    from envs.experts import register_expert
     from envs.registry import DatasetWriter, register, register_suite
 
     for suite, spec in SUITES.items():
         for task_id in range(spec.tasks):
             register(f"libero/{suite}/{task_id}", _factory(suite, task_id))
-            if suite in EXPERT_SUITES:
-                register_expert(f"libero/{suite}/{task_id}", functools.partial(expert_spec, suite, task_id))
         collects = suite in EXPERT_SUITES  # the scripted experts write missing files in LIBERO's layout
         register_suite(
             suite,
             functools.partial(suite_tasks, suite),
             check_ready,
             datasets=functools.partial(libero_dataset_paths, suite),
-            check_datasets=None if collects else functools.partial(check_datasets, suite),
+            check_datasets=functools.partial(check_collectable if collects else check_datasets, suite),
             offline=OFFLINE_CONFIGS.get(suite, "tabletop_spatial"),
             writer=DatasetWriter(write_scripted_demos, {"orientation": "camera", "proprio": "quat"}, SCRIPTED_NOTICE)
             if collects

@@ -145,13 +145,14 @@ def dataset_paths(name: str, root: str, image_size: int) -> list[Path]:
 def check_datasets(name: str, root: str) -> bool:
     """For a suite with files of its own and no ``writer``: raise ``EnvUserError`` naming missing
     ones and return False (nothing to collect). Otherwise True: the scripted experts collect
-    what is missing (for a suite with a ``writer``, in its own layout)."""
+    what is missing (for a suite with a ``writer``, in its own layout, after its
+    ``check_datasets`` raised for missing files they cannot write)."""
     suite = _suite_of(name)
-    if suite is None or suite.datasets is None or suite.writer is not None:
+    if suite is None or suite.datasets is None:
         return True
     if suite.check_datasets is not None:
         suite.check_datasets(root)
-    return False
+    return suite.writer is not None
 
 
 def dataset_writer(name: str) -> DatasetWriter | None:
