@@ -123,7 +123,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", default="experts", help="results file stem")
     parser.add_argument("--workers", type=int, default=1, help="episode worker processes")
     args = parser.parse_args(argv)
-    tasks = [name for entry in args.tasks.split(",") for name in envs.registry.expand(entry) if has_expert(name)]
+    tasks = [  # a suite's tasks that have an expert; envs named one by one as they are
+        name for entry in args.tasks.split(",") for name in envs.registry.expand(entry) if name == entry or has_expert(name)
+    ]
     noises = [float(noise) for noise in args.noise.split(",")]
     log = EPISODES_DIR / f"{args.name}.jsonl"
     log.parent.mkdir(parents=True, exist_ok=True)
