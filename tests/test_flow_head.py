@@ -95,7 +95,9 @@ def test_every_compressor_trains_and_samples_through_the_flow_head(compressor):
 
 
 def test_learned_budget_trains_through_the_flow_head():
-    cfg = load_config([*TINY, *FLOW_OVERRIDES, "budget=adaptive", "budget.k_min=2", "budget.k_max=8"])
+    # signal=relax: the head learns through the soft slot weights (sensitivity trains it on probed
+    # losses in the training step instead, whatever the action head)
+    cfg = load_config([*TINY, *FLOW_OVERRIDES, "budget=adaptive", "budget.signal=relax", "budget.k_min=2", "budget.k_max=8"])
     policy = build_policy(to_plain(cfg), 9, 7)
     loss, outputs = policy.loss(make_batch(policy, 2))
     outputs["action_loss"].backward()  # soft slot weights reach the budget head through the expert's cross-attention
