@@ -31,6 +31,9 @@ ELONGATED_RATIO = 1.3  # footprint long/short side ratio from which the fingers 
 # along the finger axis and across it, and its underside is this far above the grip site.
 HAND_HALF_LENGTH_M, HAND_HALF_WIDTH_M, HAND_BOTTOM_ABOVE_GRIP_M = 0.105, 0.032, 0.026
 WRIST_MARGIN_RAD = 1.0  # wrist turn kept in reserve at the grasp: carrying turned it up to ~0.6 rad more
+SUPPORTED_M = 0.001  # the lowering counts as supported once the hand descends less than this in a step
+SUPPORTED_AFTER_STEPS = 5  # ... after this many steps of lowering (the hand starts from rest)
+CLEARANCE_TIE_M = 0.005  # hand clearances closer than this count as equal (rim side choice)
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,9 @@ class ExpertSpec:
     grasp_depth: grasp this far below the pick object's top, at mid-height at most (``grasp_offset`` added).
     rim_inset: grasp on the rim instead of the centre, this far inside the footprint's edge,
         fingers radial (bowls wider than the gripper's opening).
-    release_clearance: the held object's bottom this far above the place target's top at release.
+    release_clearance: the held object's bottom this far above the place target's top at release;
+        negative sets it down into a dish (a plate's floor lies below its rim). The lowering stops
+        early where the held object is supported (the hand stops descending), and lets go there.
     descend_push: the least downward command (action units) while descending onto the grasp, so
         a tall neighbour brushing the arm does not stall it short of a flat object.
     Then the carry runs at the lift's height at least, over every obstacle on the way.
@@ -119,6 +124,8 @@ class PickPlaceExpert(WaypointExpert):
         self.rim_direction: np.ndarray | None = None  # [2], chosen once (``rim_inset``)
         self.hold = 0.0  # grasp height above the pick object's bottom (metres), measured at the grasp
         self.held_offset = np.zeros(2)  # grip site minus held object centre in xy (metres), from the lift
+        self.set_down: np.ndarray | None = None  # [3] where the lowering stopped, supported (``grasp_depth``)
+        self.previous_eef_z = 0.0
 
     def _grasp_point(self, state: dict[str, Any]) -> np.ndarray:
         """Where the grip site closes ``[3]`` (metres, world): the pick body's origin plus
@@ -144,17 +151,19 @@ class PickPlaceExpert(WaypointExpert):
     def _choose_rim_direction(self, state: dict[str, Any]) -> np.ndarray:
         """Unit ``[2]``: which of the four sides of the footprint (along the pick object's x and y)
         to grasp the rim on: the one whose hand (fingers radial) clears the other objects most,
-        the side facing the robot (smallest x) on a tie."""
+        the side facing the robot (smallest x) among those within ``CLEARANCE_TIE_M`` of the best
+        (mirror-image sides tie up to rounding, which must not pick the far side)."""
         yaw = state["pick_yaw"]
         sides = [np.array([np.cos(yaw + a), np.sin(yaw + a)]) for a in np.arange(4) * np.pi / 2]
         centre = np.array(state["pick_pos"], dtype=np.float64)
-        scores = []
+        clearances = []
         for side in sides:
             grasp = centre.copy()
             grasp[:2] += side * self._rim_radius(side, state)
             grasp[2] = state["pick_top_z"] - self.spec.grasp_depth
-            scores.append((min(self._hand_clearance(side, state, grasp), 0.1), -side[0]))
-        return sides[max(range(4), key=lambda i: scores[i])]
+            clearances.append(min(self._hand_clearance(side, state, grasp), 0.1))
+        best = max(clearances)
+        return min((side for side, gap in zip(sides, clearances) if gap >= best - CLEARANCE_TIE_M), key=lambda side: side[0])
 
     def _release_point(self, state: dict[str, Any]) -> np.ndarray | None:
         """Where the object is let go ``[3]``, or None for a lift-only task."""
@@ -246,7 +255,7 @@ class PickPlaceExpert(WaypointExpert):
         if self.phase == "lower":
             return release, CLOSE
         if self.phase == "release":
-            return release, OPEN
+            return (release if self.set_down is None else self.set_down), OPEN
         return (release if release is not None else self.grasp_pos) + up * 0.1, OPEN
 
     def act(self, state: dict[str, Any]) -> np.ndarray:
@@ -262,7 +271,17 @@ class PickPlaceExpert(WaypointExpert):
         self.phase_steps += 1
         timed_out = self.phase_steps >= PHASE_TIMEOUT_STEPS
         place_task = self.spec.place_offset is not None and state["place_pos"] is not None
-        if self.phase in ("approach", "descend", "carry", "lower") and (reached or timed_out):
+        supported = (
+            self.spec.grasp_depth is not None
+            and self.phase == "lower"
+            and self.phase_steps > SUPPORTED_AFTER_STEPS
+            and self.previous_eef_z - state["eef_pos"][2] < SUPPORTED_M
+        )
+        self.previous_eef_z = float(state["eef_pos"][2])
+        if supported and not reached:
+            self.set_down = state["eef_pos"].copy()
+            self._advance("release")
+        elif self.phase in ("approach", "descend", "carry", "lower") and (reached or timed_out):
             following = {"approach": "descend", "descend": "grasp", "carry": "lower", "lower": "release"}
             self._advance(following[self.phase])
         elif self.phase in ("grasp", "release") and self.phase_steps >= self.spec.gripper_steps:

@@ -26,6 +26,10 @@ from envs.experts import ExpertSpec, PullSpec, TurnSpec, register_expert
 from envs.libero_env import EXPERT_SUITES, SUITES, LiberoEnv, _benchmark
 
 RIM_GRASPED = ("akita_black_bowl",)
+# A rim-held bowl is set down before it is let go (below the plate's rim: its floor lies ~1 cm
+# lower; the lowering stops where the bowl is supported): dropped from above, it rides the inner
+# finger (box-box contact with the bowl's thin wall boxes) as the fingers open, 3 cm sideways.
+RIM_RELEASE_CLEARANCE_M = -0.02
 # The tasks no expert solves. The plate push (tried): from behind, the plate's back edge is 3.5 cm from the cabinet's drawer
 # handles, less than the hand needs; from inside the plate its rim is too low to drag it by (the
 # closed fingers slide over it); pinched at the rim like a bowl, the fingers stall on its sloped
@@ -59,7 +63,13 @@ def expert_spec(suite: str, task_id: int) -> ExpertSpec | TurnSpec:
         return TurnSpec(observe=functools.partial(knob_state, body=GOAL_TURNED[task_id]))
     pick = _objects_of_interest(suite, task_id)[0].rsplit("_", 1)[0]
     if pick in RIM_GRASPED:
-        return ExpertSpec(place_offset=(0.0, 0.0, 0.0), grasp_depth=0.012, rim_inset=0.008, align_yaw=True)
+        return ExpertSpec(
+            place_offset=(0.0, 0.0, 0.0),
+            grasp_depth=0.012,
+            rim_inset=0.008,
+            align_yaw=True,
+            release_clearance=RIM_RELEASE_CLEARANCE_M,
+        )
     return ExpertSpec(place_offset=(0.0, 0.0, 0.0), grasp_depth=0.025, descend_push=0.5)
 
 

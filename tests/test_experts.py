@@ -261,3 +261,15 @@ def test_expert_turns_the_wrist_the_way_it_has_room_for(block_yaw, yaw_range, ex
     state = {**_block_state(block_yaw, (0.02, 0.03), []), "eef_yaw_range": np.array(yaw_range)}
     assert np.sign(expert._yaw_command(state)) == expected_sign
     assert np.sign(expert._yaw_command(state)) == expected_sign  # the direction, once chosen, stays
+
+
+def test_expert_rim_side_ignores_rounding_between_mirror_sides():
+    """A bowl between four tall objects: the hand clears the ones along x by the same gap on
+    either side (the +x one stands 1 nm further out, a rounding difference): the rim is grasped
+    on the side facing the robot (-x), not on the far side that reaches past the bowl."""
+    from envs.experts import ExpertSpec, PickPlaceExpert
+
+    obstacles = [[0.17 + 1e-9, 0.0, 0.03, 0.2], [-0.17, 0.0, 0.03, 0.2], [0.0, 0.17, 0.05, 0.2], [0.0, -0.17, 0.05, 0.2]]
+    state = {**_block_state(0.0, (0.0535, 0.0535), obstacles), "pick_top_z": 0.05}
+    expert = PickPlaceExpert(ExpertSpec(place_offset=(0.0, 0.0, 0.0), grasp_depth=0.012, rim_inset=0.008))
+    assert np.allclose(expert._choose_rim_direction(state), (-1.0, 0.0)), expert._choose_rim_direction(state)
