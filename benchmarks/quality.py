@@ -708,7 +708,9 @@ def main() -> None:
         from rich.console import Console
 
         console = Console(stderr=True)
-        plan = [(task, compressor, seed) for task in args.tasks for compressor in args.compressors for seed in range(args.seeds)]
+        # seed-major: every compressor's first seed lands before any second seed, so a benchmark
+        # stopped part way has the whole comparison once rather than a few compressors twice
+        plan = [(task, compressor, seed) for task in args.tasks for seed in range(args.seeds) for compressor in args.compressors]
         for index, (task, compressor, seed) in enumerate(plan, 1):
             run = run_dir(args.out_dir, task, compressor, seed)
             label = f"[{index}/{len(plan)}] {task} {compressor} seed{seed}"
