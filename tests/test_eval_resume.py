@@ -1,4 +1,4 @@
-"""An evaluation folder is tied to the weights it evaluated, and an episode is written once.
+"""An evaluation folder is tied to the weights and the simulator it evaluated, and an episode is written once.
 
 Re-training into the same ``output_dir`` and evaluating again must not read the old weights'
 episodes back as new ones; a video that cannot be saved must not re-run (and re-write) the
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import mujoco
 import pytest
 import torch
 
@@ -59,6 +60,17 @@ def test_other_weights_are_refused_and_the_same_weights_resume(checkpoint, tmp_p
     same, cfg, _ = load_policy(renamed, EVAL)
     rows = evaluate_policy(same, cfg, tmp_path, checkpoint=str(renamed), progress=False)
     assert rows[0]["episodes"] == 2 and (tmp_path / RESULTS_FILE).read_text() == before
+
+    # episodes simulated by another MuJoCo: refused, never read back as this one's
+    settings_path = tmp_path / SETTINGS_FILE
+    recorded = settings_path.read_text()
+    settings = json.loads(recorded)
+    assert settings["simulator"]["mujoco"] == mujoco.__version__
+    settings["simulator"]["mujoco"] = "3.3.2" if mujoco.__version__ != "3.3.2" else "3.9.0"
+    settings_path.write_text(json.dumps(settings))
+    with pytest.raises(UserError, match=r"holds episodes made with other settings \(simulator\)"):
+        evaluate_policy(same, cfg, tmp_path, checkpoint=str(renamed), progress=False)
+    settings_path.write_text(recorded)
 
     # re-trained weights behind the same checkpoint name: refused, nothing written
     with torch.no_grad():

@@ -104,6 +104,15 @@ class ConditionProbe:
         return result.max_steps
 
 
+SIMULATOR_PACKAGES = ("mujoco", "robosuite", "libero")
+
+
+def simulator_versions() -> dict[str, str]:
+    """Installed versions of the packages that step and render the envs (LIBERO when present)."""
+    versions = package_versions()
+    return {name: versions[name] for name in SIMULATOR_PACKAGES if name in versions}
+
+
 def check_settings(out_dir: Path, settings: dict[str, Any]) -> None:
     """Record what the episodes in ``out_dir`` depend on; refuse to mix other settings in.
 
@@ -328,6 +337,8 @@ def _evaluate(
             out_dir,
             {
                 "weights": weights,
+                # the physics: a MuJoCo / robosuite / LIBERO upgrade changes the episodes
+                "simulator": simulator_versions(),
                 "env": cfg.env.name,
                 "env_kwargs": env_kwargs(cfg.env),
                 "max_steps": max_steps,
