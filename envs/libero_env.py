@@ -756,18 +756,25 @@ def _factory(suite: str, task_id: int):
 EXPERT_SUITES = ("libero_spatial", "libero_object", "libero_goal")
 
 
-def check_collectable(suite: str, root: str | Path = "data") -> None:
-    """Before any collection: ``EnvUserError`` (one line) naming the suite's missing dataset
-    files that no scripted expert can write (libero_goal's uncovered tasks)."""
+def check_collectable(suite: str, root: str | Path, tasks: list[str]) -> None:
+    """Before any collection: ``EnvUserError`` (one line) naming the missing dataset files of
+    ``tasks`` (env names of ``suite``: all of them for the suite, one for a single task) that
+    no scripted expert can write (libero_goal's uncovered tasks)."""
     from envs.experts import has_expert
 
     paths = libero_dataset_paths(suite, root)
-    missing = [p.name for name, p in zip(suite_tasks(suite), paths) if not p.exists() and not has_expert(name)]
+    missing = [p.name for name, p in zip(suite_tasks(suite), paths) if name in tasks and not p.exists() and not has_expert(name)]
     if missing:
         raise EnvUserError(
             f"no scripted expert solves {len(missing)} {suite} task(s) whose files are missing: {', '.join(missing)}; "
-            f"place LIBERO's own files for them in {paths[0].parent}/ (the other tasks are collected)"
+            f"place LIBERO's own files for them in {paths[0].parent}/ (the scripted experts collect the other tasks)"
         )
+
+
+def check_every_file(suite: str, root: str | Path, tasks: list[str]) -> None:
+    """A suite no expert collects: every dataset file must be there, whichever ``tasks`` are
+    asked (``check_datasets``' one-line ``EnvUserError`` otherwise)."""
+    check_datasets(suite, root)
 
 
 OFFLINE_CONFIGS = {"libero_spatial": "tabletop_spatial", "libero_object": "tabletop_object"}  # stand-in suites
@@ -842,7 +849,7 @@ def register_all() -> None:
             functools.partial(suite_tasks, suite),
             check_ready,
             datasets=functools.partial(libero_dataset_paths, suite),
-            check_datasets=functools.partial(check_collectable if collects else check_datasets, suite),
+            check_datasets=functools.partial(check_collectable if collects else check_every_file, suite),
             offline=OFFLINE_CONFIGS.get(suite, "tabletop_spatial"),
             writer=DatasetWriter(write_scripted_demos, {"orientation": "camera", "proprio": "quat"}, SCRIPTED_NOTICE)
             if collects

@@ -42,14 +42,14 @@ class Suite:
     """tasks() -> env names, in task-id order; ready() raises ``EnvUserError`` naming what is
     missing (assets, packages) or returns None. A suite whose demonstrations come as files
     of its own (LIBERO) has ``datasets(root) -> [Path]`` (one per task, task order), and either
-    ``check_datasets(root)`` (``EnvUserError`` naming missing files: the scripted experts cannot
-    collect them) or a ``writer`` (``DatasetWriter``) the collector writes missing ones with,
+    ``check_datasets(root, tasks)`` (``EnvUserError`` naming the missing files of ``tasks``, env
+    names of the suite, that the scripted experts cannot collect) or a ``writer`` (``DatasetWriter``) the collector writes missing ones with,
     in the suite's own layout; ``offline``: a config that runs without downloads instead."""
 
     tasks: Callable[[], list[str]]
     ready: Callable[[], None] | None = None
     datasets: Callable[[str], list[Path]] | None = None
-    check_datasets: Callable[[str], None] | None = None
+    check_datasets: Callable[[str, list[str]], None] | None = None
     offline: str = ""
     writer: DatasetWriter | None = None
 
@@ -151,7 +151,7 @@ def check_datasets(name: str, root: str) -> bool:
     if suite is None or suite.datasets is None:
         return True
     if suite.check_datasets is not None:
-        suite.check_datasets(root)
+        suite.check_datasets(root, expand(name))
     return suite.writer is not None
 
 

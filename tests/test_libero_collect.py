@@ -85,3 +85,17 @@ def test_expert_failures_are_retried_with_new_seeds_and_never_written(tmp_path):
     with pytest.raises(EnvUserError, match=r"failed 3 of 3 episodes \(seeds 0, 1, 2\); not enough demos"):
         collect(TASK, 1, path, kwargs, action_noise=0.0, progress=False)
     assert not path.exists()
+
+
+def test_one_covered_task_collects_where_its_suite_is_refused(tmp_path):
+    """``python -m envs.collect --env libero/libero_goal/1`` needs only that task's expert; the
+    whole suite (``train.py conf=libero_goal``) still names the files no expert can write."""
+    from envs.registry import check_datasets
+
+    with pytest.raises(EnvUserError, match=r"no scripted expert solves \d libero_goal task"):
+        check_datasets("libero_goal", str(tmp_path))
+    assert check_datasets("libero/libero_goal/1", str(tmp_path))
+    with pytest.raises(EnvUserError, match="solves 1 libero_goal task.*push_the_plate_to_the_front_of_the_stove_demo"):
+        check_datasets("libero/libero_goal/5", str(tmp_path))
+    with pytest.raises(EnvUserError, match="no LIBERO datasets for libero_10"):
+        check_datasets("libero/libero_10/0", str(tmp_path / "data"))
