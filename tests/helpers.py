@@ -20,6 +20,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SMALL_ENV = {"cameras": ["agentview", "robot0_eye_in_hand"], "image_size": 32}
 
 
+def load_benchmark(name: str):
+    """benchmarks/<name>.py as a module (benchmarks/ is scripts, not a package)."""
+    import importlib.util
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # their sibling imports (quality.py -> plots.py, _runs)
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_python(args: list[str], cwd: Path, timeout: float = 600, env: dict | None = None):
     """Run ``python args...`` in ``cwd`` with the repo importable; returns CompletedProcess."""
     import subprocess

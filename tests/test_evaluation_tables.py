@@ -7,6 +7,7 @@ import json
 import pytest
 
 from gridslab.eval.summary import summarize, timing, wilson_interval, write_summary
+from tests.helpers import load_benchmark
 
 
 def test_wilson_interval_known_values():
@@ -58,20 +59,6 @@ def test_summary_files_are_byte_identical_for_the_same_records(tmp_path):
     assert json.loads((first / "summary.json").read_text())["conditions"][0]["successes"] == 8
 
 
-def _load_benchmark(name: str):
-    """benchmarks/<name>.py as a module (benchmarks/ is scripts, not a package)."""
-    import importlib.util
-    import sys
-
-    from tests.helpers import ROOT
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # their sibling imports (quality.py -> plots.py)
-    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_errors_column_in_every_table(tmp_path):
     from rich.console import Console
 
@@ -92,7 +79,7 @@ def test_errors_column_in_every_table(tmp_path):
     assert next(line for line in rich_lines if "lighting" in line).rstrip(" │|").endswith("2")
     markdown = markdown_table(rows, timings).splitlines()
     assert markdown[0].endswith("| errors |") and markdown[3].endswith("| 2 |")
-    report = _load_benchmark("report")
+    report = load_benchmark("report")
     readme_table = report.eval_table(
         {
             "summary": {
@@ -110,7 +97,7 @@ def test_errors_column_in_every_table(tmp_path):
 
 
 def test_quality_stops_when_training_ends_short(tmp_path, monkeypatch):
-    quality = _load_benchmark("quality")
+    quality = load_benchmark("quality")
     states = iter([None, (14, {})])  # no checkpoint before training, 14 epochs after it
     monkeypatch.setattr(quality, "checkpoint_state", lambda run: next(states))
     monkeypatch.setattr(quality.subprocess, "run", lambda *args, **kwargs: None)
@@ -121,7 +108,7 @@ def test_quality_stops_when_training_ends_short(tmp_path, monkeypatch):
 def test_result_files_hold_no_absolute_paths():
     from tests.helpers import ROOT
 
-    quality = _load_benchmark("quality")
+    quality = load_benchmark("quality")
     assert quality.relative(ROOT / "runs" / "quality") == "runs/quality"
 
     def strings(value):

@@ -4,7 +4,6 @@ report rebuilt from those JSONs alone, refusals, and repository-relative paths."
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -16,19 +15,9 @@ import torch
 from gridslab.config import load_config, to_plain
 from gridslab.eval.runner import check_settings
 from gridslab.eval.summary import summarize, timing, write_summary
-from tests.helpers import ROOT
+from tests.helpers import ROOT, load_benchmark
 
-
-def _quality():
-    """benchmarks/quality.py as a module (benchmarks/ is scripts, not a package)."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # its sibling imports (_runs, plots)
-    spec = importlib.util.spec_from_file_location("benchmark_quality", ROOT / "benchmarks" / "quality.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-quality = _quality()
+quality = load_benchmark("quality")
 
 
 def _records(tasks: list[str], conditions: list[str], episodes: int, successes: int) -> list[dict]:
