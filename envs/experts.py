@@ -3,11 +3,13 @@
 Every expert is a ``WaypointExpert``: a phase machine that drives the grip site to one
 waypoint per phase with a gripper command. A per-task spec picks the kind and its geometry:
 ``ExpertSpec`` (pick and place: where to grasp, where to carry the object and how high to
-release it), ``TurnSpec`` (grasp a knob and turn it about the vertical) or ``PullSpec``
-(grasp a drawer's handle bar and pull it open). Experts read ``expert.observe(env.unwrapped)``
-(by default ``privileged_state()``; positions in metres, world frame) and output the env's
-native OSC_POSE action ``[7]``: delta xyz (1.0 = 5 cm), delta rotation (axis-angle, 1.0 =
-0.5 rad; about world z only, except the drawer pull's turn to face the drawer), gripper.
+release it), ``TurnSpec`` (grasp a knob and turn it about the vertical), ``PullSpec``
+(grasp a drawer's handle bar and pull it open) or ``SequenceSpec`` (such experts one after the
+other, e.g. a drawer pulled open, then a pick and place into it). Experts read
+``expert.observe(env.unwrapped)`` (by default ``privileged_state()``; positions in metres, world
+frame) and output the env's native OSC_POSE action ``[7]``: delta xyz (1.0 = 5 cm), delta
+rotation (axis-angle, 1.0 = 0.5 rad; about world z only, except the drawer pull's turns to face
+the drawer and back), gripper.
 
 ``run_episode(env_name, seed, **env_kwargs) -> bool`` is the same loop the collector uses.
 """
@@ -54,6 +56,11 @@ class ExpertSpec:
         early where the held object is supported (the hand stops descending), and lets go there.
     descend_push: the least downward command (action units) while descending onto the grasp, so
         a tall neighbour brushing the arm does not stall it short of a flat object.
+    rim_side: world xy direction: the rim is grasped on the footprint's side nearest it (None: on
+        the side whose hand clears the other objects most).
+    clear_shift: world xy (metres) by which the approach waypoint and the lift's end stand off
+        the grasp point: the hand comes down and the object leaves along a slant, out from under
+        an overhang (e.g. an open drawer standing over the object).
     Then the carry runs at the lift's height at least, over every obstacle on the way.
     """
 
@@ -67,6 +74,8 @@ class ExpertSpec:
     rim_inset: float | None = None
     release_clearance: float = 0.02
     descend_push: float = 0.0
+    rim_side: tuple[float, float] | None = None
+    clear_shift: tuple[float, float] = (0.0, 0.0)
 
 
 EXPERT_SPECS: dict[str, ExpertSpec] = {
@@ -79,7 +88,8 @@ EXPERT_SPECS: dict[str, ExpertSpec] = {
 class WaypointExpert:
     """The phase machine every expert kind shares: ``PHASES`` run in order, each driving the
     grip site to a waypoint with a gripper command; ``phase_steps`` counts the steps in the
-    current one.
+    current one, and ``done`` turns true once the last phase (the retreat) has reached its
+    waypoint: the expert's part is over (``SequenceExpert`` starts the next one there).
 
     Call ``reset()`` at the start of an episode and ``act(state) -> action [7]`` each step,
     where ``state`` is ``observe(env.unwrapped)``.
@@ -94,6 +104,7 @@ class WaypointExpert:
     def reset(self) -> None:
         self.phase = self.PHASES[0]
         self.phase_steps = 0
+        self.done = False
 
     def observe(self, env: Any) -> dict[str, Any]:
         """The state ``act`` reads: the env's ``privileged_state()``."""
@@ -152,9 +163,12 @@ class PickPlaceExpert(WaypointExpert):
         """Unit ``[2]``: which of the four sides of the footprint (along the pick object's x and y)
         to grasp the rim on: the one whose hand (fingers radial) clears the other objects most,
         the side facing the robot (smallest x) among those within ``CLEARANCE_TIE_M`` of the best
-        (mirror-image sides tie up to rounding, which must not pick the far side)."""
+        (mirror-image sides tie up to rounding, which must not pick the far side); with
+        ``rim_side`` set, the side nearest that direction."""
         yaw = state["pick_yaw"]
         sides = [np.array([np.cos(yaw + a), np.sin(yaw + a)]) for a in np.arange(4) * np.pi / 2]
+        if self.spec.rim_side is not None:
+            return max(sides, key=lambda side: float(side @ np.array(self.spec.rim_side)))
         centre = np.array(state["pick_pos"], dtype=np.float64)
         clearances = []
         for side in sides:
@@ -240,13 +254,13 @@ class PickPlaceExpert(WaypointExpert):
         up = np.array([0.0, 0.0, 1.0])
         release = self._release_point(state)
         if self.phase == "approach":
-            return grasp + up * 0.08, OPEN
+            return grasp + np.array([*spec.clear_shift, 0.08]), OPEN
         if self.phase == "descend":
             return grasp, OPEN
         if self.phase == "grasp":
             return self.grasp_pos, CLOSE
         if self.phase == "lift":
-            return self.grasp_pos + up * spec.lift_height, CLOSE
+            return self.grasp_pos + np.array([*spec.clear_shift, spec.lift_height]), CLOSE
         if self.phase == "carry":
             carry = release + up * spec.carry_height
             if spec.grasp_depth is not None:  # over every obstacle: no lower than the lift
@@ -289,6 +303,8 @@ class PickPlaceExpert(WaypointExpert):
         elif self.phase == "lift" and (reached or timed_out) and place_task:
             self.held_offset = state["eef_pos"][:2] - state["pick_pos"][:2]  # as lifted: fixed while carried
             self._advance("carry")
+        elif self.phase == "retreat" and (reached or timed_out):
+            self.done = True
         action = self._command(state, target, gripper, yaw_command)
         if self.phase == "descend" and error[2] < -REACHED_M / 2:
             action[2] = min(action[2], -self.spec.descend_push)  # through the contact of a neighbour brushing the arm
@@ -364,6 +380,8 @@ class TurnExpert(WaypointExpert):
                 self._advance("retreat")
         else:
             target, gripper = self.grasp_pos + up * 0.1, OPEN
+            if np.linalg.norm(target - state["eef_pos"]) < REACHED_M or self.phase_steps >= PHASE_TIMEOUT_STEPS:
+                self.done = True
         return self._command(state, target, gripper, yaw)
 
 
@@ -372,7 +390,8 @@ class PullSpec:
     """A drawer pulled open by its handle bar (metres): the hand turns to point into the
     drawer with the fingers opening vertically (across a horizontal bar), comes in along the
     pull direction from ``standoff`` in front of the handle, grasps it and pulls until the
-    drawer is ``open_to`` out.
+    drawer is ``open_to`` out, lets go, backs off to ``standoff`` in front of the handle and
+    returns to the pose it started in (pointing down, within reach: for what follows).
 
     observe: ``env -> state`` with eef_pos [3], eef_rotation [3, 3] (the grip site's axes as
         columns: x the finger axis, z the approach), handle_pos [3] (the bar's centre),
@@ -385,38 +404,53 @@ class PullSpec:
     pull_ahead: float = 0.06  # the pull aims this far past the handle's current position
     gripper_steps: int = 12
     pull_steps: int = 100  # the pull gives up after this many steps
-    turn_steps: int = 100  # the turn to face the drawer moves on after this many steps
+    turn_steps: int = 100  # the turns (to face the drawer, and back to the start) move on after this many steps
 
 
 class PullExpert(WaypointExpert):
-    """Turn to face the drawer in front of its handle, come in, grasp, pull, let go, back off."""
+    """Turn to face the drawer in front of its handle, come in, grasp, pull, let go, back off,
+    return to the start pose."""
 
-    PHASES = ("turn", "approach", "grasp", "pull", "release", "retreat")
+    PHASES = ("turn", "approach", "grasp", "pull", "release", "back_off", "retreat")
     TURNED_RAD = 0.1  # orientation error counted as faced
+
+    def reset(self) -> None:
+        super().reset()
+        self.start_pos: np.ndarray | None = None  # [3] the grip site at the first step (metres, world)
+        self.start_rotation: np.ndarray | None = None  # [3, 3] its axes then
 
     def observe(self, env: Any) -> dict[str, Any]:
         return self.spec.observe(env)
 
-    def _rotation_command(self, state: dict[str, Any]) -> np.ndarray:
-        """Rotation action ``[3]`` (world axis-angle, 1.0 = 0.5 rad per step) turning the grip site
-        to approach along -pull_direction with the fingers opening along world z (or -z, the
-        nearer)."""
+    def _facing_rotation(self, state: dict[str, Any]) -> np.ndarray:
+        """The grip site's axes ``[3, 3]`` (columns) approaching along -pull_direction with the
+        fingers opening along world z (or -z, the nearer)."""
         approach = -state["pull_direction"]
-        current = state["eef_rotation"]
-        finger = np.array([0.0, 0.0, 1.0 if current[2, 0] >= 0 else -1.0])
-        target = np.stack([finger, np.cross(approach, finger), approach], axis=1)
-        return np.clip(YAW_GAIN * _axis_angle(target @ current.T), -1.0, 1.0)
+        finger = np.array([0.0, 0.0, 1.0 if state["eef_rotation"][2, 0] >= 0 else -1.0])
+        return np.stack([finger, np.cross(approach, finger), approach], axis=1)
+
+    def _start_rotation(self, state: dict[str, Any]) -> np.ndarray:
+        """The grip site's axes ``[3, 3]`` at the start, or the same turned half a turn about the
+        approach (the fingers are symmetric), whichever is the smaller turn from now: the turn to
+        face the drawer can take nearly half a turn, and back through so ill-defined an axis the
+        hand swings wide."""
+        flipped = self.start_rotation @ np.diag([-1.0, -1.0, 1.0])
+        return min((self.start_rotation, flipped), key=lambda axes: np.linalg.norm(_axis_angle(axes @ state["eef_rotation"].T)))
 
     def act(self, state: dict[str, Any]) -> np.ndarray:
         """The action ``[7]`` for this step; advances the phase when a waypoint is reached."""
         spec = self.spec
         pull = state["pull_direction"]
         self.phase_steps += 1
-        rotation = self._rotation_command(state)
+        if self.start_pos is None:
+            self.start_pos, self.start_rotation = state["eef_pos"].copy(), state["eef_rotation"].copy()
+        goal_rotation = self._start_rotation(state) if self.phase == "retreat" else self._facing_rotation(state)
+        # world axis-angle, 1.0 = 0.5 rad per step
+        rotation = np.clip(YAW_GAIN * _axis_angle(goal_rotation @ state["eef_rotation"].T), -1.0, 1.0)
+        faced = np.linalg.norm(rotation) < YAW_GAIN * self.TURNED_RAD
         gripper = CLOSE if self.phase in ("grasp", "pull") else OPEN
         if self.phase == "turn":
             target = state["handle_pos"] + pull * spec.standoff
-            faced = np.linalg.norm(rotation) < YAW_GAIN * self.TURNED_RAD
             if (faced and np.linalg.norm(target - state["eef_pos"]) < REACHED_M) or self.phase_steps >= spec.turn_steps:
                 self._advance("approach")
         elif self.phase == "approach":
@@ -434,11 +468,50 @@ class PullExpert(WaypointExpert):
         elif self.phase == "release":
             target = state["eef_pos"]
             if self.phase_steps >= spec.gripper_steps:
+                self._advance("back_off")
+        elif self.phase == "back_off":
+            target = state["handle_pos"] + pull * spec.standoff
+            if np.linalg.norm(target - state["eef_pos"]) < REACHED_M or self.phase_steps >= PHASE_TIMEOUT_STEPS:
                 self._advance("retreat")
         else:
-            target = state["handle_pos"] + pull * spec.standoff
+            target = self.start_pos
+            if (faced and np.linalg.norm(target - state["eef_pos"]) < REACHED_M) or self.phase_steps >= spec.turn_steps:
+                self.done = True
         action = self._command(state, target, gripper)
         action[3:6] = rotation
+        return action
+
+
+@dataclass(frozen=True)
+class SequenceSpec:
+    """Experts one after the other: each step's expert acts until it is ``done`` (its retreat
+    reached), then the next one's starts from wherever that left the hand.
+
+    steps: the specs in order (``ExpertSpec``, ``TurnSpec`` or ``PullSpec``), e.g. a ``PullSpec``
+        that opens a drawer, then an ``ExpertSpec`` that puts an object inside.
+    """
+
+    steps: tuple[Any, ...]
+
+
+class SequenceExpert(WaypointExpert):
+    """The experts of ``SequenceSpec.steps`` in turn, each reading its own ``observe``."""
+
+    def reset(self) -> None:
+        self.experts = [EXPERT_KINDS[type(step)](step) for step in self.spec.steps]
+        self.current = 0  # index of the expert acting now
+        self.done = False
+
+    def observe(self, env: Any) -> dict[str, Any]:
+        return self.experts[self.current].observe(env)
+
+    def act(self, state: dict[str, Any]) -> np.ndarray:
+        """The current expert's action ``[7]``; the next expert takes over once it is done."""
+        expert = self.experts[self.current]
+        action = expert.act(state)
+        if expert.done and self.current + 1 < len(self.experts):
+            self.current += 1
+        self.done = self.experts[-1].done
         return action
 
 
@@ -451,7 +524,12 @@ def _axis_angle(rotation: np.ndarray) -> np.ndarray:
     return axis / (2.0 * np.sin(angle)) * angle
 
 
-EXPERT_KINDS: dict[type, type[WaypointExpert]] = {ExpertSpec: PickPlaceExpert, TurnSpec: TurnExpert, PullSpec: PullExpert}
+EXPERT_KINDS: dict[type, type[WaypointExpert]] = {
+    ExpertSpec: PickPlaceExpert,
+    TurnSpec: TurnExpert,
+    PullSpec: PullExpert,
+    SequenceSpec: SequenceExpert,
+}
 
 
 def _turn(current: np.ndarray, target: np.ndarray) -> float:
@@ -466,7 +544,7 @@ _EXPERT_SPEC_FACTORIES: dict[str, Callable[[], Any]] = {}
 
 def register_expert(task: str, spec: Callable[[], Any]) -> None:
     """Register the expert of ``task`` (an env's ``task`` name): ``spec()`` gives an
-    ``ExpertSpec``, ``TurnSpec`` or ``PullSpec`` (``EXPERT_KINDS``), built on first use."""
+    ``ExpertSpec``, ``TurnSpec``, ``PullSpec`` or ``SequenceSpec`` (``EXPERT_KINDS``), built on first use."""
     _EXPERT_SPEC_FACTORIES[task] = spec
 
 

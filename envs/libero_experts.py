@@ -8,7 +8,9 @@ The pick object is the BDDL file's first object of interest, the place target it
 libero_goal's "turn on the stove" grasps the stove's knob handle and turns it (``TurnSpec``;
 LIBERO's ``turnon`` holds from 0.5 rad); "open the middle drawer" grasps the drawer's handle bar
 with the hand pointing into the drawer and pulls it (``PullSpec``; LIBERO's ``open`` holds from
-14 cm out). ``GOAL_UNCOVERED`` lists the tasks no expert solves yet, and why.
+14 cm out); "open the top drawer and put the bowl inside" pulls the top drawer so, then picks the
+bowl and places it in the drawer's region (``SequenceSpec``). ``GOAL_UNCOVERED`` lists the tasks
+no expert solves yet, and why.
 
 ``register_all()`` registers an expert for every task of ``EXPERT_SUITES`` except those.
 """
@@ -16,13 +18,14 @@ with the hand pointing into the drawer and pulls it (``PullSpec``; LIBERO's ``op
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import io
 from typing import Any
 
 import numpy as np
 
-from envs.experts import ExpertSpec, PullSpec, TurnSpec, register_expert
+from envs.experts import ExpertSpec, PullSpec, SequenceSpec, TurnSpec, register_expert
 from envs.libero_env import EXPERT_SUITES, SUITES, LiberoEnv, _benchmark
 
 RIM_GRASPED = ("akita_black_bowl",)
@@ -30,17 +33,27 @@ RIM_GRASPED = ("akita_black_bowl",)
 # lower; the lowering stops where the bowl is supported): dropped from above, it rides the inner
 # finger (box-box contact with the bowl's thin wall boxes) as the fingers open, 3 cm sideways.
 RIM_RELEASE_CLEARANCE_M = -0.02
-# The tasks no expert solves. The plate push (tried): from behind, the plate's back edge is 3.5 cm from the cabinet's drawer
-# handles, less than the hand needs; from inside the plate its rim is too low to drag it by (the
-# closed fingers slide over it); pinched at the rim like a bowl, the fingers stall on its sloped
-# floor above the rim's bottom. The top drawer + bowl task needs a pull then a pick and place
-# (one expert after the other), not built yet.
-GOAL_UNCOVERED = {
-    3: "open the top drawer and put the bowl inside",
-    5: "push the plate to the front of the stove",
-}
+# The tasks no expert solves. The plate push (tried): from behind, the plate's back edge is 3.5 cm
+# from the cabinet's drawer handles, less than the hand needs; from inside the plate its rim is too
+# low to drag it by (the closed fingers slide over it); pinched at the rim like a bowl, the fingers
+# stall on its sloped floor above the rim's bottom.
+GOAL_UNCOVERED = {5: "push the plate to the front of the stove"}
 GOAL_TURNED = {7: "flat_stove_1_button"}  # task id -> the knob's MuJoCo body
-GOAL_PULLED = {0: "wooden_cabinet_1_cabinet_middle"}  # task id -> the drawer's MuJoCo body
+GOAL_PULLED = {0: "wooden_cabinet_1_cabinet_middle", 3: "wooden_cabinet_1_cabinet_top"}  # task id -> the drawer's body
+GOAL_PLACED_IN_DRAWER = (3,)  # pulled tasks whose pick object then goes into the drawer's region
+# Into the top drawer (libero_goal/3): the pull stops at DRAWER_PLACE_OPEN_TO_M (it coasts ~1.5 cm
+# on) so the 10.7 cm bowl fits between the cabinet's top plate and the drawer's front, whose corner
+# then stands over the bowl's edge in most stored states. The rim is grasped on the side facing the
+# robot (the hand, long along the radial fingers, lies beside the drawer); the hand comes down and
+# the bowl leaves along a slant from DRAWER_CLEAR_SHIFT_M off the grasp (world +y, the pull
+# direction: the cabinet faces it in every libero_goal scene), so that the hand does not push the
+# drawer shut nor the bowl meet its floor, rises DRAWER_LIFT_M (over the drawer's walls) and is set
+# down DRAWER_PLACE_OFFSET_M off the drawer region's centre, toward the front, clear of the top plate.
+DRAWER_PLACE_OPEN_TO_M = 0.125
+DRAWER_RIM_SIDE = (-1.0, 0.0)  # world xy direction
+DRAWER_CLEAR_SHIFT_M = (0.0, 0.08)  # world xy
+DRAWER_LIFT_M = 0.25
+DRAWER_PLACE_OFFSET_M = (0.0, 0.015, 0.0)  # world xyz
 KNOB_RAISED_M = 0.01  # the knob's handle: its geoms whose top stands this far above the dial's
 
 
@@ -54,13 +67,30 @@ def _objects_of_interest(suite: str, task_id: int) -> list[str]:
     return problem["obj_of_interest"]
 
 
-def expert_spec(suite: str, task_id: int) -> ExpertSpec | TurnSpec:
+def expert_spec(suite: str, task_id: int) -> ExpertSpec | TurnSpec | PullSpec | SequenceSpec:
     """The scripted expert's spec of a LIBERO task: pick-and-place geometry from the BDDL
-    file's objects of interest (the pick object first), or for libero_goal's stove a turn."""
+    file's objects of interest (the pick object first), for libero_goal's stove a turn, for its
+    drawers a pull (then, into the top drawer, the pick and place)."""
     if suite == "libero_goal" and task_id in GOAL_PULLED:
-        return PullSpec(observe=functools.partial(drawer_state, body=GOAL_PULLED[task_id]))
+        pull = PullSpec(observe=functools.partial(drawer_state, body=GOAL_PULLED[task_id]))
+        if task_id not in GOAL_PLACED_IN_DRAWER:
+            return pull
+        pull = dataclasses.replace(pull, open_to=DRAWER_PLACE_OPEN_TO_M)
+        place = dataclasses.replace(
+            _pick_place_spec(suite, task_id),
+            place_offset=DRAWER_PLACE_OFFSET_M,
+            rim_side=DRAWER_RIM_SIDE,
+            clear_shift=DRAWER_CLEAR_SHIFT_M,
+            lift_height=DRAWER_LIFT_M,
+        )
+        return SequenceSpec((pull, place))
     if suite == "libero_goal" and task_id in GOAL_TURNED:
         return TurnSpec(observe=functools.partial(knob_state, body=GOAL_TURNED[task_id]))
+    return _pick_place_spec(suite, task_id)
+
+
+def _pick_place_spec(suite: str, task_id: int) -> ExpertSpec:
+    """Pick-and-place geometry of a LIBERO task: a rim grasp for the bowls, else a centre grasp."""
     pick = _objects_of_interest(suite, task_id)[0].rsplit("_", 1)[0]
     if pick in RIM_GRASPED:
         return ExpertSpec(

@@ -1,6 +1,7 @@
 """The scripted LIBERO experts (``envs.libero_experts``) on real LIBERO scenes, judged by
 LIBERO's own success predicates: one episode per expert kind (pick and place, knob turn,
-drawer pull); tasks without an expert refused in one line before any env is built."""
+drawer pull, a pull then a pick and place); tasks without an expert refused in one line before
+any env is built."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 
 import envs
 from envs.errors import EnvUserError
-from envs.experts import PickPlaceExpert, PullExpert, TurnExpert, make_expert, rollout_expert
+from envs.experts import PickPlaceExpert, PullExpert, SequenceExpert, TurnExpert, make_expert, rollout_expert
 from envs.libero_experts import GOAL_UNCOVERED
 
 
@@ -36,6 +37,7 @@ def _solves(task: str, seed: int) -> tuple[bool, object]:
         ("libero/libero_goal/7", 0, TurnExpert),  # turn on the stove
         ("libero/libero_goal/0", 4, PullExpert),  # open the middle drawer (state 4: the bowl stands clear of the hand)
         ("libero/libero_goal/1", 0, PickPlaceExpert),  # put the bowl on the stove
+        ("libero/libero_goal/3", 0, SequenceExpert),  # open the top drawer and put the bowl inside
     ],
 )
 def test_expert_kind_solves_a_libero_goal_task(task, seed, kind):
