@@ -404,14 +404,15 @@ class PullSpec:
     pull_ahead: float = 0.06  # the pull aims this far past the handle's current position
     gripper_steps: int = 12
     pull_steps: int = 100  # the pull gives up after this many steps
+    turn_raise: float = 0.0  # the turn happens this far above the standoff point, then the hand lowers onto it
     turn_steps: int = 100  # the turns (to face the drawer, and back to the start) move on after this many steps
 
 
 class PullExpert(WaypointExpert):
-    """Turn to face the drawer in front of its handle, come in, grasp, pull, let go, back off,
-    return to the start pose."""
+    """Turn to face the drawer (``turn_raise`` above the point) in front of its handle, lower onto
+    it, come in, grasp, pull, let go, back off, return to the start pose."""
 
-    PHASES = ("turn", "approach", "grasp", "pull", "release", "back_off", "retreat")
+    PHASES = ("turn", "lower", "approach", "grasp", "pull", "release", "back_off", "retreat")
     TURNED_RAD = 0.1  # orientation error counted as faced
 
     def reset(self) -> None:
@@ -450,8 +451,12 @@ class PullExpert(WaypointExpert):
         faced = np.linalg.norm(rotation) < YAW_GAIN * self.TURNED_RAD
         gripper = CLOSE if self.phase in ("grasp", "pull") else OPEN
         if self.phase == "turn":
-            target = state["handle_pos"] + pull * spec.standoff
+            target = state["handle_pos"] + pull * spec.standoff + np.array([0.0, 0.0, spec.turn_raise])
             if (faced and np.linalg.norm(target - state["eef_pos"]) < REACHED_M) or self.phase_steps >= spec.turn_steps:
+                self._advance("lower")
+        elif self.phase == "lower":
+            target = state["handle_pos"] + pull * spec.standoff
+            if np.linalg.norm(target - state["eef_pos"]) < REACHED_M or self.phase_steps >= PHASE_TIMEOUT_STEPS:
                 self._advance("approach")
         elif self.phase == "approach":
             target = state["handle_pos"]

@@ -41,6 +41,10 @@ GOAL_UNCOVERED = {5: "push the plate to the front of the stove"}
 GOAL_TURNED = {7: "flat_stove_1_button"}  # task id -> the knob's MuJoCo body
 GOAL_PULLED = {0: "wooden_cabinet_1_cabinet_middle", 3: "wooden_cabinet_1_cabinet_top"}  # task id -> the drawer's body
 GOAL_PLACED_IN_DRAWER = (3,)  # pulled tasks whose pick object then goes into the drawer's region
+# The middle drawer's handle stands 11 cm above the table: the hand, turning on the way there (its
+# finger axis becomes vertical, 21 cm long), swept the bowl standing between the robot and the
+# cabinet into the drawer's way; it turns this far higher (metres), over the bowl, then lowers.
+DRAWER_TURN_RAISE_M = 0.12
 # Into the top drawer (libero_goal/3): the pull stops at DRAWER_PLACE_OPEN_TO_M (it coasts ~1.5 cm
 # on) so the 10.7 cm bowl fits between the cabinet's top plate and the drawer's front, whose corner
 # then stands over the bowl's edge in most stored states. The rim is grasped on the side facing the
@@ -74,7 +78,7 @@ def expert_spec(suite: str, task_id: int) -> ExpertSpec | TurnSpec | PullSpec | 
     if suite == "libero_goal" and task_id in GOAL_PULLED:
         pull = PullSpec(observe=functools.partial(drawer_state, body=GOAL_PULLED[task_id]))
         if task_id not in GOAL_PLACED_IN_DRAWER:
-            return pull
+            return dataclasses.replace(pull, turn_raise=DRAWER_TURN_RAISE_M)
         pull = dataclasses.replace(pull, open_to=DRAWER_PLACE_OPEN_TO_M)
         place = dataclasses.replace(
             _pick_place_spec(suite, task_id),
