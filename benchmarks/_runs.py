@@ -54,18 +54,33 @@ def train(out: Path, overrides: list[str], epochs: int) -> Path:
     return ROOT / out
 
 
-def learning_curve(run: Path) -> dict:
-    """Per validation epoch: ``val/action_l1`` (env units) and ``val/loss``; training minutes."""
+def training_events(run: Path, tags: tuple[str, ...] = ("val/action_l1",)) -> tuple[float | None, dict[str, list[float]]]:
+    """(training minutes, per tag its values in step order) from the run's TensorBoard events.
+
+    Minutes: first to last scalar of each events file, summed (one file per training process,
+    so the pause before a resume is left out). Per tag: its last value logged at each step over
+    all files (a resumed run re-logs no step twice), rounded to 6 digits; [] when never logged."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0})
-    events.Reload()
-    losses = events.Scalars("train/loss")
-    return {
-        "val_action_l1": [round(float(e.value), 6) for e in events.Scalars("val/action_l1")],
-        "val_loss": [round(float(e.value), 6) for e in events.Scalars("val/loss")],
-        "train_minutes": round((losses[-1].wall_time - losses[0].wall_time) / 60, 2),
-    }
+    total, found = 0.0, False
+    curves: dict[str, dict[int, float]] = {tag: {} for tag in tags}
+    for events_file in sorted((run / "tb").glob("events.out.tfevents.*")):
+        events = EventAccumulator(str(events_file), size_guidance={"scalars": 0})
+        events.Reload()
+        logged = events.Tags()["scalars"]
+        times = [event.wall_time for tag in logged for event in events.Scalars(tag)]
+        if times:
+            total, found = total + max(times) - min(times), True
+        for tag in (t for t in tags if t in logged):
+            curves[tag].update({event.step: round(float(event.value), 6) for event in events.Scalars(tag)})
+    values = {tag: [curve[step] for step in sorted(curve)] for tag, curve in curves.items()}
+    return (round(total / 60, 3) if found else None), values
+
+
+def learning_curve(run: Path) -> dict:
+    """Per validation epoch: ``val/action_l1`` (env units) and ``val/loss``; training minutes."""
+    minutes, curves = training_events(run, ("val/action_l1", "val/loss"))
+    return {"val_action_l1": curves["val/action_l1"], "val_loss": curves["val/loss"], "train_minutes": minutes}
 
 
 def evaluate(run: Path, episodes: int) -> dict:

@@ -80,6 +80,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # gridslab and envs from this checkout, installed or not
 
+from _runs import training_events  # benchmarks/_runs.py
 from plots import plot_ood, plot_tokens  # benchmarks/plots.py
 
 from envs.hdf5_format import package_versions
@@ -297,28 +298,6 @@ def evaluate(run: Path, episodes_per_task: int, ood: list[str], video_episodes: 
     write_record(run, record)
 
 
-def training_events(run: Path) -> tuple[float | None, list[float]]:
-    """(training minutes, validation action L1 per epoch) from the run's TensorBoard events.
-
-    Minutes: first to last scalar of each events file, summed (one file per training process,
-    so the pause before a resume is left out). ``val/action_l1``: its last value logged at each
-    step over all files, in step order (``_runs.learning_curve`` also needs ``train/loss``,
-    which a run shorter than ``trainer.log_every_n_steps`` never logs)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    total, found, curve = 0.0, False, {}
-    for events_file in sorted((run / "tb").glob("events.out.tfevents.*")):
-        events = EventAccumulator(str(events_file), size_guidance={"scalars": 0})
-        events.Reload()
-        tags = events.Tags()["scalars"]
-        times = [event.wall_time for tag in tags for event in events.Scalars(tag)]
-        if times:
-            total, found = total + max(times) - min(times), True
-        if "val/action_l1" in tags:
-            curve.update({event.step: round(float(event.value), 6) for event in events.Scalars("val/action_l1")})
-    return (round(total / 60, 3) if found else None), [curve[step] for step in sorted(curve)]
-
-
 def run_row(out_dir: Path, task: str, compressor: str, seed: int, asked: dict[str, Any]) -> dict[str, Any]:
     """One run's figures from its folder; ``status`` "done" once its last.ckpt has been
     evaluated (clean at least). ``asked``: its task's settings (``task_settings``)."""
@@ -349,7 +328,8 @@ def run_row(out_dir: Path, task: str, compressor: str, seed: int, asked: dict[st
     record = read_record(run)
     eval_seconds = record.get("eval_seconds", {}).get(summary_path.parent.name)
     eval_settings = json.loads((summary_path.parent / "settings.json").read_text())
-    minutes, curve = training_events(run)
+    minutes, curves = training_events(run)
+    curve = curves["val/action_l1"]
     row.update(
         {
             "status": "done",
