@@ -87,7 +87,7 @@ from envs.hdf5_format import package_versions
 from envs.registry import expand
 from gridslab.config import load_config
 from gridslab.config.run_layout import last_checkpoint
-from gridslab.eval.summary import ALL_TASKS, wilson_interval
+from gridslab.eval.summary import ALL_TASKS, TRACKING, wilson_interval
 
 RESULTS = Path(__file__).parent / "results"
 RUN_RESULTS = "quality"  # <results-dir>/quality/<task>/<compressor>_seed<s>.json, one per finished run
@@ -330,6 +330,7 @@ def run_row(out_dir: Path, task: str, compressor: str, seed: int, asked: dict[st
     eval_settings = json.loads((summary_path.parent / "settings.json").read_text())
     minutes, curves = training_events(run)
     curve = curves["val/action_l1"]
+    timings = json.loads((summary_path.parent / "timing.json").read_text())
     row.update(
         {
             "status": "done",
@@ -360,9 +361,23 @@ def run_row(out_dir: Path, task: str, compressor: str, seed: int, asked: dict[st
                 }
                 for name, stats in by_condition.items()
             },
+            "points": points(by_condition, timings),
         }
     )
     return row
+
+
+def points(by_condition: dict[str, dict[str, Any]], timings: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Per condition: where the sampled points landed (timing.json's ``TRACKING`` distances
+    of the condition's row, image widths, first camera), for a uniform grid of as many points
+    too; conditions whose env reports no object poses or whose compressor has no points are left out."""
+    found = {}
+    for name, row in by_condition.items():
+        stats = timings.get(f"{row['task']}|{row['perturbation']}|{row['severity']}", {})
+        distances = {key: stats[key] for key in TRACKING if stats.get(key) is not None}
+        if distances:
+            found[name] = distances
+    return found
 
 
 def refusal(row: dict[str, Any], asked: dict[str, Any]) -> str | None:

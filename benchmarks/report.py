@@ -27,12 +27,37 @@ RESULTS = Path(__file__).parent / "results"
 EVAL_SUFFIX = ".eval.json"
 
 
+def training_settings(eval_dir: Path) -> dict | None:
+    """What the evaluated checkpoint was trained with, from the config.yaml of the run folder
+    holding ``eval_dir`` (``<run>/eval/<name>``): conf, env, demos (per task for a suite),
+    epochs, compressor, K, seed; None when the evaluation is not inside a run folder."""
+    config_path = eval_dir.resolve().parent.parent / "config.yaml"
+    if not config_path.is_file():
+        return None
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.load(config_path)
+    return {
+        "conf": config.experiment,
+        "env": config.env.name,
+        "demos": config.data.episodes,
+        "epochs": config.trainer.max_epochs,
+        "compressor": config.compressor.name,
+        "k": config.compressor.get("k"),
+        "seed": config.seed,
+    }
+
+
 def store_eval(name: str, eval_dir: Path) -> Path:
-    """benchmarks/results/NAME.eval.json: ``eval_dir``'s summary.json and timing.json in one file."""
+    """benchmarks/results/NAME.eval.json: ``eval_dir``'s summary.json and timing.json in one
+    file, with the checkpoint's training settings (``training_settings``) where known."""
     source = {
         "summary": json.loads((eval_dir / "summary.json").read_text()),
         "timing": json.loads((eval_dir / "timing.json").read_text()),
     }
+    training = training_settings(eval_dir)
+    if training is not None:
+        source["training"] = training
     path = RESULTS / f"{name}{EVAL_SUFFIX}"
     path.write_text(json.dumps(source, indent=2, sort_keys=True) + "\n")
     return path
@@ -47,6 +72,16 @@ def eval_table(source: dict) -> str:
         f"condition from seed {summary['first_seed']} (mujoco {versions.get('mujoco')}, robosuite {versions.get('robosuite')}, "
         f"torch {versions.get('torch')}); errors: episodes ended by an env or worker error (counted as failures)."
     )
+    training = source.get("training")
+    if training is not None:
+        from envs.registry import expand
+
+        k = f" K={training['k']}" if training.get("k") else ""
+        header += (
+            f" Trained with `conf={training['conf']}` on {training['env']}: {training['epochs']} epochs on "
+            f"{training['demos']} demos{' per task' if len(expand(training['env'])) > 1 else ''}, "
+            f"{training['compressor']}{k}, seed {training['seed']}."
+        )
     return header + "\n\n" + markdown_table(summary["conditions"], source["timing"])
 
 

@@ -121,3 +121,44 @@ def test_result_files_hold_no_absolute_paths():
     for path in sorted((ROOT / "benchmarks" / "results").glob("*.json")):
         absolute = [s for s in strings(json.loads(path.read_text())) if s.startswith("/") or str(ROOT) in s]
         assert not absolute, (path.name, absolute[:3])
+
+
+def test_stored_evaluation_names_the_training_it_evaluates(tmp_path, monkeypatch):
+    """report.py --eval keeps the checkpoint's demos and epochs (from the run folder's
+    config.yaml) with the evaluation, and the README table's header states them."""
+    from omegaconf import OmegaConf
+
+    report = load_benchmark("report")
+    monkeypatch.setattr(report, "RESULTS", tmp_path / "results")
+    (tmp_path / "results").mkdir()
+    run = tmp_path / "run"
+    eval_dir = run / "eval" / "last"
+    eval_dir.mkdir(parents=True)
+    records = [_record("clean", s, s < 2, severity=0.0) for s in range(3)]
+    write_summary(eval_dir, summarize(records), {"env": "tabletop_spatial/0", "checkpoint_name": "last.ckpt"}, timing(records))
+    summary = json.loads((eval_dir / "summary.json").read_text())
+    summary.update({"versions": {}, "episodes_per_condition": 3, "first_seed": 0})
+    (eval_dir / "summary.json").write_text(json.dumps(summary))
+    config = {
+        "experiment": "tabletop_spatial",
+        "seed": 1,
+        "env": {"name": "tabletop_spatial"},
+        "data": {"episodes": 50},
+        "trainer": {"max_epochs": 20},
+        "compressor": {"name": "grids", "k": 4},
+    }
+    OmegaConf.save(OmegaConf.create(config), run / "config.yaml")
+    stored = json.loads(report.store_eval("demo", eval_dir).read_text())
+    assert stored["training"] == {
+        "conf": "tabletop_spatial",
+        "env": "tabletop_spatial",
+        "demos": 50,
+        "epochs": 20,
+        "compressor": "grids",
+        "k": 4,
+        "seed": 1,
+    }
+    header = report.eval_table(stored).splitlines()[0]
+    assert "20 epochs on 50 demos per task, grids K=4, seed 1" in header
+    (run / "config.yaml").unlink()  # an evaluation outside a run folder: no training line
+    assert "training" not in json.loads(report.store_eval("demo", eval_dir).read_text())

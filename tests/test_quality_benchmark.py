@@ -37,6 +37,10 @@ def _records(tasks: list[str], conditions: list[str], episodes: int, successes: 
             "policy_gflops": 0.09,
             "instruction": "do it",
             "error": "",
+            "points_to_object": 0.05 + 0.1 * (condition != "clean"),
+            "object_to_points": 0.04,
+            "grid_points_to_object": 0.3,
+            "grid_object_to_points": 0.25,
         }
         for task in tasks
         for condition in conditions
@@ -131,6 +135,13 @@ def test_suite_episodes_are_split_over_its_tasks_and_its_pooled_row_reported(tmp
     row = quality.run_row(tmp_path, "tabletop_spatial", "grids_k4", 0, asked)
     assert (row["env_tasks"], row["episodes_per_task"], row["episodes"]) == (10, 5, 50)
     assert row["success"]["clean"]["successes"] == 20 and row["success"]["lighting"]["episodes"] == 50  # all tasks pooled
+    assert row["points"]["clean"] == {
+        "points_to_object": 0.05,
+        "object_to_points": 0.04,
+        "grid_points_to_object": 0.3,
+        "grid_object_to_points": 0.25,
+    }
+    assert row["points"]["lighting"]["points_to_object"] == pytest.approx(0.15)  # the pooled row's distances
     assert quality.refusal(row, asked) is None
 
 

@@ -1,0 +1,91 @@
+"""benchmarks/claims.py: the MOVER interval of a rate difference (Newcombe's published values),
+the verdict rules, and the claims table built from a quality.json as quality.py writes it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gridslab.eval.summary import wilson_interval
+from tests.helpers import load_benchmark
+
+claims = load_benchmark("claims")
+
+
+def _stats(successes: int, episodes: int) -> dict:
+    low, high = wilson_interval(successes, episodes)
+    return {"successes": successes, "episodes": episodes, "rate": successes / episodes, "ci95_low": low, "ci95_high": high}
+
+
+def test_mover_difference_matches_newcombe_method_10():
+    # Newcombe (1998), Statistics in Medicine 17:873, Table II, method 10 (hybrid score)
+    for (a, m), (b, n), expected in [((56, 70), (48, 80), (0.0524, 0.3339)), ((9, 10), (3, 10), (0.1705, 0.8090))]:
+        estimate, low, high = claims.mover([claims.term(1, _stats(a, m)), claims.term(-1, _stats(b, n))])
+        assert estimate == pytest.approx(a / m - b / n)
+        assert (low, high) == pytest.approx(expected, abs=1e-4)
+
+
+def test_verdicts_follow_the_interval():
+    assert claims.verdict("grids_vs_topk", 0.01, 0.3) == "agrees"
+    assert claims.verdict("grids_vs_topk", -0.3, -0.01) == "contradicts"
+    assert claims.verdict("grids_vs_topk", -0.1, 0.2) == "not significant"
+    assert claims.verdict("k4_vs_full", -0.1, 0.2) == "agrees: no measurable loss"
+    assert claims.verdict("k4_vs_full", -0.3, -0.01) == "contradicts"
+
+
+def _entry(task, compressor, **conditions):
+    return {"task": task, "compressor": compressor, "runs": 1, "seeds": 2, "success": conditions}
+
+
+def test_claims_table_from_quality_json(tmp_path):
+    task = "robosuite_pickplacecan"
+    quality = {
+        "tasks": {
+            task: {
+                "env": "robosuite/PickPlaceCan",
+                "env_tasks": 1,
+                "epochs": 40,
+                "demos": 100,
+                "episodes": 50,
+                "ood": ["lighting"],
+            }
+        },
+        "table": [
+            _entry(task, "grids_k4", clean=_stats(30, 50), lighting=_stats(10, 50)),  # GridS drops 40 points
+            _entry(task, "identity", clean=_stats(32, 50), lighting=_stats(31, 50)),  # full tokens drop 2
+            _entry(task, "topk_k4", clean=_stats(45, 50), lighting=_stats(40, 50)),
+        ],
+        "runs": [
+            {
+                "task": task,
+                "compressor": "grids_k4",
+                "status": "done",
+                "points": {"clean": {"object_to_points": 0.3, "grid_object_to_points": 0.2}},
+            }
+        ],
+    }
+    (tmp_path / "quality.json").write_text(json.dumps(quality))
+    rows, table = claims.build(tmp_path)
+    by_claim = {(r["claim"], r["condition"]): r for r in rows}
+    assert by_claim[("k4_vs_full", "clean")]["verdict"] == "agrees: no measurable loss"
+    assert by_claim[("grids_vs_topk", "clean")]["verdict"] == "contradicts"  # 60% vs 90%
+    ood = by_claim[("ood_drop", "lighting")]
+    assert ood["difference"] == pytest.approx((32 - 31) / 50 - (30 - 10) / 50) and ood["verdict"] == "contradicts"
+    points = by_claim[("points_vs_grid", "clean")]
+    assert points["difference"] == pytest.approx(-0.1) and points["verdict"] == "contradicts"
+    assert "seeds landed: grids_k4 1/2, identity 1/2, topk_k4 1/2" in table
+    assert table.rstrip().endswith(
+        "robosuite_pickplacecan: OOD drop of GridS vs full tokens (lighting); "
+        "robosuite_pickplacecan: where the points land vs a uniform grid (clean)."
+    )
+
+    quality["table"] = [
+        _entry(task, "grids_k4", clean=_stats(2, 50), lighting=_stats(0, 50)),
+        _entry(task, "identity", clean=_stats(1, 50), lighting=_stats(0, 50)),
+    ]
+    (tmp_path / "quality.json").write_text(json.dumps(quality))
+    rows, _ = claims.build(tmp_path)
+    verdicts = {(r["claim"], r["condition"]): r["verdict"] for r in rows}
+    assert verdicts[("k4_vs_full", "clean")].startswith("untestable")  # 4% vs 2%: neither learns the task
+    assert verdicts[("grids_vs_topk", "clean")] == "not run: topk_k4"
