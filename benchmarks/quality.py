@@ -52,14 +52,13 @@ the default lists so quality.md holds every landed run.
 
 Duration on this 2-core CPU, measured alone (estimates where scaled): training GridS K=4 on
 Lift takes ~21 s per epoch of 100 demos (expert mean 51 steps); PickPlaceCan (211 steps) ~4x
-per epoch, ~58 min for its 40 epochs; tabletop_spatial (10 tasks x 20 demos, mean ~114 steps,
-128 px: a training step ~1.5x Lift's) ~6.5x Lift per epoch, ~45 min for its 20 epochs
-(estimate). K=16 trains ~1.3x and identity (49 / 64 tokens) ~1.8x as long as K=4,
+per epoch, ~58 min for its 40 epochs; tabletop_spatial (10 tasks x 50 demos, mean ~114 steps,
+128 px) ~4.9 min per epoch of ~800 steps, ~98 min for its 20 epochs (measured, GridS K=4). K=16 trains ~1.3x and identity (49 / 64 tokens) ~1.8x as long as K=4,
 topk/pool/random about as long (tokenlearner: not measured yet). Evaluation with 2 workers steps ~130-170 env
 steps/s (benchmarks/results/eval_speed.md), and a failed episode runs to the limit
 (tabletop_spatial 300, PickPlaceCan 1000 steps): 4 conditions x 50 episodes take at most ~8 min
 per tabletop_spatial run and ~25 min per PickPlaceCan run. The default (both tasks, 7
-compressors, 2 seeds: 28 runs) so takes about 14 h for tabletop_spatial and 21 h for
+compressors, 2 seeds: 28 runs) so takes about 29 h for tabletop_spatial and 21 h for
 PickPlaceCan, plus collecting missing demos. Other jobs on the same cores stretch all of this
 (~3x per step seen).
 """

@@ -116,7 +116,7 @@ def test_suite_episodes_are_split_over_its_tasks_and_its_pooled_row_reported(tmp
         "env": "tabletop_spatial",
         "env_tasks": 10,
         "epochs": 20,  # the task config's trainer.max_epochs
-        "demos": 20,  # and data.episodes (per task)
+        "demos": 50,  # and data.episodes (per task)
         "episodes": 50,
         "episodes_per_task": 5,
         "ood": ["lighting"],
@@ -188,7 +188,7 @@ def test_tasks_keep_their_own_settings(tmp_path, monkeypatch, capsys):
     path.write_text(json.dumps(landed))
     out, _ = _report(monkeypatch, capsys, tmp_path, "--tasks", "tabletop_spatial", "--compressors", "grids_k4")
     assert out.index("**tabletop_spatial**") < out.index("**robosuite_lift**")  # planned first, then landed results
-    assert "every run 20 epochs on 20 demos per task, 50 online episodes per condition (5 per task" in out
+    assert "every run 20 epochs on 50 demos per task, 50 online episodes per condition (5 per task" in out
     assert "| tabletop_spatial | grids_k4 | 0/2 | not run |" in out
     assert "**robosuite_lift** (robosuite/Lift): every run 4 epochs on 100 demos, 4 online episodes per condition" in out
     lift = next(line for line in out.splitlines() if line.startswith("| robosuite_lift | grids_k4 |"))
