@@ -53,8 +53,8 @@ the default lists so quality.md holds every landed run.
 Duration on this 2-core CPU, measured alone (estimates where scaled): training GridS K=4 on
 Lift takes ~21 s per epoch of 100 demos (expert mean 51 steps); PickPlaceCan (211 steps) ~4x
 per epoch, ~58 min for its 40 epochs; tabletop_spatial (10 tasks x 50 demos, mean ~114 steps,
-128 px) ~4.9 min per epoch of ~800 steps, ~98 min for its 20 epochs (measured, GridS K=4). K=16 trains ~1.3x and identity (49 / 64 tokens) ~1.8x as long as K=4,
-topk/pool/random about as long (tokenlearner: not measured yet). Evaluation with 2 workers steps ~130-170 env
+128 px) ~4.9 min per epoch of ~800 steps, ~98 min for its 20 epochs (measured, GridS K=4).
+K=16 trains ~1.3x and identity (49 / 64 tokens) ~1.8x as long as K=4, topk/pool/random about as long (tokenlearner: not measured yet). Evaluation with 2 workers steps ~130-170 env
 steps/s (benchmarks/results/eval_speed.md), and a failed episode runs to the limit
 (tabletop_spatial 300, PickPlaceCan 1000 steps): 4 conditions x 50 episodes take at most ~8 min
 per tabletop_spatial run and ~25 min per PickPlaceCan run. The default (both tasks, 7
@@ -86,7 +86,7 @@ from envs.hdf5_format import package_versions
 from envs.registry import expand
 from gridslab.config import load_config
 from gridslab.config.run_layout import last_checkpoint
-from gridslab.eval.summary import ALL_TASKS, TRACKING, wilson_interval
+from gridslab.eval.summary import ALL_TASKS, TRACKING, timing_key, wilson_interval
 
 RESULTS = Path(__file__).parent / "results"
 RUN_RESULTS = "quality"  # <results-dir>/quality/<task>/<compressor>_seed<s>.json, one per finished run
@@ -372,7 +372,7 @@ def points(by_condition: dict[str, dict[str, Any]], timings: dict[str, Any]) -> 
     too; conditions whose env reports no object poses or whose compressor has no points are left out."""
     found = {}
     for name, row in by_condition.items():
-        stats = timings.get(f"{row['task']}|{row['perturbation']}|{row['severity']}", {})
+        stats = timings.get(timing_key(row["task"], row["perturbation"], row["severity"]), {})
         distances = {key: stats[key] for key in TRACKING if stats.get(key) is not None}
         if distances:
             found[name] = distances

@@ -99,6 +99,11 @@ def _mean_of(records: list[dict[str, Any]], key: str) -> float | None:
     return round(sum(values) / len(values), 3) if values else None
 
 
+def timing_key(task: str, perturbation: str, severity: float) -> str:
+    """timing.json's key of one condition's row: ``task|perturbation|severity``."""
+    return f"{task}|{perturbation}|{severity}"
+
+
 def timing(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Per condition: mean policy latency per env step (ms), episode wall time (s) and the
     where-the-points-land distances. These vary between identical runs (the distances by
@@ -108,7 +113,7 @@ def timing(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
     groups: dict[str, list[dict[str, Any]]] = {}
     for record in records:
         for task in (record["task"], ALL_TASKS) if pooled else (record["task"],):
-            groups.setdefault(f"{task}|{record['perturbation']}|{record['severity']}", []).append(record)
+            groups.setdefault(timing_key(task, record["perturbation"], record["severity"]), []).append(record)
     return {
         key: {
             "policy_ms_per_step": sum(r["policy_ms_per_step"] for r in rs) / len(rs),
@@ -141,7 +146,7 @@ def write_summary(out_dir: Path, rows: list[dict[str, Any]], meta: dict[str, Any
 
 def _latency(row: dict[str, Any], timings: dict[str, Any]) -> float:
     """Mean policy ms per env step of ``row``'s condition (NaN when ``timings`` lacks it)."""
-    return timings.get(f"{row['task']}|{row['perturbation']}|{row['severity']}", {}).get("policy_ms_per_step", float("nan"))
+    return timings.get(timing_key(row["task"], row["perturbation"], row["severity"]), {}).get("policy_ms_per_step", float("nan"))
 
 
 def _drop(row: dict[str, Any]) -> str:
