@@ -20,7 +20,9 @@ For every task (``--tasks``: conf names), compressor (``--compressors``) and tra
    settings, figures and per-epoch validation action L1 (``val/action_l1`` from its TensorBoard
    events), paths relative to the repository, and print the ``git add`` line that commits it
    (the script commits nothing itself). A run folder whose evaluation differs from its JSON
-   rewrites the JSON; a JSON without a run folder here is kept as it is.
+   rewrites the JSON; a JSON without a run folder here is kept as it is, and when it holds a
+   finished run with its task's settings the run is not trained or evaluated again (a fresh
+   clone carries on with the runs that have not landed).
 
 After every run, and with ``--report-only`` (no training or evaluating), it rebuilds from the
 per-run JSONs alone (a clone without runs/ reproduces them): quality.json (each task's
@@ -427,6 +429,15 @@ def sync_run(args: argparse.Namespace, task: str, compressor: str, seed: int, as
     return row
 
 
+def landed_run(path: Path, asked: dict[str, Any]) -> bool:
+    """Whether ``path`` holds a finished run with its task's settings (``asked``): on a clone
+    without the run folder it is not trained or evaluated again."""
+    if not path.exists():
+        return False
+    row = json.loads(path.read_text())
+    return row["status"] == "done" and refusal(row, asked) is None
+
+
 def landed(results_dir: Path, skip: list[str]) -> dict[str, list[dict[str, Any]]]:
     """Per task with JSONs under ``<results-dir>/quality/`` and not in ``skip``: its runs' rows,
     in ``COMPRESSORS`` order, then by seed."""
@@ -708,6 +719,10 @@ def main() -> None:
         for index, (task, compressor, seed) in enumerate(plan, 1):
             run = run_dir(args.out_dir, task, compressor, seed)
             label = f"[{index}/{len(plan)}] {task} {compressor} seed{seed}"
+            landed_json = run_json(args.results_dir, task, compressor, seed)
+            if not run.exists() and landed_run(landed_json, planned[task]):
+                console.print(f"{label}: skipped, landed as {relative(landed_json)} (no run folder here)", soft_wrap=True)
+                continue
             console.rule(f"{label}: training")
             train(run, task, compressor, seed, args.epochs, args.demos)
             console.rule(f"{label}: evaluating")

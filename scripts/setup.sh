@@ -30,8 +30,12 @@ if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
     done
     if [ -n "$missing" ]; then
         echo "[setup] apt-get install$missing"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+        # apt's chatter (debconf's "delaying package configuration") is shown only when it fails
+        if ! apt_log=$({ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing; } 2>&1); then
+            echo "$apt_log" >&2
+            echo "[setup] error: apt-get install$missing failed" >&2
+            exit 1
+        fi
     fi
 elif ! ldconfig -p 2>/dev/null | grep -qE "libEGL.so|libOSMesa.so"; then
     echo "[setup] warning: no EGL/OSMesa library found; install: $GL_PACKAGES" >&2

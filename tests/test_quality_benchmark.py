@@ -212,3 +212,24 @@ def test_short_or_other_runs_are_refused(tmp_path, monkeypatch, capsys):
         _report(monkeypatch, capsys, tmp_path, *LIFT[:-4], "--ood", "lighting", "--episodes", "4")  # no --epochs: the conf's 40
     with pytest.raises(SystemExit, match=r"holds a run with other settings: data.episodes 100 \(asked 50\)"):
         _report(monkeypatch, capsys, tmp_path, *LIFT, "--episodes", "4", "--demos", "50")
+
+
+def test_landed_runs_are_not_trained_again_on_a_clone_without_their_folders(tmp_path, monkeypatch, capsys):
+    run = quality.run_dir(tmp_path / "runs", "robosuite_lift", "grids_k4", 0)
+    _build_run(run)
+    _report(monkeypatch, capsys, tmp_path, *LIFT, "--episodes", "4")
+    shutil.rmtree(tmp_path / "runs")
+    started = []
+    monkeypatch.setattr(quality, "train", lambda run, task, compressor, *rest: started.append(("train", compressor)))
+    monkeypatch.setattr(quality, "evaluate", lambda run, *rest: started.append(("evaluate", run.name)))
+    argv = ["quality.py", "--out-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results"), *LIFT]
+    monkeypatch.setattr(sys, "argv", [*argv, "--compressors", "grids_k4,topk_k4", "--episodes", "4"])
+    quality.main()
+    err = capsys.readouterr().err
+    assert started == [("train", "topk_k4"), ("evaluate", "topk_k4_seed0")]
+    assert "grids_k4 seed0: skipped, landed as " in err and "topk_k4 seed0: skipped" not in err
+
+    started.clear()  # other settings than the landed run's: trained again
+    monkeypatch.setattr(sys, "argv", [*argv, "--compressors", "grids_k4", "--episodes", "8"])
+    quality.main()
+    assert started == [("train", "grids_k4"), ("evaluate", "grids_k4_seed0")]
