@@ -12,7 +12,8 @@ Crash-safe and resumable: each successful episode is written to its own shard
 (``<out>.parts/demo_<seed>.hdf5``, written to a temp name then renamed), and the final
 file is assembled from the shards at the end (again temp + rename). An interrupted run
 picks up the finished shards; a finished file with fewer demos than asked is extended.
-Only successful episodes are kept: a failed expert episode is retried with the next seed
+A suite's tasks are collected ``--workers`` at a time, one process each (the files are the
+ones one process writes). Only successful episodes are kept: a failed expert episode is retried with the next seed
 (at most ``MAX_ATTEMPTS_PER_DEMO`` attempts per demo in all) and reported in one line at the
 end, with its seeds. Executed actions get Gaussian noise on xyz (``--noise``) while the clean
 expert action is stored, so the data covers recoveries.
@@ -46,6 +47,11 @@ from envs.registry import check_datasets, dataset_paths, dataset_writer, expand,
 SAMPLED_SCENES = {"init_state": "sampled"}
 MAX_ATTEMPTS_PER_DEMO = 3  # give up after this many expert failures per requested demo
 DATA_ROOT = "data"  # where training looks for demonstrations by default (``data.root``)
+
+
+def default_workers() -> int:
+    """Processes a suite's collection uses by default: the CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0))
 
 
 def _shard_dir(out: Path) -> Path:
@@ -132,15 +138,13 @@ def collect(
         raise EnvUserError(f"noise={action_noise} must be >= 0")
     env_kwargs = dict(env_kwargs or {})
     out = Path(out)
+    if _finished(env_name, out, episodes):
+        return out
     writer = dataset_writer(env_name)
     if writer is not None:
-        if out.exists():  # the suite's own file (e.g. LIBERO's human demonstrations): used as it is
-            return out
         env_kwargs.update(writer.env_kwargs)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = _existing_demos(out, env_name)
-    if len(done) >= episodes and not _shard_dir(out).exists():
-        return out
     env = make(env_name, **env_kwargs)
     cameras = tuple(env.unwrapped.cameras)
     shards = _shard_dir(out)
@@ -215,6 +219,46 @@ def collect(
     return out
 
 
+def collect_all(
+    jobs: list[tuple[str, Path]],
+    episodes: int,
+    env_kwargs: dict[str, Any] | None = None,
+    action_noise: float = 0.1,
+    seed: int = 0,
+    workers: int = 1,
+) -> list[Path]:
+    """``collect`` each (env name, file) of ``jobs``; returns the files, in order. With
+    ``workers`` > 1, up to that many tasks at once, one spawned process each: a task's demos
+    depend only on its own seeds, so the files are the ones one process writes. A task
+    collected in parallel says one line when it is done instead of drawing a progress bar."""
+    labels = [f"{name} ({index + 1}/{len(jobs)})" if len(jobs) > 1 else name for index, (name, _) in enumerate(jobs)]
+    pending = [index for index, (name, out) in enumerate(jobs) if not _finished(name, out, episodes)]
+    if workers <= 1 or len(pending) <= 1:
+        return [
+            collect(name, episodes, out, env_kwargs, action_noise, seed, label=label) for (name, out), label in zip(jobs, labels)
+        ]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    workers = min(workers, len(pending))
+    print(f"collect {len(pending)} tasks, {workers} at a time (one process each)", flush=True)
+    context = multiprocessing.get_context("spawn")  # no forked MuJoCo or GL state
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = {pool.submit(collect, *jobs[i], episodes, env_kwargs, action_noise, seed, False): i for i in pending}
+        for future in as_completed(futures):
+            print(f"collected {labels[futures[future]]}: {future.result()}", flush=True)
+    return [out for _, out in jobs]
+
+
+def _finished(env_name: str, out: Path, episodes: int) -> bool:
+    """Whether ``out`` holds ``episodes`` demos of ``env_name`` and no unassembled shards;
+    for a suite with a layout of its own, whether the file is there at all (e.g. LIBERO's
+    human demonstrations: used as it is)."""
+    if dataset_writer(env_name) is not None:
+        return out.exists()
+    return out.exists() and not _shard_dir(out).exists() and len(_existing_demos(out, env_name)) >= episodes
+
+
 def _seed_list(seeds: list[int]) -> str:
     return ", ".join(map(str, seeds[:10])) + (f" and {len(seeds) - 10} more" if len(seeds) > 10 else "")
 
@@ -268,6 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--render-quality", default="fast", help="fast or full")
     parser.add_argument("--noise", type=float, default=0.1, help="std of noise on executed xyz actions")
     parser.add_argument("--seed", type=int, default=0, help="first episode seed")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help="tasks of a suite collected at once (default: the usable CPU cores)",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks (read by envs.errors.run_cli)")
     return parser
 
@@ -289,11 +339,12 @@ def _summary(path: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     """``python -m envs.collect ...``: collect, then print one summary line per file written."""
     args = build_parser().parse_args(argv)
+    if args.workers < 1:
+        raise EnvUserError(f"--workers {args.workers} must be >= 1 (tasks collected at once)")
     env_kwargs = {"cameras": args.cameras.split(","), "image_size": args.image_size, "render_quality": args.render_quality}
-    paths = [
-        collect(name, args.episodes, out, env_kwargs, args.noise, args.seed)
-        for name, out in targets(args.env, args.out, args.image_size)
-    ]
+    paths = collect_all(
+        targets(args.env, args.out, args.image_size), args.episodes, env_kwargs, args.noise, args.seed, args.workers
+    )
     for path in paths:
         print(_summary(path))
     return 0

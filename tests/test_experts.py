@@ -13,7 +13,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from envs.collect import collect
+from envs.collect import collect, collect_all
 from envs.errors import EnvUserError
 from envs.experts import CLOSE, rollout_expert, run_episode
 from envs.hdf5_format import demo_keys
@@ -89,6 +89,24 @@ def test_collect_extends_an_existing_file(tmp_path):
     assert not (tmp_path / "lift.hdf5.parts").exists()
 
 
+def test_a_suite_collected_in_parallel_holds_the_demos_one_process_collects(tmp_path, capsys):
+    names = ["tabletop_spatial/0", "tabletop_spatial/1"]
+    jobs = [(name, tmp_path / "parallel" / f"{index}.hdf5") for index, name in enumerate(names)]
+    parallel = collect_all(jobs, 1, SMALL_ENV, workers=2)
+    said = capsys.readouterr().out
+    assert "collect 2 tasks, 2 at a time" in said and said.count("collected tabletop_spatial/") == 2
+    alone = [
+        collect(name, 1, tmp_path / "alone" / f"{index}.hdf5", SMALL_ENV, progress=False) for index, name in enumerate(names)
+    ]
+    for name, ours, theirs in zip(names, parallel, alone):
+        with h5py.File(ours, "r") as f, h5py.File(theirs, "r") as g:
+            assert f["data"].attrs["env_name"] == g["data"].attrs["env_name"] == name
+            for key in ("actions", "states", "obs/agentview_rgb", "obs/robot0_eye_in_hand_rgb", "obs/proprio"):
+                np.testing.assert_array_equal(f[f"data/demo_0/{key}"][:], g[f"data/demo_0/{key}"][:])
+    assert collect_all(jobs, 1, SMALL_ENV, workers=2) == parallel  # both there: nothing collected, nothing said
+    assert capsys.readouterr().out == ""
+
+
 def test_killed_collection_resumes_without_duplicates(tmp_path):
     out = tmp_path / "lift.hdf5"
     args = [sys.executable, "-m", "envs.collect", "--episodes", "4", "--out", str(out), "--image-size", "32"]
@@ -116,6 +134,7 @@ def test_killed_collection_resumes_without_duplicates(tmp_path):
         (["--episodes", "0"], "episodes=0 must be >= 1"),
         (["--cameras", "agentvew"], "unknown camera 'agentvew'"),
         (["--image-size", "3"], "image_size=3 is out of range"),
+        (["--workers", "0"], "--workers 0 must be >= 1"),
     ],
 )
 def test_collector_bad_input(tmp_path, args, expected):

@@ -112,8 +112,10 @@ def _load_file(path: Path, cameras: list[str], limit: int, conventions: dict[str
     (``envs.libero_format``), so training sees what that env gives at evaluation; our own
     layout holds what its env gave."""
     if not path.exists():
-        raise UserError(f"missing dataset {path}; collect one with: python -m envs.collect --env ENV --image-size N --out {path}, "
-                        "or leave data.paths empty to collect the experiment's own")
+        raise UserError(
+            f"missing dataset {path}; collect one with: python -m envs.collect --env ENV --image-size N --out {path}, "
+            "or leave data.paths empty to collect the experiment's own"
+        )
     demos: list[Demo] = []
     try:
         with h5py.File(path, "r") as f:
@@ -145,8 +147,10 @@ def normalization_stats(demos: list[Demo]) -> dict[str, np.ndarray]:
     actions = np.concatenate([d.actions for d in demos])
     proprio = np.concatenate([d.proprio for d in demos])
     return {
-        "action_mean": actions.mean(0), "action_std": np.maximum(actions.std(0), STD_FLOOR),
-        "proprio_mean": proprio.mean(0), "proprio_std": np.maximum(proprio.std(0), STD_FLOOR),
+        "action_mean": actions.mean(0),
+        "action_std": np.maximum(actions.std(0), STD_FLOOR),
+        "proprio_mean": proprio.mean(0),
+        "proprio_std": np.maximum(proprio.std(0), STD_FLOOR),
     }
 
 
@@ -213,13 +217,14 @@ class DemoDataModule(L.LightningDataModule):
         return default_dataset_paths(self.cfg.root, self.env_cfg)
 
     def prepare_data(self) -> None:
-        """Collect each task's default dataset with the scripted expert if it is missing (rank 0).
+        """Collect each task's default dataset with the scripted expert if it is missing (rank 0;
+        a suite's tasks as many at once as there are usable CPU cores).
         A suite whose files have a layout of its own (LIBERO) gets its missing files collected
         into that layout, after one line saying what they are (scripted, not LIBERO's human
         demonstrations, which are used instead when placed there)."""
         if self.cfg.paths:
             return
-        from envs.collect import collect
+        from envs.collect import collect_all, default_workers
         from envs.registry import check_datasets, dataset_writer, expand
 
         if not check_datasets(self.env_cfg.name, self.cfg.root):  # a suite's own files, not collectable: checked
@@ -229,16 +234,24 @@ class DemoDataModule(L.LightningDataModule):
         missing = [path for path in paths if not path.exists()]
         if writer is not None and writer.notice and missing:
             print(writer.notice.format(folder=missing[0].parent), flush=True)
-        for index, (name, path) in enumerate(zip(names, paths)):
-            collect(name, self.cfg.episodes, path, env_kwargs(self.env_cfg),
-                    action_noise=self.cfg.collect_noise, seed=0,
-                    label=f"{name} ({index + 1}/{len(names)})" if len(names) > 1 else name)
+        collect_all(
+            list(zip(names, paths)),
+            self.cfg.episodes,
+            env_kwargs(self.env_cfg),
+            action_noise=self.cfg.collect_noise,
+            seed=0,
+            workers=default_workers(),
+        )
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
         demos = load_demos(
-            self.paths, list(self.env_cfg.cameras), self.cfg.episodes, self.cfg, int(self.env_cfg.image_size),
+            self.paths,
+            list(self.env_cfg.cameras),
+            self.cfg.episodes,
+            self.cfg,
+            int(self.env_cfg.image_size),
             conventions=dict(getattr(self.env_cfg, "kwargs", None) or {}),
         )
         order = np.random.default_rng(self.seed).permutation(len(demos))
@@ -269,9 +282,15 @@ class DemoDataModule(L.LightningDataModule):
         from gridslab.data.sampling import training_sampler
 
         sampler = training_sampler(dataset, self.cfg.batch_size, self.seed, self.trainer) if shuffle else None
-        return DataLoader(dataset, batch_size=self.cfg.batch_size, sampler=sampler, drop_last=shuffle and len(dataset) > self.cfg.batch_size,
-                          num_workers=self.cfg.num_workers, persistent_workers=self.cfg.num_workers > 0,
-                          generator=torch.Generator().manual_seed(self.seed))
+        return DataLoader(
+            dataset,
+            batch_size=self.cfg.batch_size,
+            sampler=sampler,
+            drop_last=shuffle and len(dataset) > self.cfg.batch_size,
+            num_workers=self.cfg.num_workers,
+            persistent_workers=self.cfg.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.seed),
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

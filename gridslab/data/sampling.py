@@ -30,8 +30,16 @@ class EpochSampler(DistributedSampler):
     start; moving to another epoch clears the skip.
     """
 
-    def __init__(self, dataset: Dataset, batch_size: int, seed: int, num_replicas: int = 1, rank: int = 0,
-                 epoch: int = 0, skip_batches: int = 0):
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        seed: int,
+        num_replicas: int = 1,
+        rank: int = 0,
+        epoch: int = 0,
+        skip_batches: int = 0,
+    ):
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
         self.batch_size = batch_size
         self.epoch = epoch
@@ -44,7 +52,7 @@ class EpochSampler(DistributedSampler):
 
     def __iter__(self) -> Iterator[int]:
         indices = list(super().__iter__())
-        return iter(indices[self.skip_batches * self.batch_size:])
+        return iter(indices[self.skip_batches * self.batch_size :])
 
 
 def resume_position(checkpoint: dict[str, Any]) -> tuple[int, int]:
