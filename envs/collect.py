@@ -244,7 +244,9 @@ def collect_all(
     print(f"collect {len(pending)} tasks, {workers} at a time (one process each)", flush=True)
     context = multiprocessing.get_context("spawn")  # no forked MuJoCo or GL state
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = {pool.submit(collect, *jobs[i], episodes, env_kwargs, action_noise, seed, False): i for i in pending}
+        futures = {
+            pool.submit(collect, jobs[i][0], episodes, jobs[i][1], env_kwargs, action_noise, seed, False): i for i in pending
+        }
         for future in as_completed(futures):
             print(f"collected {labels[futures[future]]}: {future.result()}", flush=True)
     return [out for _, out in jobs]
