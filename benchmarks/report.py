@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # gridslab from this checkout, installed or not
 
-from gridslab.eval.summary import markdown_table
+from gridslab.eval.summary import ALL_TASKS, markdown_table, timing_key
 
 RESULTS = Path(__file__).parent / "results"
 EVAL_SUFFIX = ".eval.json"
@@ -82,7 +82,31 @@ def eval_table(source: dict) -> str:
             f"{training['demos']} demos{' per task' if len(expand(training['env'])) > 1 else ''}, "
             f"{training['compressor']}{k}, seed {training['seed']}."
         )
-    return header + "\n\n" + markdown_table(summary["conditions"], source["timing"])
+    return (
+        header
+        + points_sentence(summary["conditions"], source["timing"])
+        + "\n\n"
+        + markdown_table(summary["conditions"], source["timing"])
+    )
+
+
+def points_sentence(rows: list[dict], timings: dict) -> str:
+    """Where the sampled points landed, per condition row with the distances in ``timings``
+    (first camera, image widths, episode means): each point's distance to the nearest task
+    object, and a uniform grid of as many points'; "" when no row has them (no object poses,
+    or a compressor without points). A suite's pooled rows only, when it has them."""
+    pooled = [row for row in rows if row["task"] == ALL_TASKS]
+    found = []
+    for row in pooled or rows:
+        stats = timings.get(timing_key(row["task"], row["perturbation"], row["severity"]), {})
+        if stats.get("points_to_object") is not None and stats.get("grid_points_to_object") is not None:
+            found.append(f"{row['perturbation']} {stats['points_to_object']:.3f} (grid {stats['grid_points_to_object']:.3f})")
+    if not found:
+        return ""
+    return (
+        " Sampled points' distance to the nearest task object (first camera, image widths; a uniform grid of as many "
+        f"points in brackets): {', '.join(found)}."
+    )
 
 
 def provenance() -> str:
