@@ -89,3 +89,44 @@ def test_claims_table_from_quality_json(tmp_path):
     verdicts = {(r["claim"], r["condition"]): r["verdict"] for r in rows}
     assert verdicts[("k4_vs_full", "clean")].startswith("untestable")  # 4% vs 2%: neither learns the task
     assert verdicts[("grids_vs_topk", "clean")] == "not run: topk_k4"
+
+
+def test_one_task_table_from_stored_evaluations(tmp_path, monkeypatch):
+    """benchmarks/one_task.py reads its variants' stored evaluations (report.py's format, written
+    from episode records by the summary code) into the claims' rows and a points column."""
+    from gridslab.eval.summary import summarize, timing
+
+    one_task = load_benchmark("one_task")
+    monkeypatch.setattr(one_task, "STORED", tmp_path)
+    wins = {"grids_k4": (45, 44), "identity": (40, 20), "topk_k4": (20, 19)}  # (clean, lighting) successes of 50
+    for variant, (clean, lighting) in wins.items():
+        records = [
+            {
+                "task": one_task.ENV,
+                "env": one_task.ENV,
+                "perturbation": condition,
+                "severity": 0.0 if condition == "clean" else 0.5,
+                "seed": seed,
+                "success": seed < won,
+                "steps": 100,
+                "wall_s": 1.0,
+                "policy_ms_per_step": 1.0,
+                "tokens_per_image": 4.0,
+                "object_to_points": 0.1 if variant == "grids_k4" else 0.4,
+                "grid_object_to_points": 0.2,
+                "points_to_object": 0.1,
+                "grid_points_to_object": 0.2,
+            }
+            for condition, won in (("clean", clean), ("lighting", lighting))
+            for seed in range(50)
+        ]
+        source = {"summary": {"conditions": summarize(records)}, "timing": timing(records)}
+        (tmp_path / f"{variant}.eval.json").write_text(json.dumps(source))
+    table = one_task.report()
+    assert "landed: grids_k4, identity, topk_k4." in table
+    rows = {line.split(" | ")[0] + " | " + line.split(" | ")[1]: line for line in table.splitlines() if line.startswith("| ")}
+    assert rows["| GridS vs top-k at equal K | clean"].endswith("| agrees |")  # 90% vs 40%
+    assert "+10 points" in rows["| success at K=4 vs full tokens | clean"]
+    assert rows["| OOD drop of GridS vs full tokens | lighting"].endswith("| agrees |")  # full drops 40 points, GridS 2
+    assert "not run" in rows["| OOD drop of GridS vs full tokens | camera"]  # no camera episodes stored
+    assert rows["| grids_k4 | 45/50"].endswith("| 0.100 (0.200) |") and rows["| topk_k4 | 20/50"].endswith("| 0.400 (0.200) |")
