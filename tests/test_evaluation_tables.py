@@ -118,7 +118,7 @@ def test_result_files_hold_no_absolute_paths():
             return [s for v in value for s in strings(v)]
         return [value] if isinstance(value, str) else []
 
-    for path in sorted((ROOT / "benchmarks" / "results").glob("*.json")):
+    for path in sorted((ROOT / "benchmarks" / "results").rglob("*.json")):  # every subfolder too
         absolute = [s for s in strings(json.loads(path.read_text())) if s.startswith("/") or str(ROOT) in s]
         assert not absolute, (path.name, absolute[:3])
 
