@@ -48,6 +48,8 @@ from claims import CLAIMS, difference_cell, task_claims  # benchmarks/claims.py
 from quality import COMPRESSORS, checkpoint_state  # benchmarks/quality.py
 from report import store_eval  # benchmarks/report.py
 
+from gridslab.eval.summary import timing_key
+
 ENV = "tabletop_spatial/0"
 TRAINING = ["conf=tabletop_spatial", f"env.name={ENV}", "data.episodes=50", "trainer.max_epochs=20", "seed=0"]
 EPOCHS = 20
@@ -103,7 +105,7 @@ def entry(source: dict[str, Any]) -> dict[str, Any]:
     }
     points = {}
     for row in rows:
-        stats = source["timing"].get(f"{ENV}|{row['perturbation']}|{row['severity']}", {})
+        stats = source["timing"].get(timing_key(ENV, row["perturbation"], row["severity"]), {})
         if stats.get("object_to_points") is not None:
             points[row["perturbation"]] = stats
     return {"runs": 1, "success": success, "points": points, "status": "done"}
