@@ -14,7 +14,7 @@ claim that fails on the suite (where GridS's points land) tested by two variants
     grids_k16                     K: do more points reach the objects?
     grids_k4_uniform              the init: points that start on the uniform grid
                                   (``compressor.init=uniform``) instead of near the centre
-    grids_k4_seed1                training seed 1: how far one seed's success is from another's
+    grids_k4_seed1, topk_k4_seed1 training seed 1: how far one seed's success is from another's
 
 The claims' rows read the seed-0 runs of grids_k4, identity and topk_k4; every variant has a
 row of the per-variant table.
@@ -62,6 +62,7 @@ VARIANTS = {  # name -> (the compressor it is for the claims, train.py overrides
     "grids_k16": ("grids_k16", COMPRESSORS["grids_k16"]),
     "grids_k4_uniform": ("grids_k4", [*COMPRESSORS["grids_k4"], "compressor.init=uniform"]),
     "grids_k4_seed1": ("grids_k4", [*COMPRESSORS["grids_k4"], "seed=1"]),
+    "topk_k4_seed1": ("topk_k4", [*COMPRESSORS["topk_k4"], "seed=1"]),
 }
 RESULTS = Path(__file__).parent / "results"
 STORED = RESULTS / "one_task"
