@@ -98,7 +98,14 @@ def test_one_task_table_from_stored_evaluations(tmp_path, monkeypatch):
 
     one_task = load_benchmark("one_task")
     monkeypatch.setattr(one_task, "STORED", tmp_path)
-    wins = {"grids_k4": (45, 44), "identity": (40, 20), "topk_k4": (20, 19)}  # (clean, lighting) successes of 50
+    # (clean, lighting) successes of 50; grids_k4_seed1 pools into grids_k4's claims, grids_k4_uniform does not
+    wins = {
+        "grids_k4": (45, 44),
+        "grids_k4_seed1": (45, 44),
+        "grids_k4_uniform": (0, 0),
+        "identity": (40, 20),
+        "topk_k4": (20, 19),
+    }
     for variant, (clean, lighting) in wins.items():
         records = [
             {
@@ -112,7 +119,7 @@ def test_one_task_table_from_stored_evaluations(tmp_path, monkeypatch):
                 "wall_s": 1.0,
                 "policy_ms_per_step": 1.0,
                 "tokens_per_image": 4.0,
-                "object_to_points": 0.1 if variant == "grids_k4" else 0.4,
+                "object_to_points": 0.1 if variant.startswith("grids") else 0.4,
                 "grid_object_to_points": 0.2,
                 "points_to_object": 0.1,
                 "grid_points_to_object": 0.2,
@@ -123,9 +130,11 @@ def test_one_task_table_from_stored_evaluations(tmp_path, monkeypatch):
         source = {"summary": {"conditions": summarize(records)}, "timing": timing(records)}
         (tmp_path / f"{variant}.eval.json").write_text(json.dumps(source))
     table = one_task.report()
-    assert "landed: grids_k4, identity, topk_k4." in table
+    assert "landed: grids_k4, identity, topk_k4, grids_k4_uniform, grids_k4_seed1." in table
+    assert "(seeds landed: grids_k4 2, identity 1, topk_k4 1)" in table
     rows = {line.split(" | ")[0] + " | " + line.split(" | ")[1]: line for line in table.splitlines() if line.startswith("| ")}
-    assert rows["| GridS vs top-k at equal K | clean"].endswith("| agrees |")  # 90% vs 40%
+    assert "grids_k4 90/100 (90%), topk_k4 20/50 (40%)" in rows["| GridS vs top-k at equal K | clean"]
+    assert rows["| GridS vs top-k at equal K | clean"].endswith("| agrees |")
     assert "+10 points" in rows["| success at K=4 vs full tokens | clean"]
     assert rows["| OOD drop of GridS vs full tokens | lighting"].endswith("| agrees |")  # full drops 40 points, GridS 2
     assert "not run" in rows["| OOD drop of GridS vs full tokens | camera"]  # no camera episodes stored
