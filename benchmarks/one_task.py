@@ -8,17 +8,26 @@ CPU. One task alone, ``tabletop_spatial/0`` ("pick up the left block, place it o
 two identical blocks told apart by the instruction), learns from its 50 demos in a tenth of
 that (README "How many demonstrations tabletop_spatial needs"), so every claim of
 ``benchmarks/claims.py`` can be read off it in an afternoon, plus one likely reason for the
-claim that fails on the suite (where GridS's points land) tested by two variants:
+claim that fails on the suite (where GridS's points land) tested by two variants, seed
+variants, and an adaptive budget (issue 20 item 4):
 
     grids_k4, identity, topk_k4   the claims' three compressors
     grids_k16                     K: do more points reach the objects?
     grids_k4_uniform              the init: points that start on the uniform grid
                                   (``compressor.init=uniform``) instead of near the centre
     grids_k4_seed1, topk_k4_seed1 training seed 1: how far one seed's success is from another's
+    grids_adaptive_k4_16          GridS at K=16 with an adaptive budget in [4, 16]
+                                  (``budget=adaptive``, sensitivity signal): does it reach
+                                  grids_k16's success with fewer tokens? Its checkpoint is
+                                  also run over the validation frames (``budgets.py``'s
+                                  ``validation_k_by_task``): K per frame, action L1 at each
+                                  probe K, frames per probe target K, stored with its evaluation
 
 The claims' rows pool every seed of grids_k4, identity and topk_k4 (episodes summed, Wilson
 interval of the pooled rate, as ``quality.py`` pools a suite's seeds); the uniform-init and
-K=16 variants stay out of them. Every variant has a row of the per-variant table.
+K=16 variants and the adaptive budget stay out of them. Every variant has a row of the
+per-variant table, with the visual tokens per image its clean episodes used (mean, min-max
+over policy calls).
 
 Every variant trains alike, ``python train.py conf=tabletop_spatial env.name=tabletop_spatial/0
 data.episodes=50 trainer.max_epochs=20 seed=0 <overrides> output_dir=runs/diag/ts0_<variant>``
@@ -45,10 +54,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # gridslab and envs from this checkout, installed or not
 sys.path.insert(0, str(Path(__file__).parent))
 
+from budgets import validation_k_by_task  # benchmarks/budgets.py
 from claims import CLAIMS, COMPARED, difference_cell, task_claims  # benchmarks/claims.py
 from quality import COMPRESSORS, checkpoint_state  # benchmarks/quality.py
 from report import store_eval  # benchmarks/report.py
 
+from gridslab.config.run_layout import last_checkpoint
 from gridslab.eval.summary import timing_key, wilson_interval
 
 ENV = "tabletop_spatial/0"
@@ -64,7 +75,9 @@ VARIANTS = {  # name -> (the claims' compressor whose seeds it pools into, None:
     "grids_k4_uniform": (None, [*COMPRESSORS["grids_k4"], "compressor.init=uniform"]),
     "grids_k4_seed1": ("grids_k4", [*COMPRESSORS["grids_k4"], "seed=1"]),
     "topk_k4_seed1": ("topk_k4", [*COMPRESSORS["topk_k4"], "seed=1"]),
+    "grids_adaptive_k4_16": (None, [*COMPRESSORS["grids_k16"], "budget=adaptive", "budget.k_min=4", "budget.k_max=16"]),
 }
+ADAPTIVE = "budget=adaptive"  # a variant with this override also stores its validation frames' K
 RESULTS = Path(__file__).parent / "results"
 STORED = RESULTS / "one_task"
 
@@ -88,6 +101,10 @@ def run_variant(variant: str) -> None:
     subprocess.run(command, check=True, cwd=ROOT)
     STORED.mkdir(parents=True, exist_ok=True)
     stored = store_eval(f"one_task/{variant}", run / "eval" / "last")
+    if ADAPTIVE in VARIANTS[variant][1]:
+        source = json.loads(stored.read_text())
+        source["validation_k"] = validation_k_by_task(last_checkpoint(run))
+        stored.write_text(json.dumps(source, indent=2, sort_keys=True) + "\n")
     print(f"stored {stored.relative_to(ROOT)}; commit it: git add {stored.relative_to(ROOT)}")
 
 
@@ -133,7 +150,7 @@ def report() -> str:
     lines = [
         f"{ENV}, one task alone: every variant {EPOCHS} epochs on 50 demos, seed 0 unless named, {EPISODES} episodes "
         f"per condition (`python benchmarks/one_task.py`); landed: {', '.join(landed) or 'none'}. The claims pool each "
-        f"compressor's seeds (seeds landed: {pooled}); the uniform-init and K=16 variants stay out of them. Difference: "
+        f"compressor's seeds (seeds landed: {pooled}); the uniform-init, K=16 and adaptive variants stay out of them. Difference: "
         "success-rate points with a 95% MOVER interval, positive = on the paper's side (benchmarks/claims.py). The "
         "interval counts episodes, not training runs: where one seed's success is far from another's (the per-variant "
         "table), it understates how uncertain the claim is.",
@@ -144,19 +161,44 @@ def report() -> str:
     lines += [f"| {CLAIMS[r['claim']]} | {r['condition']} | {r['ours']} | {difference_cell(r)} | {r['verdict']} |" for r in rows]
     lines += [
         "",
-        "Per variant; the last column: each task object's distance to its nearest sampled point, clean episodes, "
-        "first camera, image widths, with a uniform grid of as many points in brackets.",
+        "Per variant; tokens: visual tokens per image in the clean episodes, mean (min-max over policy calls); the "
+        "last column: each task object's distance to its nearest sampled point, clean episodes, first camera, image "
+        "widths, with a uniform grid of as many points in brackets.",
         "",
-        "| variant | success clean | lighting | distractors | camera | object -> nearest point (grid) |",
-        "|---|---|---|---|---|---|",
+        "| variant | success clean | lighting | distractors | camera | tokens | object -> nearest point (grid) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for variant, source in landed.items():
         found = entry([source])
         cells = [f"{s['successes']}/{s['episodes']}" if (s := found["success"].get(c)) else "-" for c in ["clean", *OOD]]
         clean = points(source)
         where = f"{clean['object_to_points']:.3f} ({clean['grid_object_to_points']:.3f})" if clean else "-"
-        lines.append(f"| {variant} | " + " | ".join(cells) + f" | {where} |")
+        lines.append(f"| {variant} | " + " | ".join(cells) + f" | {tokens_cell(source)} | {where} |")
+    for variant, source in landed.items():
+        lines += validation_k_lines(variant, source.get("validation_k", {}))
     return "\n".join(lines) + "\n"
+
+
+def tokens_cell(source: dict[str, Any]) -> str:
+    """The clean row's visual tokens per image: ``mean (min-max)``, ``-`` when not evaluated clean."""
+    row = next((r for r in source["summary"]["conditions"] if r["task"] == ENV and r["perturbation"] == "clean"), None)
+    return "-" if row is None else f"{row['tokens_per_image']:.2f} ({row['tokens_min']:g}-{row['tokens_max']:g})"
+
+
+def validation_k_lines(variant: str, by_task: dict[str, dict[str, Any]]) -> list[str]:
+    """An adaptive variant's validation frames (``validation_k_by_task``): per task, K per frame
+    and, where the budget probes, the action L1 (normalised) at each probe K and frames per
+    probe target K."""
+    lines = []
+    for task, found in by_task.items():
+        counts = ", ".join(f"K={k}: {n}" for k, n in found["counts"].items())
+        line = f'{variant}, validation frames of "{task}": K mean {found["mean"]:.2f} ({found["min"]:g}-{found["max"]:g}); frames per K: {counts}'
+        if "probe_l1" in found:
+            l1 = ", ".join(f"K={k}: {v:.4f}" for k, v in found["probe_l1"].items())
+            targets = ", ".join(f"K={k}: {n}" for k, n in found["probe_target"].items())
+            line += f"; action L1 at each probe K: {l1}; frames per probe target K: {targets}"
+        lines += ["", line + "."]
+    return lines
 
 
 def main() -> None:

@@ -105,6 +105,7 @@ def test_one_task_table_from_stored_evaluations(tmp_path, monkeypatch):
         "grids_k4_uniform": (0, 0),
         "identity": (40, 20),
         "topk_k4": (20, 19),
+        "grids_adaptive_k4_16": (45, 44),  # its episodes use 4 tokens, or 16 every fifth; not in the claims
     }
     for variant, (clean, lighting) in wins.items():
         records = [
@@ -118,7 +119,7 @@ def test_one_task_table_from_stored_evaluations(tmp_path, monkeypatch):
                 "steps": 100,
                 "wall_s": 1.0,
                 "policy_ms_per_step": 1.0,
-                "tokens_per_image": 4.0,
+                "tokens_per_image": 16.0 if variant == "grids_adaptive_k4_16" and seed % 5 == 0 else 4.0,
                 "object_to_points": 0.1 if variant.startswith("grids") else 0.4,
                 "grid_object_to_points": 0.2,
                 "points_to_object": 0.1,
@@ -128,9 +129,21 @@ def test_one_task_table_from_stored_evaluations(tmp_path, monkeypatch):
             for seed in range(50)
         ]
         source = {"summary": {"conditions": summarize(records)}, "timing": timing(records)}
+        if variant == "grids_adaptive_k4_16":
+            counts, probe_l1, target = {"4": 40, "16": 10}, {"4": 0.21, "8": 0.2, "16": 0.2}, {"4": 38, "8": 2, "16": 10}
+            source["validation_k"] = {
+                "pick the left block": {
+                    "mean": 6.4,
+                    "min": 4.0,
+                    "max": 16.0,
+                    "counts": counts,
+                    "probe_l1": probe_l1,
+                    "probe_target": target,
+                }
+            }
         (tmp_path / f"{variant}.eval.json").write_text(json.dumps(source))
     table = one_task.report()
-    assert "landed: grids_k4, identity, topk_k4, grids_k4_uniform, grids_k4_seed1." in table
+    assert "landed: grids_k4, identity, topk_k4, grids_k4_uniform, grids_k4_seed1, grids_adaptive_k4_16." in table
     assert "(seeds landed: grids_k4 2, identity 1, topk_k4 1)" in table
     rows = {line.split(" | ")[0] + " | " + line.split(" | ")[1]: line for line in table.splitlines() if line.startswith("| ")}
     assert "grids_k4 90/100 (90%), topk_k4 20/50 (40%)" in rows["| GridS vs top-k at equal K | clean"]
@@ -138,4 +151,11 @@ def test_one_task_table_from_stored_evaluations(tmp_path, monkeypatch):
     assert "+10 points" in rows["| success at K=4 vs full tokens | clean"]
     assert rows["| OOD drop of GridS vs full tokens | lighting"].endswith("| agrees |")  # full drops 40 points, GridS 2
     assert "not run" in rows["| OOD drop of GridS vs full tokens | camera"]  # no camera episodes stored
-    assert rows["| grids_k4 | 45/50"].endswith("| 0.100 (0.200) |") and rows["| topk_k4 | 20/50"].endswith("| 0.400 (0.200) |")
+    assert rows["| grids_k4 | 45/50"].endswith("| 4.00 (4-4) | 0.100 (0.200) |")
+    assert rows["| topk_k4 | 20/50"].endswith("| 0.400 (0.200) |")
+    assert rows["| grids_adaptive_k4_16 | 45/50"].endswith("| 6.40 (4-16) | 0.100 (0.200) |")  # 10 of 50 at 16
+    assert (
+        'grids_adaptive_k4_16, validation frames of "pick the left block": K mean 6.40 (4-16); frames per K: K=4: 40, '
+        "K=16: 10; action L1 at each probe K: K=4: 0.2100, K=8: 0.2000, K=16: 0.2000; frames per probe target K: "
+        "K=4: 38, K=8: 2, K=16: 10." in table
+    )
