@@ -15,7 +15,9 @@ variants, and an adaptive budget (issue 20 item 4):
     grids_k16                     K: do more points reach the objects?
     grids_k4_uniform              the init: points that start on the uniform grid
                                   (``compressor.init=uniform``) instead of near the centre
-    grids_k4_seed1, topk_k4_seed1 training seed 1: how far one seed's success is from another's
+    grids_k4_seed1, topk_k4_seed1, identity_seed1
+                                  training seed 1: how far one seed's success is from another's
+    grids_k4_seed2                seed 2 of GridS K=4, whose seeds 0 and 1 are 0/50 and 47/50
     grids_adaptive_k4_16          GridS at K=16 with an adaptive budget in [4, 16]
                                   (``budget=adaptive``, sensitivity signal): does it reach
                                   grids_k16's success with fewer tokens? Its checkpoint is
@@ -75,6 +77,8 @@ VARIANTS = {  # name -> (the claims' compressor whose seeds it pools into, None:
     "grids_k4_uniform": (None, [*COMPRESSORS["grids_k4"], "compressor.init=uniform"]),
     "grids_k4_seed1": ("grids_k4", [*COMPRESSORS["grids_k4"], "seed=1"]),
     "topk_k4_seed1": ("topk_k4", [*COMPRESSORS["topk_k4"], "seed=1"]),
+    "identity_seed1": ("identity", [*COMPRESSORS["identity"], "seed=1"]),
+    "grids_k4_seed2": ("grids_k4", [*COMPRESSORS["grids_k4"], "seed=2"]),
     "grids_adaptive_k4_16": (None, [*COMPRESSORS["grids_k16"], "budget=adaptive", "budget.k_min=4", "budget.k_max=16"]),
 }
 ADAPTIVE = "budget=adaptive"  # a variant with this override also stores its validation frames' K
