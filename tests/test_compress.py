@@ -246,6 +246,22 @@ def test_margin_keeps_coords_inside():
     assert (coords >= 0.1 - 1e-6).all() and (coords <= 0.9 + 1e-6).all()
 
 
+def test_uniform_init_builds_on_the_meta_device():
+    """train.py checks a config by building its policy on the meta device before any data is
+    collected (``check_before_data``); the uniform init crashed there (``.item()`` of a meta
+    tensor), so ``compressor.init=uniform`` could not train. It builds, and still refuses a
+    margin that leaves the grid no room."""
+    from gridslab.config.load import load_config
+    from gridslab.train.fit import check_before_data
+
+    with torch.device("meta"):
+        grids = build_compressor({"name": "grids", "k": 4, "init": "uniform"}, DIM)
+        with pytest.raises(UserError, match="margin=0.3"):
+            build_compressor({"name": "grids", "k": 4, "init": "uniform", "margin": 0.3}, DIM)
+    assert grids.coord_mlp[-1].bias.is_meta
+    assert check_before_data(load_config(["compressor=grids", "compressor.init=uniform"])) is None
+
+
 @pytest.mark.parametrize("init", ["random", "uniform"])
 def test_gradient_reaches_the_coordinate_mlp_through_the_tokens(init):
     grids = build_compressor({"name": "grids", "k": 4, "init": init, "layer_norm": True}, DIM)

@@ -151,10 +151,11 @@ def gather_clamped(feats: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
 
 
 def uniform_grid(k: int) -> Tensor:
-    """``[K, 2]`` (x, y) cell centres of the most-square rows x cols grid, row-major."""
+    """``[K, 2]`` (x, y) cell centres of the most-square rows x cols grid, row-major, on the
+    CPU whatever the default device (a policy built on the meta device reads its values)."""
     rows, cols = most_square_grid(k)
-    ys = (torch.arange(rows, dtype=torch.float64) + 0.5) / rows
-    xs = (torch.arange(cols, dtype=torch.float64) + 0.5) / cols
+    ys = (torch.arange(rows, dtype=torch.float64, device="cpu") + 0.5) / rows
+    xs = (torch.arange(cols, dtype=torch.float64, device="cpu") + 0.5) / cols
     grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack([grid_x, grid_y], dim=-1).reshape(k, 2)
 
