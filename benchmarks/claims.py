@@ -28,8 +28,10 @@ difference of two drops), from each rate's Wilson interval:
 Verdicts: "agrees" (the interval on the claimed side of zero), "contradicts" (on the other),
 "not significant" (the interval holds zero; the sign of the difference said); for the
 no-loss claim an interval holding zero is "agrees: no measurable loss". "untestable" when
-every rate involved is at most 10% (neither policy learns the task at those settings) and
-"not run" when a compressor's runs have not landed.
+every rate involved is at most 10% (neither policy learns the task at those settings), and
+for an OOD drop also when either policy's clean rate is (a policy that fails clean has no
+success to lose: its drop is not a measure of robustness); "not run" when a compressor's
+runs have not landed.
 """
 
 from __future__ import annotations
@@ -88,9 +90,12 @@ def rate_cell(name: str, stats: dict[str, Any]) -> str:
     return f"{name} {stats['successes']}/{stats['episodes']} ({stats['rate']:.0%})"
 
 
-def compare(claim: str, condition: str, terms: dict[str, tuple[int, dict[str, Any] | None]]) -> dict[str, Any]:
+def compare(
+    claim: str, condition: str, terms: dict[str, tuple[int, dict[str, Any] | None]], learned: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """One row of a success claim: ``terms`` name -> (sign, the entry's success stats for the
-    condition, None when not run)."""
+    condition, None when not run); ``learned``: the terms whose rate must be above ``FLOOR``
+    for the row to be testable (an OOD drop's clean rates)."""
     missing = [name for name, (_, stats) in terms.items() if stats is None]
     row: dict[str, Any] = {"claim": claim, "condition": condition, "paper": PAPER[claim]}
     if missing:
@@ -98,8 +103,13 @@ def compare(claim: str, condition: str, terms: dict[str, tuple[int, dict[str, An
     row["ours"] = ", ".join(rate_cell(name, stats) for name, (_, stats) in terms.items())
     estimate, low, high = mover([term(sign, stats) for sign, stats in terms.values()])
     row.update({"difference": estimate, "ci95_low": low, "ci95_high": high})
-    floor = all(stats["rate"] <= FLOOR for _, stats in terms.values())
-    row["verdict"] = "untestable: no policy learns the task here" if floor else verdict(claim, low, high)
+    floored = [name for name in learned if terms[name][1]["rate"] <= FLOOR]
+    if all(stats["rate"] <= FLOOR for _, stats in terms.values()):
+        row["verdict"] = "untestable: no policy learns the task here"
+    elif floored:
+        row["verdict"] = f"untestable: {' and '.join(floored)} at most {FLOOR:.0%}, no success to lose"
+    else:
+        row["verdict"] = verdict(claim, low, high)
     return row
 
 
@@ -141,7 +151,7 @@ def task_claims(
             "grids_k4 clean": (-1, stats("grids_k4", "clean")),
             f"grids_k4 {condition}": (1, stats("grids_k4", condition)),
         }
-        rows.append(compare("ood_drop", condition, terms))
+        rows.append(compare("ood_drop", condition, terms, learned=("identity clean", "grids_k4 clean")))
     rows.append(points_row([r for r in runs if r["compressor"] == "grids_k4" and r["status"] == "done"]))
     return [{"task": task, **row} for row in rows]
 

@@ -56,9 +56,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # gridslab and envs from this checkout, installed or not
 sys.path.insert(0, str(Path(__file__).parent))
 
+from _runs import training_events  # benchmarks/_runs.py
 from budgets import validation_k_by_task  # benchmarks/budgets.py
 from claims import CLAIMS, COMPARED, difference_cell, task_claims  # benchmarks/claims.py
-from quality import COMPRESSORS, checkpoint_state  # benchmarks/quality.py
+from quality import COMPRESSORS, CONVERGED, checkpoint_state  # benchmarks/quality.py
 from report import store_eval  # benchmarks/report.py
 
 from gridslab.config.run_layout import last_checkpoint
@@ -105,11 +106,21 @@ def run_variant(variant: str) -> None:
     subprocess.run(command, check=True, cwd=ROOT)
     STORED.mkdir(parents=True, exist_ok=True)
     stored = store_eval(f"one_task/{variant}", run / "eval" / "last")
-    if ADAPTIVE in VARIANTS[variant][1]:
-        source = json.loads(stored.read_text())
-        source["validation_k"] = validation_k_by_task(last_checkpoint(run))
-        stored.write_text(json.dumps(source, indent=2, sort_keys=True) + "\n")
+    add_training_record(variant)
     print(f"stored {stored.relative_to(ROOT)}; commit it: git add {stored.relative_to(ROOT)}")
+
+
+def add_training_record(variant: str) -> None:
+    """Add to the variant's stored evaluation what its run folder says of the training: the
+    validation action L1 per epoch (env units) and the training minutes (``training_events``),
+    and for an adaptive budget the K of its validation frames (``validation_k_by_task``)."""
+    run, stored = run_dir(variant), stored_path(variant)
+    source = json.loads(stored.read_text())
+    minutes, curves = training_events(run)
+    source.update({"train_minutes": minutes, "val_action_l1": curves["val/action_l1"]})
+    if ADAPTIVE in VARIANTS[variant][1]:
+        source["validation_k"] = validation_k_by_task(last_checkpoint(run))
+    stored.write_text(json.dumps(source, indent=2, sort_keys=True) + "\n")
 
 
 def entry(sources: list[dict[str, Any]]) -> dict[str, Any]:
@@ -165,19 +176,21 @@ def report() -> str:
     lines += [f"| {CLAIMS[r['claim']]} | {r['condition']} | {r['ours']} | {difference_cell(r)} | {r['verdict']} |" for r in rows]
     lines += [
         "",
-        "Per variant; tokens: visual tokens per image in the clean episodes, mean (min-max over policy calls); the "
-        "last column: each task object's distance to its nearest sampled point, clean episodes, first camera, image "
-        "widths, with a uniform grid of as many points in brackets.",
+        "Per variant; tokens: visual tokens per image in the clean episodes, mean (min-max over policy calls); val L1: "
+        f"validation action L1 (env units) after the last epoch, and its change over the last quarter of the epochs "
+        f"(falling by {CONVERGED:.0%} or more there: not converged; - where the run folder was gone when it was recorded); "
+        "the last column: each task object's distance to its nearest sampled point, clean episodes, first camera, "
+        "image widths, with a uniform grid of as many points in brackets.",
         "",
-        "| variant | success clean | lighting | distractors | camera | tokens | object -> nearest point (grid) |",
-        "|---|---|---|---|---|---|---|",
+        "| variant | success clean | lighting | distractors | camera | tokens | val L1 | object -> nearest point (grid) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for variant, source in landed.items():
         found = entry([source])
         cells = [f"{s['successes']}/{s['episodes']}" if (s := found["success"].get(c)) else "-" for c in ["clean", *OOD]]
         clean = points(source)
         where = f"{clean['object_to_points']:.3f} ({clean['grid_object_to_points']:.3f})" if clean else "-"
-        lines.append(f"| {variant} | " + " | ".join(cells) + f" | {tokens_cell(source)} | {where} |")
+        lines.append(f"| {variant} | " + " | ".join(cells) + f" | {tokens_cell(source)} | {val_l1_cell(source)} | {where} |")
     for variant, source in landed.items():
         lines += validation_k_lines(variant, source.get("validation_k", {}))
     return "\n".join(lines) + "\n"
@@ -187,6 +200,16 @@ def tokens_cell(source: dict[str, Any]) -> str:
     """The clean row's visual tokens per image: ``mean (min-max)``, ``-`` when not evaluated clean."""
     row = next((r for r in source["summary"]["conditions"] if r["task"] == ENV and r["perturbation"] == "clean"), None)
     return "-" if row is None else f"{row['tokens_per_image']:.2f} ({row['tokens_min']:g}-{row['tokens_max']:g})"
+
+
+def val_l1_cell(source: dict[str, Any]) -> str:
+    """``last (change over the last quarter of the epochs)``, ``-`` when no curve was recorded."""
+    curve = source.get("val_action_l1") or []
+    window = max(1, EPOCHS // 4)
+    if len(curve) <= window:
+        return "-"
+    change = curve[-1] / curve[-1 - window] - 1
+    return f"{curve[-1]:.4f} ({change:+.1%}{'' if change > -CONVERGED else ', not converged'})"
 
 
 def validation_k_lines(variant: str, by_task: dict[str, dict[str, Any]]) -> list[str]:

@@ -30,20 +30,24 @@ EVAL_SUFFIX = ".eval.json"
 def training_settings(eval_dir: Path) -> dict | None:
     """What the evaluated checkpoint was trained with, from the config.yaml of the run folder
     holding ``eval_dir`` (``<run>/eval/<name>``): conf, env, demos (per task for a suite),
-    epochs, compressor, K, seed; None when the evaluation is not inside a run folder."""
+    epochs, compressor, K (None for a compressor that ignores it: identity keeps every patch),
+    seed; None when the evaluation is not inside a run folder."""
     config_path = eval_dir.resolve().parent.parent / "config.yaml"
     if not config_path.is_file():
         return None
     from omegaconf import OmegaConf
 
+    from gridslab.compress import COMPRESSORS
+
     config = OmegaConf.load(config_path)
+    honours_k = COMPRESSORS.entry(str(config.compressor.name)).factory.honours_budget
     return {
         "conf": config.experiment,
         "env": config.env.name,
         "demos": config.data.episodes,
         "epochs": config.trainer.max_epochs,
         "compressor": config.compressor.name,
-        "k": config.compressor.get("k"),
+        "k": config.compressor.get("k") if honours_k else None,
         "seed": config.seed,
     }
 

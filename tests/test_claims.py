@@ -90,6 +90,17 @@ def test_claims_table_from_quality_json(tmp_path):
     assert verdicts[("k4_vs_full", "clean")].startswith("untestable")  # 4% vs 2%: neither learns the task
     assert verdicts[("grids_vs_topk", "clean")] == "not run: topk_k4"
 
+    # full tokens fail clean, GridS does not: a drop of GridS's cannot be set against a policy with nothing to lose
+    quality["table"] = [
+        _entry(task, "grids_k4", clean=_stats(45, 50), lighting=_stats(20, 50)),
+        _entry(task, "identity", clean=_stats(0, 50), lighting=_stats(0, 50)),
+    ]
+    (tmp_path / "quality.json").write_text(json.dumps(quality))
+    rows, _ = claims.build(tmp_path)
+    verdicts = {(r["claim"], r["condition"]): r["verdict"] for r in rows}
+    assert verdicts[("ood_drop", "lighting")] == "untestable: identity clean at most 10%, no success to lose"
+    assert verdicts[("k4_vs_full", "clean")] == "agrees"  # 90% vs 0%: a clean comparison stays testable
+
 
 def test_one_task_table_from_stored_evaluations(tmp_path, monkeypatch):
     """benchmarks/one_task.py reads its variants' stored evaluations (report.py's format, written
@@ -129,6 +140,10 @@ def test_one_task_table_from_stored_evaluations(tmp_path, monkeypatch):
             for seed in range(50)
         ]
         source = {"summary": {"conditions": summarize(records)}, "timing": timing(records)}
+        if variant == "identity":  # still falling fast: not converged
+            source["val_action_l1"] = [0.2] * 15 + [0.1, 0.09, 0.08, 0.07, 0.06]
+        if variant == "grids_k4":
+            source["val_action_l1"] = [0.05] * 16 + [0.049, 0.0485, 0.048, 0.048]
         if variant == "grids_adaptive_k4_16":
             counts, probe_l1, target = {"4": 40, "16": 10}, {"4": 0.21, "8": 0.2, "16": 0.2}, {"4": 38, "8": 2, "16": 10}
             source["validation_k"] = {
@@ -151,9 +166,10 @@ def test_one_task_table_from_stored_evaluations(tmp_path, monkeypatch):
     assert "+10 points" in rows["| success at K=4 vs full tokens | clean"]
     assert rows["| OOD drop of GridS vs full tokens | lighting"].endswith("| agrees |")  # full drops 40 points, GridS 2
     assert "not run" in rows["| OOD drop of GridS vs full tokens | camera"]  # no camera episodes stored
-    assert rows["| grids_k4 | 45/50"].endswith("| 4.00 (4-4) | 0.100 (0.200) |")
-    assert rows["| topk_k4 | 20/50"].endswith("| 0.400 (0.200) |")
-    assert rows["| grids_adaptive_k4_16 | 45/50"].endswith("| 6.40 (4-16) | 0.100 (0.200) |")  # 10 of 50 at 16
+    assert rows["| grids_k4 | 45/50"].endswith("| 4.00 (4-4) | 0.0480 (-4.0%) | 0.100 (0.200) |")  # 0.048 / 0.05
+    assert rows["| identity | 40/50"].endswith("| 0.0600 (-70.0%, not converged) | 0.400 (0.200) |")  # 0.06 / 0.2
+    assert rows["| topk_k4 | 20/50"].endswith("| - | 0.400 (0.200) |")  # no curve stored
+    assert rows["| grids_adaptive_k4_16 | 45/50"].endswith("| 6.40 (4-16) | - | 0.100 (0.200) |")  # 10 of 50 at 16
     assert (
         'grids_adaptive_k4_16, validation frames of "pick the left block": K mean 6.40 (4-16); frames per K: K=4: 40, '
         "K=16: 10; action L1 at each probe K: K=4: 0.2100, K=8: 0.2000, K=16: 0.2000; frames per probe target K: "

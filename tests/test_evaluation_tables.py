@@ -163,5 +163,9 @@ def test_stored_evaluation_names_the_training_it_evaluates(tmp_path, monkeypatch
     assert "nearest task object" not in header  # records without point distances: no points sentence
     stored["timing"]["robosuite/Lift|clean|0.0"].update(points_to_object=0.404, grid_points_to_object=0.348)
     assert "image widths; a uniform grid of as many points in brackets): clean 0.404 (grid 0.348)." in report.eval_table(stored)
+    OmegaConf.save(OmegaConf.create({**config, "compressor": {"name": "identity", "k": 4}}), run / "config.yaml")
+    stored = json.loads(report.store_eval("demo", eval_dir).read_text())
+    assert stored["training"]["k"] is None  # identity ignores compressor.k: no "identity K=4"
+    assert "20 epochs on 50 demos per task, identity, seed 1" in report.eval_table(stored).splitlines()[0]
     (run / "config.yaml").unlink()  # an evaluation outside a run folder: no training line
     assert "training" not in json.loads(report.store_eval("demo", eval_dir).read_text())
