@@ -80,24 +80,21 @@ def test_claims_table_from_quality_json(tmp_path):
         "robosuite_pickplacecan: where the points land vs a uniform grid (clean)."
     )
 
-    quality["table"] = [
-        _entry(task, "grids_k4", clean=_stats(2, 50), lighting=_stats(0, 50)),
-        _entry(task, "identity", clean=_stats(1, 50), lighting=_stats(0, 50)),
-    ]
-    (tmp_path / "quality.json").write_text(json.dumps(quality))
-    rows, _ = claims.build(tmp_path)
-    verdicts = {(r["claim"], r["condition"]): r["verdict"] for r in rows}
+    def verdicts_with(grids_k4: tuple[int, int], identity: tuple[int, int]) -> dict[tuple[str, str], str]:
+        """The verdicts when only grids_k4 and identity have landed, with these (clean, lighting) successes of 50."""
+        quality["table"] = [
+            _entry(task, name, clean=_stats(clean, 50), lighting=_stats(lighting, 50))
+            for name, (clean, lighting) in (("grids_k4", grids_k4), ("identity", identity))
+        ]
+        (tmp_path / "quality.json").write_text(json.dumps(quality))
+        return {(r["claim"], r["condition"]): r["verdict"] for r in claims.build(tmp_path)[0]}
+
+    verdicts = verdicts_with(grids_k4=(2, 0), identity=(1, 0))
     assert verdicts[("k4_vs_full", "clean")].startswith("untestable")  # 4% vs 2%: neither learns the task
     assert verdicts[("grids_vs_topk", "clean")] == "not run: topk_k4"
 
     # full tokens fail clean, GridS does not: a drop of GridS's cannot be set against a policy with nothing to lose
-    quality["table"] = [
-        _entry(task, "grids_k4", clean=_stats(45, 50), lighting=_stats(20, 50)),
-        _entry(task, "identity", clean=_stats(0, 50), lighting=_stats(0, 50)),
-    ]
-    (tmp_path / "quality.json").write_text(json.dumps(quality))
-    rows, _ = claims.build(tmp_path)
-    verdicts = {(r["claim"], r["condition"]): r["verdict"] for r in rows}
+    verdicts = verdicts_with(grids_k4=(45, 20), identity=(0, 0))
     assert verdicts[("ood_drop", "lighting")] == "untestable: identity clean at most 10%, no success to lose"
     assert verdicts[("k4_vs_full", "clean")] == "agrees"  # 90% vs 0%: a clean comparison stays testable
 
