@@ -18,6 +18,8 @@ variants, and an adaptive budget (issue 20 item 4):
     grids_k4_seed1, topk_k4_seed1, identity_seed1
                                   training seed 1: how far one seed's success is from another's
     grids_k4_seed2                seed 2 of GridS K=4, whose seeds 0 and 1 are 0/50 and 47/50
+    identity_e40                  full tokens trained 40 epochs: identity fails the task at 20
+                                  with its validation L1 still falling; is it under-trained?
     grids_adaptive_k4_16          GridS at K=16 with an adaptive budget in [4, 16]
                                   (``budget=adaptive``, sensitivity signal): does it reach
                                   grids_k16's success with fewer tokens? Its checkpoint is
@@ -27,7 +29,7 @@ variants, and an adaptive budget (issue 20 item 4):
 
 The claims' rows pool every seed of grids_k4, identity and topk_k4 (episodes summed, Wilson
 interval of the pooled rate, as ``quality.py`` pools a suite's seeds); the uniform-init and
-K=16 variants and the adaptive budget stay out of them. Every variant has a row of the
+K=16 variants, the adaptive budget and the 40-epoch run stay out of them. Every variant has a row of the
 per-variant table, with the visual tokens per image its clean episodes used (mean, min-max
 over policy calls).
 
@@ -80,11 +82,18 @@ VARIANTS = {  # name -> (the claims' compressor whose seeds it pools into, None:
     "topk_k4_seed1": ("topk_k4", [*COMPRESSORS["topk_k4"], "seed=1"]),
     "identity_seed1": ("identity", [*COMPRESSORS["identity"], "seed=1"]),
     "grids_k4_seed2": ("grids_k4", [*COMPRESSORS["grids_k4"], "seed=2"]),
+    "identity_e40": (None, [*COMPRESSORS["identity"], "trainer.max_epochs=40"]),
     "grids_adaptive_k4_16": (None, [*COMPRESSORS["grids_k16"], "budget=adaptive", "budget.k_min=4", "budget.k_max=16"]),
 }
 ADAPTIVE = "budget=adaptive"  # a variant with this override also stores its validation frames' K
 RESULTS = Path(__file__).parent / "results"
 STORED = RESULTS / "one_task"
+
+
+def epochs(variant: str) -> int:
+    """The epochs the variant trains: ``EPOCHS`` unless its overrides set trainer.max_epochs."""
+    found = [o.split("=", 1)[1] for o in VARIANTS[variant][1] if o.startswith("trainer.max_epochs=")]
+    return int(found[-1]) if found else EPOCHS
 
 
 def run_dir(variant: str) -> Path:
@@ -99,7 +108,7 @@ def run_variant(variant: str) -> None:
     """Train (or resume) and evaluate one variant, then store its evaluation."""
     run = run_dir(variant)
     state = checkpoint_state(run)
-    if state is None or state[0] < EPOCHS:
+    if state is None or state[0] < epochs(variant):
         command = [sys.executable, "train.py", *TRAINING, *VARIANTS[variant][1], f"output_dir={run}", "resume=auto"]
         subprocess.run(command, check=True, cwd=ROOT)
     command = [sys.executable, "evaluate.py", f"output_dir={run}", "--episodes", str(EPISODES), "--ood", ",".join(OOD)]
@@ -163,7 +172,7 @@ def report() -> str:
     rows = task_claims(ENV, {"ood": OOD}, entries, runs)
     pooled = ", ".join(f"{e['compressor']} {e['runs']}" for e in entries) or "none"
     lines = [
-        f"{ENV}, one task alone: every variant {EPOCHS} epochs on 50 demos, seed 0 unless named, {EPISODES} episodes "
+        f"{ENV}, one task alone: every variant {EPOCHS} epochs on 50 demos and seed 0 unless named, {EPISODES} episodes "
         f"per condition (`python benchmarks/one_task.py`); landed: {', '.join(landed) or 'none'}. The claims pool each "
         f"compressor's seeds (seeds landed: {pooled}); the uniform-init, K=16 and adaptive variants stay out of them. Difference: "
         "success-rate points with a 95% MOVER interval, positive = on the paper's side (benchmarks/claims.py). The "
@@ -205,7 +214,7 @@ def tokens_cell(source: dict[str, Any]) -> str:
 def val_l1_cell(source: dict[str, Any]) -> str:
     """``last (change over the last quarter of the epochs)``, ``-`` when no curve was recorded."""
     curve = source.get("val_action_l1") or []
-    window = max(1, EPOCHS // 4)
+    window = max(1, len(curve) // 4)
     if len(curve) <= window:
         return "-"
     change = curve[-1] / curve[-1 - window] - 1

@@ -154,6 +154,7 @@ def test_one_task_table_from_stored_evaluations(tmp_path, monkeypatch):
                 }
             }
         (tmp_path / f"{variant}.eval.json").write_text(json.dumps(source))
+    assert (one_task.epochs("identity"), one_task.epochs("identity_e40")) == (20, 40)  # trainer.max_epochs=40 wins
     table = one_task.report()
     assert "landed: grids_k4, identity, topk_k4, grids_k4_uniform, grids_k4_seed1, grids_adaptive_k4_16." in table
     assert "(seeds landed: grids_k4 2, identity 1, topk_k4 1)" in table
