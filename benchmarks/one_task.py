@@ -4,8 +4,9 @@
     python benchmarks/one_task.py --report-only   # the table from the committed results alone
 
 The suite's comparison (``benchmarks/quality.py``) costs ~100 min of training per run on this
-CPU. One task alone, ``tabletop_spatial/0`` ("pick up the left block, place it on the plate":
-two identical blocks told apart by the instruction), learns from its 50 demos in a tenth of
+CPU. One task alone, ``tabletop_spatial/0`` ("pick up the red block between the plate and the
+green box and place it on the plate": two identical red blocks, told apart only by where they
+stand), learns from its 50 demos in a tenth of
 that (README "How many demonstrations tabletop_spatial needs"), so every claim of
 ``benchmarks/claims.py`` can be read off it in an afternoon, plus one likely reason for the
 claim that fails on the suite (where GridS's points land) tested by two variants, seed
@@ -221,17 +222,22 @@ def val_l1_cell(source: dict[str, Any]) -> str:
     return f"{curve[-1]:.4f} ({change:+.1%}{'' if change > -CONVERGED else ', not converged'})"
 
 
+def by_k(values: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A ``{K: value}`` map in increasing K (JSON sorts its keys as text: "16" before "4")."""
+    return sorted(values.items(), key=lambda item: float(item[0]))
+
+
 def validation_k_lines(variant: str, by_task: dict[str, dict[str, Any]]) -> list[str]:
     """An adaptive variant's validation frames (``validation_k_by_task``): per task, K per frame
     and, where the budget probes, the action L1 (normalised) at each probe K and frames per
     probe target K."""
     lines = []
     for task, found in by_task.items():
-        counts = ", ".join(f"K={k}: {n}" for k, n in found["counts"].items())
+        counts = ", ".join(f"K={k}: {n}" for k, n in by_k(found["counts"]))
         line = f'{variant}, validation frames of "{task}": K mean {found["mean"]:.2f} ({found["min"]:g}-{found["max"]:g}); frames per K: {counts}'
         if "probe_l1" in found:
-            l1 = ", ".join(f"K={k}: {v:.4f}" for k, v in found["probe_l1"].items())
-            targets = ", ".join(f"K={k}: {n}" for k, n in found["probe_target"].items())
+            l1 = ", ".join(f"K={k}: {v:.4f}" for k, v in by_k(found["probe_l1"]))
+            targets = ", ".join(f"K={k}: {n}" for k, n in by_k(found["probe_target"]))
             line += f"; action L1 at each probe K: {l1}; frames per probe target K: {targets}"
         lines += ["", line + "."]
     return lines

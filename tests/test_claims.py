@@ -142,7 +142,7 @@ def test_one_task_table_from_stored_evaluations(tmp_path, monkeypatch):
         if variant == "grids_k4":
             source["val_action_l1"] = [0.05] * 16 + [0.049, 0.0485, 0.048, 0.048]
         if variant == "grids_adaptive_k4_16":
-            counts, probe_l1, target = {"4": 40, "16": 10}, {"4": 0.21, "8": 0.2, "16": 0.2}, {"4": 38, "8": 2, "16": 10}
+            counts, probe_l1, target = {"16": 10, "4": 40}, {"16": 0.2, "4": 0.21, "8": 0.2}, {"16": 10, "4": 38, "8": 2}
             source["validation_k"] = {
                 "pick the left block": {
                     "mean": 6.4,
