@@ -136,7 +136,7 @@ def add_training_record(variant: str) -> None:
 def entry(sources: list[dict[str, Any]]) -> dict[str, Any]:
     """Stored evaluations of one compressor's seeds as claims.task_claims reads a compressor's
     entry of quality.json: per condition successes and episodes summed over the seeds, the
-    pooled rate and its Wilson interval (one seed: its own), and each seed's point distances."""
+    pooled rate and its Wilson interval (one seed: its own)."""
     rows = [row for source in sources for row in source["summary"]["conditions"] if row["task"] == ENV]
     success = {}
     for condition in dict.fromkeys(row["perturbation"] for row in rows):
@@ -153,9 +153,14 @@ def entry(sources: list[dict[str, Any]]) -> dict[str, Any]:
     return {"runs": len(sources), "success": success, "status": "done"}
 
 
+def clean_row(source: dict[str, Any]) -> dict[str, Any] | None:
+    """A stored evaluation's clean summary row of the task, None when it was not evaluated clean."""
+    return next((r for r in source["summary"]["conditions"] if r["task"] == ENV and r["perturbation"] == "clean"), None)
+
+
 def points(source: dict[str, Any]) -> dict[str, Any] | None:
     """One stored evaluation's clean point distances (timing.json's entry), None when not recorded."""
-    row = next((r for r in source["summary"]["conditions"] if r["task"] == ENV and r["perturbation"] == "clean"), None)
+    row = clean_row(source)
     stats = {} if row is None else source["timing"].get(timing_key(ENV, "clean", row["severity"]), {})
     return stats if stats.get("object_to_points") is not None else None
 
@@ -175,7 +180,7 @@ def report() -> str:
     lines = [
         f"{ENV}, one task alone: every variant {EPOCHS} epochs on 50 demos and seed 0 unless named, {EPISODES} episodes "
         f"per condition (`python benchmarks/one_task.py`); landed: {', '.join(landed) or 'none'}. The claims pool each "
-        f"compressor's seeds (seeds landed: {pooled}); the uniform-init, K=16 and adaptive variants stay out of them. Difference: "
+        f"compressor's seeds (seeds landed: {pooled}); {', '.join(v for v, (into, _) in VARIANTS.items() if into is None)} stay out of them. Difference: "
         "success-rate points with a 95% MOVER interval, positive = on the paper's side (benchmarks/claims.py). The "
         "interval counts episodes, not training runs: where one seed's success is far from another's (the per-variant "
         "table), it understates how uncertain the claim is.",
@@ -208,7 +213,7 @@ def report() -> str:
 
 def tokens_cell(source: dict[str, Any]) -> str:
     """The clean row's visual tokens per image: ``mean (min-max)``, ``-`` when not evaluated clean."""
-    row = next((r for r in source["summary"]["conditions"] if r["task"] == ENV and r["perturbation"] == "clean"), None)
+    row = clean_row(source)
     return "-" if row is None else f"{row['tokens_per_image']:.2f} ({row['tokens_min']:g}-{row['tokens_max']:g})"
 
 
