@@ -5,7 +5,8 @@
 Defaults: the last checkpoint of the run in ``output_dir`` (the default run unless
 overridden), clean only. ``--ood`` is a comma list; ``+`` combines perturbations
 (``lighting+distractors``). ``key=value`` overrides apply to the checkpoint's config
-(e.g. ``env.render_quality=full``). Results go to ``<output_dir>/eval/<checkpoint>/`` (with
+(e.g. ``env.render_quality=full``; ``budget=fixed`` evaluates a checkpoint trained with a
+learned budget at its compressor's K, ``budget=per_task budget.default_k=8`` at K=8). Results go to ``<output_dir>/eval/<checkpoint>/`` (with
 ``config.yaml``, the resolved config); re-running the same command resumes. It ends with the
 paths it wrote and the commands to look at them.
 """

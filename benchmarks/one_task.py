@@ -21,12 +21,19 @@ variants, and an adaptive budget (issue 20 item 4):
     grids_k4_seed2                seed 2 of GridS K=4, whose seeds 0 and 1 are 0/50 and 47/50
     identity_e40                  full tokens trained 40 epochs: identity fails the task at 20
                                   with its validation L1 still falling; is it under-trained?
+    grids_k4_uniform_seed1, grids_k4_uniform_seed2
+                                  seeds 1 and 2 of the uniform init: does it rescue seed 0
+                                  only, or hold across seeds (a candidate GridS default)?
+    identity_e40_seed1            seed 1 of full tokens at 40 epochs
     grids_adaptive_k4_16          GridS at K=16 with an adaptive budget in [4, 16]
                                   (``budget=adaptive``, sensitivity signal): does it reach
                                   grids_k16's success with fewer tokens? Its checkpoint is
                                   also run over the validation frames (``budgets.py``'s
                                   ``validation_k_by_task``): K per frame, action L1 at each
                                   probe K, frames per probe target K, stored with its evaluation
+    grids_adaptive_k4_16_at_k16   the adaptive run's checkpoint evaluated at a fixed K=16
+                                  (``evaluate.py budget=fixed``): does the policy act well at
+                                  K=16 and only the head's choice of K=4 fail it?
 
 The claims' rows pool every seed of grids_k4, identity and topk_k4 (episodes summed, Wilson
 interval of the pooled rate, as ``quality.py`` pools a suite's seeds); the uniform-init and
@@ -53,7 +60,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # gridslab and envs from this checkout, installed or not
@@ -73,32 +80,51 @@ TRAINING = ["conf=tabletop_spatial", f"env.name={ENV}", "data.episodes=50", "tra
 EPOCHS = 20
 EPISODES = 50
 OOD = ["lighting", "distractors", "camera"]
-VARIANTS = {  # name -> (the claims' compressor whose seeds it pools into, None: not in the claims; train.py overrides)
-    "grids_k4": ("grids_k4", COMPRESSORS["grids_k4"]),
-    "identity": ("identity", COMPRESSORS["identity"]),
-    "topk_k4": ("topk_k4", COMPRESSORS["topk_k4"]),
-    "grids_k16": (None, COMPRESSORS["grids_k16"]),
-    "grids_k4_uniform": (None, [*COMPRESSORS["grids_k4"], "compressor.init=uniform"]),
-    "grids_k4_seed1": ("grids_k4", [*COMPRESSORS["grids_k4"], "seed=1"]),
-    "topk_k4_seed1": ("topk_k4", [*COMPRESSORS["topk_k4"], "seed=1"]),
-    "identity_seed1": ("identity", [*COMPRESSORS["identity"], "seed=1"]),
-    "grids_k4_seed2": ("grids_k4", [*COMPRESSORS["grids_k4"], "seed=2"]),
-    "identity_e40": (None, [*COMPRESSORS["identity"], "trainer.max_epochs=40"]),
-    "grids_adaptive_k4_16": (None, [*COMPRESSORS["grids_k16"], "budget=adaptive", "budget.k_min=4", "budget.k_max=16"]),
-}
+
+
+class Variant(NamedTuple):
+    """One run of the table. pooled: the claims' compressor whose seeds it pools into (None: not
+    in the claims); train: train.py overrides; evaluate: evaluate.py overrides (a budget swapped
+    at evaluation); checkpoint_of: the variant whose trained run it evaluates (None: its own)."""
+
+    pooled: str | None
+    train: list[str]
+    evaluate: tuple[str, ...] = ()
+    checkpoint_of: str | None = None
+
+
 ADAPTIVE = "budget=adaptive"  # a variant with this override also stores its validation frames' K
+ADAPTIVE_TRAINING = [*COMPRESSORS["grids_k16"], ADAPTIVE, "budget.k_min=4", "budget.k_max=16"]
+VARIANTS = {
+    "grids_k4": Variant("grids_k4", COMPRESSORS["grids_k4"]),
+    "identity": Variant("identity", COMPRESSORS["identity"]),
+    "topk_k4": Variant("topk_k4", COMPRESSORS["topk_k4"]),
+    "grids_k16": Variant(None, COMPRESSORS["grids_k16"]),
+    "grids_k4_uniform": Variant(None, [*COMPRESSORS["grids_k4"], "compressor.init=uniform"]),
+    "grids_k4_seed1": Variant("grids_k4", [*COMPRESSORS["grids_k4"], "seed=1"]),
+    "topk_k4_seed1": Variant("topk_k4", [*COMPRESSORS["topk_k4"], "seed=1"]),
+    "identity_seed1": Variant("identity", [*COMPRESSORS["identity"], "seed=1"]),
+    "grids_k4_seed2": Variant("grids_k4", [*COMPRESSORS["grids_k4"], "seed=2"]),
+    "identity_e40": Variant(None, [*COMPRESSORS["identity"], "trainer.max_epochs=40"]),
+    "grids_adaptive_k4_16": Variant(None, ADAPTIVE_TRAINING),
+    "grids_k4_uniform_seed1": Variant(None, [*COMPRESSORS["grids_k4"], "compressor.init=uniform", "seed=1"]),
+    "grids_k4_uniform_seed2": Variant(None, [*COMPRESSORS["grids_k4"], "compressor.init=uniform", "seed=2"]),
+    "identity_e40_seed1": Variant(None, [*COMPRESSORS["identity"], "trainer.max_epochs=40", "seed=1"]),
+    "grids_adaptive_k4_16_at_k16": Variant(None, ADAPTIVE_TRAINING, ("budget=fixed",), "grids_adaptive_k4_16"),
+}
 RESULTS = Path(__file__).parent / "results"
 STORED = RESULTS / "one_task"
 
 
 def epochs(variant: str) -> int:
     """The epochs the variant trains: ``EPOCHS`` unless its overrides set trainer.max_epochs."""
-    found = [o.split("=", 1)[1] for o in VARIANTS[variant][1] if o.startswith("trainer.max_epochs=")]
+    found = [o.split("=", 1)[1] for o in VARIANTS[variant].train if o.startswith("trainer.max_epochs=")]
     return int(found[-1]) if found else EPOCHS
 
 
 def run_dir(variant: str) -> Path:
-    return ROOT / "runs" / "diag" / f"ts0_{variant}"
+    """The training run the variant evaluates (shared with ``checkpoint_of`` when it names one)."""
+    return ROOT / "runs" / "diag" / f"ts0_{VARIANTS[variant].checkpoint_of or variant}"
 
 
 def stored_path(variant: str) -> Path:
@@ -110,12 +136,13 @@ def run_variant(variant: str) -> None:
     run = run_dir(variant)
     state = checkpoint_state(run)
     if state is None or state[0] < epochs(variant):
-        command = [sys.executable, "train.py", *TRAINING, *VARIANTS[variant][1], f"output_dir={run}", "resume=auto"]
+        command = [sys.executable, "train.py", *TRAINING, *VARIANTS[variant].train, f"output_dir={run}", "resume=auto"]
         subprocess.run(command, check=True, cwd=ROOT)
+    evaluated = run / "eval" / (variant if VARIANTS[variant].evaluate else "last")
     command = [sys.executable, "evaluate.py", f"output_dir={run}", "--episodes", str(EPISODES), "--ood", ",".join(OOD)]
-    subprocess.run(command, check=True, cwd=ROOT)
+    subprocess.run([*command, *VARIANTS[variant].evaluate, "--out", str(evaluated)], check=True, cwd=ROOT)
     STORED.mkdir(parents=True, exist_ok=True)
-    stored = store_eval(f"one_task/{variant}", run / "eval" / "last")
+    stored = store_eval(f"one_task/{variant}", evaluated)
     add_training_record(variant)
     print(f"stored {stored.relative_to(ROOT)}; commit it: git add {stored.relative_to(ROOT)}")
 
@@ -128,7 +155,7 @@ def add_training_record(variant: str) -> None:
     source = json.loads(stored.read_text())
     minutes, curves = training_events(run)
     source.update({"train_minutes": minutes, "val_action_l1": curves["val/action_l1"]})
-    if ADAPTIVE in VARIANTS[variant][1]:
+    if ADAPTIVE in VARIANTS[variant].train:  # the K the checkpoint's own head picks, whatever budget evaluated it
         source["validation_k"] = validation_k_by_task(last_checkpoint(run))
     stored.write_text(json.dumps(source, indent=2, sort_keys=True) + "\n")
 
@@ -168,7 +195,7 @@ def points(source: dict[str, Any]) -> dict[str, Any] | None:
 def report() -> str:
     """one_task.md from the stored evaluations: the claims' rows, then the points of every GridS variant."""
     landed = {variant: json.loads(stored_path(variant).read_text()) for variant in VARIANTS if stored_path(variant).exists()}
-    seeds = {c: [landed[v] for v, (pooled, _) in VARIANTS.items() if pooled == c and v in landed] for c in COMPARED}
+    seeds = {c: [landed[v] for v, found in VARIANTS.items() if found.pooled == c and v in landed] for c in COMPARED}
     entries = [{"compressor": c, **entry(sources)} for c, sources in seeds.items() if sources]
     runs = [
         {"compressor": "grids_k4", "status": "done", "points": {"clean": found}}
@@ -180,7 +207,7 @@ def report() -> str:
     lines = [
         f"{ENV}, one task alone: every variant {EPOCHS} epochs on 50 demos and seed 0 unless named, {EPISODES} episodes "
         f"per condition (`python benchmarks/one_task.py`); landed: {', '.join(landed) or 'none'}. The claims pool each "
-        f"compressor's seeds (seeds landed: {pooled}); {', '.join(v for v, (into, _) in VARIANTS.items() if into is None)} stay out of them. Difference: "
+        f"compressor's seeds (seeds landed: {pooled}); {', '.join(v for v, found in VARIANTS.items() if found.pooled is None)} stay out of them. Difference: "
         "success-rate points with a 95% MOVER interval, positive = on the paper's side (benchmarks/claims.py). The "
         "interval counts episodes, not training runs: where one seed's success is far from another's (the per-variant "
         "table), it understates how uncertain the claim is.",
@@ -239,7 +266,7 @@ def validation_k_lines(variant: str, by_task: dict[str, dict[str, Any]]) -> list
     lines = []
     for task, found in by_task.items():
         counts = ", ".join(f"K={k}: {n}" for k, n in by_k(found["counts"]))
-        line = f'{variant}, validation frames of "{task}": K mean {found["mean"]:.2f} ({found["min"]:g}-{found["max"]:g}); frames per K: {counts}'
+        line = f'{variant}, its budget head on the validation frames of "{task}": K mean {found["mean"]:.2f} ({found["min"]:g}-{found["max"]:g}); frames per K: {counts}'
         if "probe_l1" in found:
             l1 = ", ".join(f"K={k}: {v:.4f}" for k, v in by_k(found["probe_l1"]))
             targets = ", ".join(f"K={k}: {n}" for k, n in by_k(found["probe_target"]))

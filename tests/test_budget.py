@@ -11,7 +11,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from gridslab.compress.base import Tokens
 from gridslab.config import load_config
+from gridslab.config.run_layout import last_checkpoint
 from gridslab.errors import UserError
+from gridslab.eval.checkpoint import load_policy
 from gridslab.policy.backbone import Backbone
 from gridslab.policy.budget import build_budget
 from gridslab.policy.config import BackboneConfig, PolicyConfig, VisionConfig
@@ -174,6 +176,17 @@ def test_sensitivity_budget_trains_through_the_training_step(tmp_path, lift_demo
     events.Reload()
     tags = set(events.Tags()["scalars"])
     assert {"train/budget_loss", "train/action_loss"} <= tags
+    ckpt = last_checkpoint(cfg.output_dir)
+    learned, _, _ = load_policy(ckpt)
+    assert any(name.startswith("budget.") for name in learned.state_dict())
+    for overrides, slots in ((["budget=fixed"], [8, 8]), (["budget=per_task", "budget.default_k=3"], [3, 3])):
+        replaced, replaced_cfg, _ = load_policy(ckpt, overrides)  # the learned head swapped for a parameter-free budget
+        assert replaced_cfg.budget.name == overrides[0].split("=")[1]
+        with torch.no_grad():
+            batch = {**make_batch(replaced, batch=2), "instruction": INSTRUCTIONS[:2]}  # per_task reads the strings
+            assert slot_counts(replaced(batch)) == slots
+        shared = {name: tensor for name, tensor in learned.state_dict().items() if not name.startswith("budget.")}
+        assert all(torch.equal(replaced.state_dict()[name], tensor) for name, tensor in shared.items())
 
 
 def test_saliency_rule_spends_tokens_where_saliency_is_spread():

@@ -155,6 +155,7 @@ def test_one_task_table_from_stored_evaluations(tmp_path, monkeypatch):
             }
         (tmp_path / f"{variant}.eval.json").write_text(json.dumps(source))
     assert (one_task.epochs("identity"), one_task.epochs("identity_e40")) == (20, 40)  # trainer.max_epochs=40 wins
+    assert one_task.run_dir("grids_adaptive_k4_16_at_k16") == one_task.run_dir("grids_adaptive_k4_16")  # evaluates its checkpoint
     table = one_task.report()
     assert "landed: grids_k4, identity, topk_k4, grids_k4_uniform, grids_k4_seed1, grids_adaptive_k4_16." in table
     assert "(seeds landed: grids_k4 2, identity 1, topk_k4 1)" in table
@@ -169,7 +170,7 @@ def test_one_task_table_from_stored_evaluations(tmp_path, monkeypatch):
     assert rows["| topk_k4 | 20/50"].endswith("| - | 0.400 (0.200) |")  # no curve stored
     assert rows["| grids_adaptive_k4_16 | 45/50"].endswith("| 6.40 (4-16) | - | 0.100 (0.200) |")  # 10 of 50 at 16
     assert (
-        'grids_adaptive_k4_16, validation frames of "pick the left block": K mean 6.40 (4-16); frames per K: K=4: 40, '
+        'grids_adaptive_k4_16, its budget head on the validation frames of "pick the left block": K mean 6.40 (4-16); frames per K: K=4: 40, '
         "K=16: 10; action L1 at each probe K: K=4: 0.2100, K=8: 0.2000, K=16: 0.2000; frames per probe target K: "
         "K=4: 38, K=8: 2, K=16: 10." in table
     )

@@ -59,10 +59,23 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
+BUDGET_PREFIX = "budget."  # a policy's budget weights (a learned budget head) in its state_dict
+
+
 def policy_state(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The evaluation weights: the EMA copy when the run kept one, else the trained policy."""
     prefix = "ema.module." if any(k.startswith("ema.module.") for k in state_dict) else "policy."
     return {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+
+
+def without_replaced_budget(state: dict[str, torch.Tensor], policy: VLA) -> dict[str, torch.Tensor]:
+    """``state`` less its budget weights when ``policy``'s budget has none: a checkpoint trained
+    with a learned budget (``budget=adaptive``) evaluated under a parameter-free one, e.g.
+    ``budget=fixed`` (every sample at the compressor's K) or ``budget=per_task
+    budget.default_k=8``. Every other weight still has to fit exactly."""
+    if any(name.startswith(BUDGET_PREFIX) for name in policy.state_dict()):
+        return state
+    return {name: tensor for name, tensor in state.items() if not name.startswith(BUDGET_PREFIX)}
 
 
 def weights_fingerprint(module: torch.nn.Module) -> str:
@@ -84,7 +97,7 @@ def load_policy(path: str | Path, overrides: list[str] | None = None) -> tuple[V
     cfg = load_config(overrides or [], base=hparams["config"])
     policy = build_policy(to_plain(cfg), hparams["proprio_dim"], hparams["action_dim"])
     try:
-        policy.load_state_dict(policy_state(checkpoint["state_dict"]))
+        policy.load_state_dict(without_replaced_budget(policy_state(checkpoint["state_dict"]), policy))
     except RuntimeError as err:
         detail = next(
             (
