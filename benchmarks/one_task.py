@@ -34,10 +34,14 @@ variants, and an adaptive budget (issue 20 item 4):
     grids_adaptive_k4_16_at_k16   the adaptive run's checkpoint evaluated at a fixed K=16
                                   (``evaluate.py budget=fixed``): does the policy act well at
                                   K=16 and only the head's choice of K=4 fail it?
+    grids_k4_e40, topk_k4_e40, grids_k4_e40_seed1, topk_k4_e40_seed1
+                                  the claims' compressors at 40 epochs, the length full tokens
+                                  need: the claims at one training length for all three
 
-The claims' rows pool every seed of grids_k4, identity and topk_k4 (episodes summed, Wilson
+The claims compare runs of one training length: a table per length (20 and 40 epochs), each
+pooling every seed of grids_k4, identity and topk_k4 trained that long (episodes summed, Wilson
 interval of the pooled rate, as ``quality.py`` pools a suite's seeds); the uniform-init and
-K=16 variants, the adaptive budget and the 40-epoch run stay out of them. Every variant has a row of the
+K=16 variants and the adaptive budget stay out of them. Every variant has a row of the
 per-variant table, with the visual tokens per image its clean episodes used (mean, min-max
 over policy calls).
 
@@ -105,12 +109,16 @@ VARIANTS = {
     "topk_k4_seed1": Variant("topk_k4", [*COMPRESSORS["topk_k4"], "seed=1"]),
     "identity_seed1": Variant("identity", [*COMPRESSORS["identity"], "seed=1"]),
     "grids_k4_seed2": Variant("grids_k4", [*COMPRESSORS["grids_k4"], "seed=2"]),
-    "identity_e40": Variant(None, [*COMPRESSORS["identity"], "trainer.max_epochs=40"]),
+    "identity_e40": Variant("identity", [*COMPRESSORS["identity"], "trainer.max_epochs=40"]),
     "grids_adaptive_k4_16": Variant(None, ADAPTIVE_TRAINING),
     "grids_k4_uniform_seed1": Variant(None, [*COMPRESSORS["grids_k4"], "compressor.init=uniform", "seed=1"]),
     "grids_k4_uniform_seed2": Variant(None, [*COMPRESSORS["grids_k4"], "compressor.init=uniform", "seed=2"]),
-    "identity_e40_seed1": Variant(None, [*COMPRESSORS["identity"], "trainer.max_epochs=40", "seed=1"]),
+    "identity_e40_seed1": Variant("identity", [*COMPRESSORS["identity"], "trainer.max_epochs=40", "seed=1"]),
     "grids_adaptive_k4_16_at_k16": Variant(None, ADAPTIVE_TRAINING, ("budget=fixed",), "grids_adaptive_k4_16"),
+    "grids_k4_e40": Variant("grids_k4", [*COMPRESSORS["grids_k4"], "trainer.max_epochs=40"]),
+    "topk_k4_e40": Variant("topk_k4", [*COMPRESSORS["topk_k4"], "trainer.max_epochs=40"]),
+    "grids_k4_e40_seed1": Variant("grids_k4", [*COMPRESSORS["grids_k4"], "trainer.max_epochs=40", "seed=1"]),
+    "topk_k4_e40_seed1": Variant("topk_k4", [*COMPRESSORS["topk_k4"], "trainer.max_epochs=40", "seed=1"]),
 }
 RESULTS = Path(__file__).parent / "results"
 STORED = RESULTS / "one_task"
@@ -195,27 +203,17 @@ def points(source: dict[str, Any]) -> dict[str, Any] | None:
 def report() -> str:
     """one_task.md from the stored evaluations: the claims' rows, then the points of every GridS variant."""
     landed = {variant: json.loads(stored_path(variant).read_text()) for variant in VARIANTS if stored_path(variant).exists()}
-    seeds = {c: [landed[v] for v, found in VARIANTS.items() if found.pooled == c and v in landed] for c in COMPARED}
-    entries = [{"compressor": c, **entry(sources)} for c, sources in seeds.items() if sources]
-    runs = [
-        {"compressor": "grids_k4", "status": "done", "points": {"clean": found}}
-        for s in seeds["grids_k4"]
-        if (found := points(s))
-    ]
-    rows = task_claims(ENV, {"ood": OOD}, entries, runs)
-    pooled = ", ".join(f"{e['compressor']} {e['runs']}" for e in entries) or "none"
     lines = [
         f"{ENV}, one task alone: every variant {EPOCHS} epochs on 50 demos and seed 0 unless named, {EPISODES} episodes "
-        f"per condition (`python benchmarks/one_task.py`); landed: {', '.join(landed) or 'none'}. The claims pool each "
-        f"compressor's seeds (seeds landed: {pooled}); {', '.join(v for v, found in VARIANTS.items() if found.pooled is None)} stay out of them. Difference: "
+        f"per condition (`python benchmarks/one_task.py`); landed: {', '.join(landed) or 'none'}. The claims compare "
+        "runs of one training length and pool each compressor's seeds of that length; "
+        f"{', '.join(v for v, found in VARIANTS.items() if found.pooled is None)} stay out of them. Difference: "
         "success-rate points with a 95% MOVER interval, positive = on the paper's side (benchmarks/claims.py). The "
         "interval counts episodes, not training runs: where one seed's success is far from another's (the per-variant "
         "table), it understates how uncertain the claim is.",
-        "",
-        "| claim | condition | ours | difference | verdict |",
-        "|---|---|---|---|---|",
     ]
-    lines += [f"| {CLAIMS[r['claim']]} | {r['condition']} | {r['ours']} | {difference_cell(r)} | {r['verdict']} |" for r in rows]
+    for length, seeds in pooled_by_epochs(landed).items():
+        lines += claims_lines(length, seeds)
     lines += [
         "",
         "Per variant; tokens: visual tokens per image in the clean episodes, mean (min-max over policy calls); val L1: "
@@ -236,6 +234,32 @@ def report() -> str:
     for variant, source in landed.items():
         lines += validation_k_lines(variant, source.get("validation_k", {}))
     return "\n".join(lines) + "\n"
+
+
+def pooled_by_epochs(landed: dict[str, dict[str, Any]]) -> dict[int, dict[str, list[dict[str, Any]]]]:
+    """The landed claims runs, ``{epochs: {compressor: [stored evaluation per seed]}}``, in increasing
+    epochs and the claims' compressor order; a training length with none of them landed is left out."""
+    groups: dict[int, dict[str, list[dict[str, Any]]]] = {}
+    for length in sorted({epochs(v) for v, found in VARIANTS.items() if found.pooled}):
+        seeds = {c: [landed[v] for v, f in VARIANTS.items() if f.pooled == c and v in landed and epochs(v) == length] for c in COMPARED}
+        if any(seeds.values()):
+            groups[length] = {c: sources for c, sources in seeds.items() if sources}
+    return groups
+
+
+def claims_lines(length: int, seeds: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """The claims' rows over the runs of one training length (``seeds``: ``pooled_by_epochs``'s entry)."""
+    entries = [{"compressor": c, **entry(sources)} for c, sources in seeds.items()]
+    runs = [
+        {"compressor": "grids_k4", "status": "done", "points": {"clean": found}}
+        for s in seeds.get("grids_k4", [])
+        if (found := points(s))
+    ]
+    pooled = ", ".join(f"{e['compressor']} {e['runs']}" for e in entries)
+    lines = ["", f"**At {length} epochs** (seeds landed: {pooled}):", ""]
+    lines += ["| claim | condition | ours | difference | verdict |", "|---|---|---|---|---|"]
+    rows = task_claims(ENV, {"ood": OOD}, entries, runs)
+    return lines + [f"| {CLAIMS[r['claim']]} | {r['condition']} | {r['ours']} | {difference_cell(r)} | {r['verdict']} |" for r in rows]
 
 
 def tokens_cell(source: dict[str, Any]) -> str:

@@ -114,6 +114,8 @@ def test_one_task_table_from_stored_evaluations(tmp_path, monkeypatch):
         "identity": (40, 20),
         "topk_k4": (20, 19),
         "grids_adaptive_k4_16": (45, 44),  # its episodes use 4 tokens, or 16 every fifth; not in the claims
+        "identity_e40": (30, 30),  # with grids_k4_e40, the 40-epoch claims; top-k "not run" there
+        "grids_k4_e40": (35, 30),
     }
     for variant, (clean, lighting) in wins.items():
         records = [
@@ -157,9 +159,14 @@ def test_one_task_table_from_stored_evaluations(tmp_path, monkeypatch):
     assert (one_task.epochs("identity"), one_task.epochs("identity_e40")) == (20, 40)  # trainer.max_epochs=40 wins
     assert one_task.run_dir("grids_adaptive_k4_16_at_k16") == one_task.run_dir("grids_adaptive_k4_16")  # evaluates its checkpoint
     table = one_task.report()
-    assert "landed: grids_k4, identity, topk_k4, grids_k4_uniform, grids_k4_seed1, grids_adaptive_k4_16." in table
-    assert "(seeds landed: grids_k4 2, identity 1, topk_k4 1)" in table
-    rows = {line.split(" | ")[0] + " | " + line.split(" | ")[1]: line for line in table.splitlines() if line.startswith("| ")}
+    assert "landed: grids_k4, identity, topk_k4, grids_k4_uniform, grids_k4_seed1, identity_e40, grids_adaptive_k4_16, grids_k4_e40." in table
+    assert "**At 20 epochs** (seeds landed: grids_k4 2, identity 1, topk_k4 1):" in table
+    at_20, at_40 = table.split("**At 40 epochs** (seeds landed: grids_k4 1, identity 1):")  # the 40-epoch runs stay out of the 20's
+    at_40, per_variant = at_40.split("\nPer variant;")
+    assert "| success at K=4 vs full tokens | clean | grids_k4 35/50 (70%), identity 30/50 (60%) | +10 points" in at_40
+    assert "| GridS vs top-k at equal K | clean | - | - | not run: topk_k4 |" in at_40
+    lines = [line for line in (at_20 + per_variant).splitlines() if line.startswith("| ")]
+    rows = {line.split(" | ")[0] + " | " + line.split(" | ")[1]: line for line in lines}
     assert "grids_k4 90/100 (90%), topk_k4 20/50 (40%)" in rows["| GridS vs top-k at equal K | clean"]
     assert rows["| GridS vs top-k at equal K | clean"].endswith("| agrees |")
     assert "+10 points" in rows["| success at K=4 vs full tokens | clean"]
