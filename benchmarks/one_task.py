@@ -241,7 +241,9 @@ def pooled_by_epochs(landed: dict[str, dict[str, Any]]) -> dict[int, dict[str, l
     epochs and the claims' compressor order; a training length with none of them landed is left out."""
     groups: dict[int, dict[str, list[dict[str, Any]]]] = {}
     for length in sorted({epochs(v) for v, found in VARIANTS.items() if found.pooled}):
-        seeds = {c: [landed[v] for v, f in VARIANTS.items() if f.pooled == c and v in landed and epochs(v) == length] for c in COMPARED}
+        seeds = {
+            c: [landed[v] for v, f in VARIANTS.items() if f.pooled == c and v in landed and epochs(v) == length] for c in COMPARED
+        }
         if any(seeds.values()):
             groups[length] = {c: sources for c, sources in seeds.items() if sources}
     return groups
@@ -259,7 +261,9 @@ def claims_lines(length: int, seeds: dict[str, list[dict[str, Any]]]) -> list[st
     lines = ["", f"**At {length} epochs** (seeds landed: {pooled}):", ""]
     lines += ["| claim | condition | ours | difference | verdict |", "|---|---|---|---|---|"]
     rows = task_claims(ENV, {"ood": OOD}, entries, runs)
-    return lines + [f"| {CLAIMS[r['claim']]} | {r['condition']} | {r['ours']} | {difference_cell(r)} | {r['verdict']} |" for r in rows]
+    return lines + [
+        f"| {CLAIMS[r['claim']]} | {r['condition']} | {r['ours']} | {difference_cell(r)} | {r['verdict']} |" for r in rows
+    ]
 
 
 def tokens_cell(source: dict[str, Any]) -> str:

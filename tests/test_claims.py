@@ -159,9 +159,13 @@ def test_one_task_table_from_stored_evaluations(tmp_path, monkeypatch):
     assert (one_task.epochs("identity"), one_task.epochs("identity_e40")) == (20, 40)  # trainer.max_epochs=40 wins
     assert one_task.run_dir("grids_adaptive_k4_16_at_k16") == one_task.run_dir("grids_adaptive_k4_16")  # evaluates its checkpoint
     table = one_task.report()
-    assert "landed: grids_k4, identity, topk_k4, grids_k4_uniform, grids_k4_seed1, identity_e40, grids_adaptive_k4_16, grids_k4_e40." in table
+    assert (
+        "landed: grids_k4, identity, topk_k4, grids_k4_uniform, grids_k4_seed1, identity_e40, grids_adaptive_k4_16, grids_k4_e40."
+        in table
+    )
     assert "**At 20 epochs** (seeds landed: grids_k4 2, identity 1, topk_k4 1):" in table
-    at_20, at_40 = table.split("**At 40 epochs** (seeds landed: grids_k4 1, identity 1):")  # the 40-epoch runs stay out of the 20's
+    # the 40-epoch runs have their own claims and stay out of the 20-epoch ones
+    at_20, at_40 = table.split("**At 40 epochs** (seeds landed: grids_k4 1, identity 1):")
     at_40, per_variant = at_40.split("\nPer variant;")
     assert "| success at K=4 vs full tokens | clean | grids_k4 35/50 (70%), identity 30/50 (60%) | +10 points" in at_40
     assert "| GridS vs top-k at equal K | clean | - | - | not run: topk_k4 |" in at_40
