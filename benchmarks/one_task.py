@@ -37,6 +37,10 @@ variants, and an adaptive budget (issue 20 item 4):
     grids_k4_e40, topk_k4_e40, grids_k4_e40_seed1, topk_k4_e40_seed1
                                   the claims' compressors at 40 epochs, the length full tokens
                                   need: the claims at one training length for all three
+    grids_k4_uniform_e40, grids_k4_uniform_e40_seed1
+                                  the uniform init at 40 epochs: GridS K=4 with the random init
+                                  loses half its success under the moved camera, with the
+                                  uniform init it kept it at 20 epochs; does it at 40?
 
 The claims compare runs of one training length: a table per length (20 and 40 epochs), each
 pooling every seed of grids_k4, identity and topk_k4 trained that long (episodes summed, Wilson
@@ -119,6 +123,10 @@ VARIANTS = {
     "topk_k4_e40": Variant("topk_k4", [*COMPRESSORS["topk_k4"], "trainer.max_epochs=40"]),
     "grids_k4_e40_seed1": Variant("grids_k4", [*COMPRESSORS["grids_k4"], "trainer.max_epochs=40", "seed=1"]),
     "topk_k4_e40_seed1": Variant("topk_k4", [*COMPRESSORS["topk_k4"], "trainer.max_epochs=40", "seed=1"]),
+    "grids_k4_uniform_e40": Variant(None, [*COMPRESSORS["grids_k4"], "compressor.init=uniform", "trainer.max_epochs=40"]),
+    "grids_k4_uniform_e40_seed1": Variant(
+        None, [*COMPRESSORS["grids_k4"], "compressor.init=uniform", "trainer.max_epochs=40", "seed=1"]
+    ),
 }
 RESULTS = Path(__file__).parent / "results"
 STORED = RESULTS / "one_task"
