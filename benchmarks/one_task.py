@@ -248,13 +248,10 @@ def pooled_by_epochs(landed: dict[str, dict[str, Any]]) -> dict[int, dict[str, l
     """The landed claims runs, ``{epochs: {compressor: [stored evaluation per seed]}}``, in increasing
     epochs and the claims' compressor order; a training length with none of them landed is left out."""
     groups: dict[int, dict[str, list[dict[str, Any]]]] = {}
-    for length in sorted({epochs(v) for v, found in VARIANTS.items() if found.pooled}):
-        seeds = {
-            c: [landed[v] for v, f in VARIANTS.items() if f.pooled == c and v in landed and epochs(v) == length] for c in COMPARED
-        }
-        if any(seeds.values()):
-            groups[length] = {c: sources for c, sources in seeds.items() if sources}
-    return groups
+    for variant, found in VARIANTS.items():
+        if found.pooled and variant in landed:
+            groups.setdefault(epochs(variant), {c: [] for c in COMPARED})[found.pooled].append(landed[variant])
+    return {length: {c: sources for c, sources in groups[length].items() if sources} for length in sorted(groups)}
 
 
 def claims_lines(length: int, seeds: dict[str, list[dict[str, Any]]]) -> list[str]:
