@@ -33,6 +33,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # gridslab from this checkout, installed or not
 
+from _runs import PAPER_INIT  # benchmarks/_runs.py
+
 from gridslab.config.run_layout import last_checkpoint
 from gridslab.eval.summary import ALL_TASKS
 
@@ -136,7 +138,7 @@ def measure(suite: str, name: str, args: argparse.Namespace) -> dict:
     run = run_name(name, args.epochs, args.demos)
     out = ROOT / "runs" / "budgets" / suite / run
     data = [f"data.root=runs/budgets/{suite}/data", f"data.episodes={args.demos}"] if args.demos else []
-    overrides = [*spec["conf"], *spec["budgets"][name], *data]
+    overrides = [*spec["conf"], PAPER_INIT, *spec["budgets"][name], *data]
     if not last_checkpoint(out).exists():
         subprocess.run(
             [

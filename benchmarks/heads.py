@@ -1,6 +1,6 @@
 """Flow-matching vs L1 action head on the default task (robosuite Lift, GridS K=4), trained alike.
 
-For each (head, seed): train ``python train.py compressor=grids compressor.k=4
+For each (head, seed): train ``python train.py compressor=grids compressor.init=random compressor.k=4
 policy.head.name=HEAD seed=S`` into runs/heads/<head>_seed<s>/ (same data, epochs, optimiser
 and compressor for both heads; an unfinished run resumes from its last.ckpt), read from its
 TensorBoard events the validation action L1 of every epoch (``val/action_l1``: mean absolute
@@ -44,11 +44,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # gridslab from this checkout, installed or not
 
-from _runs import RESULTS, code_version, params_m, publish, relative, success_cell, write_result
+from _runs import PAPER_INIT, RESULTS, code_version, params_m, publish, relative, success_cell, write_result
 from _runs import train as train_run
 
 RUN_RESULTS = RESULTS / "heads"
-COMMON = ["compressor=grids", "compressor.k=4"]
+COMMON = ["compressor=grids", PAPER_INIT, "compressor.k=4"]
 FLOW_STEPS = (1, 5)  # extra Euler step counts timed besides the trained one
 
 
@@ -160,7 +160,7 @@ def report(epochs: int) -> str:
     latency_of = {(r["head"], r["denoising_steps"]): r for r in (timing["rows"] if timing else [])}
     first = runs[0]
     lines = [
-        f"robosuite/Lift, GridS K=4 (`compressor=grids compressor.k=4`), the default small VLA, {first['epochs']} epochs on "
+        f"robosuite/Lift, GridS K=4 (`{' '.join(COMMON)}`), the default small VLA, {first['epochs']} epochs on "
         "100 demos, last.ckpt (EMA weights), code "
         + ", ".join(sorted({r["code"] for r in runs}))
         + ". Val action L1: mean |predicted - demo| of the chunk in env units on the validation split, flow head from "

@@ -8,8 +8,8 @@ For every task (``--tasks``: conf names), compressor (``--compressors``) and tra
    it (``resume=auto``: optimiser, EMA, epoch and TensorBoard steps continue). ``--epochs`` and
    ``--demos`` default to the task config's own ``trainer.max_epochs`` and ``data.episodes`` (no
    override passed to train.py; for a suite, ``data.episodes`` counts demos per task): every
-   run of a task trains the same. A run folder trained with other settings (conf, compressor,
-   seed, demos, epochs) is refused in one line;
+   run of a task trains the same. A run folder trained with other settings (conf, compressor
+   and its overridden fields, seed, demos, epochs) is refused in one line;
 2. evaluate ``last.ckpt`` with evaluate.py (clean + ``--ood``) into ``<run>/eval/last_epoch<E>``
    (E: the checkpoint's epochs, so a longer-trained checkpoint never reads back episodes of a
    shorter one); evaluate.py resumes from its results.jsonl, and a finished evaluation is not
@@ -78,10 +78,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # gridslab and envs from this checkout, installed or not
 
-from _runs import training_events  # benchmarks/_runs.py
+from _runs import PAPER_INIT, training_events  # benchmarks/_runs.py
 from plots import plot_ood, plot_tokens  # benchmarks/plots.py
 
 from envs.hdf5_format import package_versions
@@ -92,9 +94,10 @@ from gridslab.eval.summary import ALL_TASKS, TRACKING, timing_key, wilson_interv
 
 RESULTS = Path(__file__).parent / "results"
 RUN_RESULTS = "quality"  # <results-dir>/quality/<task>/<compressor>_seed<s>.json, one per finished run
+PAPER_GRIDS = ["compressor=grids", PAPER_INIT]  # GridS as the paper's (_runs.PAPER_INIT)
 COMPRESSORS = {  # name -> train.py overrides; the first is the one the others' intervals are compared with
-    "grids_k4": ["compressor=grids", "compressor.k=4"],
-    "grids_k16": ["compressor=grids", "compressor.k=16"],
+    "grids_k4": [*PAPER_GRIDS, "compressor.k=4"],
+    "grids_k16": [*PAPER_GRIDS, "compressor.k=16"],
     "identity": ["compressor=identity"],
     "topk_k4": ["compressor=topk", "compressor.k=4"],
     "pool_k4": ["compressor=pool", "compressor.k=4"],
@@ -195,8 +198,9 @@ def check_same_run(run: Path, config: dict[str, Any], task: str, compressor: str
         "data.episodes": (config["data"]["episodes"], demos),
         "trainer.max_epochs": (config["trainer"]["max_epochs"], epochs),
     }
-    if "compressor.k" in overrides:
-        expected["compressor.k"] = (config["compressor"]["k"], int(overrides["compressor.k"]))
+    for key, value in overrides.items():  # compressor.k, compressor.init: as the run resolved them
+        if key.startswith("compressor."):
+            expected[key] = (config["compressor"].get(key.split(".", 1)[1]), yaml.safe_load(value))
     different = [f"{key} {found} (asked {asked})" for key, (found, asked) in expected.items() if found != asked]
     if different:
         sys.exit(f"{relative(run)} holds a run with other settings: {', '.join(different)}; pass another --out-dir or delete it")

@@ -31,7 +31,8 @@ def training_settings(eval_dir: Path) -> dict | None:
     """What the evaluated checkpoint was trained with, from the config.yaml of the run folder
     holding ``eval_dir`` (``<run>/eval/<name>``): conf, env, demos (per task for a suite),
     epochs, compressor, K (None for a compressor that ignores it: identity keeps every patch),
-    seed; None when the evaluation is not inside a run folder."""
+    GridS's point init (None for the other compressors), seed; None when the evaluation is not
+    inside a run folder."""
     config_path = eval_dir.resolve().parent.parent / "config.yaml"
     if not config_path.is_file():
         return None
@@ -48,6 +49,7 @@ def training_settings(eval_dir: Path) -> dict | None:
         "epochs": config.trainer.max_epochs,
         "compressor": config.compressor.name,
         "k": config.compressor.get("k") if honours_k else None,
+        "init": config.compressor.get("init"),
         "seed": config.seed,
     }
 
@@ -81,6 +83,7 @@ def eval_table(source: dict) -> str:
         from envs.registry import expand
 
         k = f" K={training['k']}" if training.get("k") else ""
+        k += f" ({training['init']} init)" if training.get("init") else ""
         header += (
             f" Trained with `conf={training['conf']}` on {training['env']}: {training['epochs']} epochs on "
             f"{training['demos']} demos{' per task' if len(expand(training['env'])) > 1 else ''}, "

@@ -9,9 +9,9 @@ patch grid as the default small VLA. It is built once, seeded (torch seed 0), in
 runs/tower_depth/tower/ (``save_pretrained``, nothing downloaded) and every run starts from it
 and trains it end to end, so the comparison is one of where the sampler sits, not of
 pretrained features. The rest is the default small VLA (language encoder, 2-block backbone,
-L1 head, 8-step chunks) with ``compressor=grids compressor.k=4``.
+L1 head, 8-step chunks) with ``compressor=grids compressor.init=random compressor.k=4``.
 
-For each (L, seed): train ``python train.py compressor=grids compressor.k=4
+For each (L, seed): train ``python train.py compressor=grids compressor.init=random compressor.k=4
 policy.vision.backbone=siglip policy.vision.path=runs/tower_depth/tower
 policy.vision.tower_compress_after=L seed=S`` into runs/tower_depth/e<epochs>/L<L>_seed<S>/ (an
 unfinished run resumes from its last.ckpt), read the validation action L1 of every epoch from
@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # gridslab from this checkout, installed or not
 
-from _runs import RESULTS, params_m, publish, relative, success_cell, train, write_result
+from _runs import PAPER_INIT, RESULTS, params_m, publish, relative, success_cell, train, write_result
 
 TOWER = {  # SiglipVisionConfig fields of the tiny tower
     "hidden_size": 128,
@@ -50,7 +50,7 @@ TOWER = {  # SiglipVisionConfig fields of the tiny tower
     "patch_size": 12,
 }
 TOWER_SEED = 0
-COMMON = ["compressor=grids", "compressor.k=4", "policy.vision.backbone=siglip"]
+COMMON = ["compressor=grids", PAPER_INIT, "compressor.k=4", "policy.vision.backbone=siglip"]
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,8 @@ def test_one_task_table_from_stored_evaluations(tmp_path, monkeypatch):
 
     one_task = load_benchmark("one_task")
     monkeypatch.setattr(one_task, "STORED", tmp_path)
-    # (clean, lighting) successes of 50; grids_k4_seed1 pools into grids_k4's claims, grids_k4_uniform does not
+    # (clean, lighting) successes of 50; grids_k4_seed1 pools into the random init's claims of
+    # grids_k4, grids_k4_uniform into the uniform init's, beside the same identity and top-k runs
     wins = {
         "grids_k4": (45, 44),
         "grids_k4_seed1": (45, 44),
@@ -157,16 +158,27 @@ def test_one_task_table_from_stored_evaluations(tmp_path, monkeypatch):
             }
         (tmp_path / f"{variant}.eval.json").write_text(json.dumps(source))
     assert (one_task.epochs("identity"), one_task.epochs("identity_e40")) == (20, 40)  # trainer.max_epochs=40 wins
+    # the default init changed after the random-init runs landed: every GridS variant names its own
+    grids = [v for v, found in one_task.VARIANTS.items() if "compressor=grids" in found.train]
+    assert {one_task.grids_init(v) for v in grids} == {"random", "uniform"} and "identity" not in grids
+    assert (one_task.grids_init("grids_k4_uniform_e40"), one_task.grids_init("identity")) == ("uniform", None)
     assert one_task.run_dir("grids_adaptive_k4_16_at_k16") == one_task.run_dir("grids_adaptive_k4_16")  # evaluates its checkpoint
     table = one_task.report()
     assert (
         "landed: grids_k4, identity, topk_k4, grids_k4_uniform, grids_k4_seed1, identity_e40, grids_adaptive_k4_16, grids_k4_e40."
         in table
     )
-    assert "**At 20 epochs** (seeds landed: grids_k4 2, identity 1, topk_k4 1):" in table
-    # the 40-epoch runs have their own claims and stay out of the 20-epoch ones
-    at_20, at_40 = table.split("**At 40 epochs** (seeds landed: grids_k4 1, identity 1):")
+    uniform_20 = "**At 20 epochs, GridS with the uniform init (the default)** (seeds landed: grids_k4 1, identity 1, topk_k4 1):"
+    random_20 = "**At 20 epochs, GridS with the authors' random init (the paper's GridS)** (seeds landed: grids_k4 2, identity 1, topk_k4 1):"
+    # the 40-epoch runs have their own claims and stay out of the 20-epoch ones; no uniform-init run at 40: no table
+    random_40 = (
+        "**At 40 epochs, GridS with the authors' random init (the paper's GridS)** (seeds landed: grids_k4 1, identity 1):"
+    )
+    assert "At 40 epochs, GridS with the uniform init" not in table
+    at_uniform_20 = table.split(uniform_20)[1].split(random_20)[0]
+    at_20, at_40 = table.split(random_20)[1].split(random_40)
     at_40, per_variant = at_40.split("\nPer variant;")
+    assert "| success at K=4 vs full tokens | clean | grids_k4 0/50 (0%), identity 40/50 (80%) | -80 points" in at_uniform_20
     assert "| success at K=4 vs full tokens | clean | grids_k4 35/50 (70%), identity 30/50 (60%) | +10 points" in at_40
     assert "| GridS vs top-k at equal K | clean | - | - | not run: topk_k4 |" in at_40
     lines = [line for line in (at_20 + per_variant).splitlines() if line.startswith("| ")]

@@ -304,7 +304,9 @@ def test_read_gradient_wrt_coords_matches_finite_differences(align_corners, padd
 
 
 def test_gradient_reaches_the_coordinate_mlp_through_the_read_alone():
-    grids = build_compressor({"name": "grids", "k": 4, "embed_coords": False}, DIM)
+    # random init: the uniform one zeroes the last layer's weights, so its first step reaches
+    # only that layer (test_gradient_reaches_the_coordinate_mlp_through_the_tokens)
+    grids = build_compressor({"name": "grids", "k": 4, "embed_coords": False, "init": "random"}, DIM)
     assert grids.coord_embed is None
     out = grids(feature_map(), CompressContext())
     (out.tokens * torch.randn_like(out.tokens)).sum().backward()
@@ -312,8 +314,9 @@ def test_gradient_reaches_the_coordinate_mlp_through_the_read_alone():
 
 
 def test_conditioning_starts_as_identity_and_follows_the_text():
-    plain = build_compressor({"name": "grids", "k": 4}, DIM)
-    conditioned = build_compressor({"name": "grids", "k": 4, "condition": True}, DIM)
+    # random init: the uniform one starts the points on the grid for every input and text
+    plain = build_compressor({"name": "grids", "k": 4, "init": "random"}, DIM)
+    conditioned = build_compressor({"name": "grids", "k": 4, "condition": True, "init": "random"}, DIM)
     conditioned.coord_mlp.load_state_dict(plain.coord_mlp.state_dict())
     feats = feature_map()
     ctx_a, ctx_b = text_context(seed=1), text_context(seed=2)

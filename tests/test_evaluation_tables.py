@@ -105,6 +105,29 @@ def test_quality_stops_when_training_ends_short(tmp_path, monkeypatch):
         quality.train(tmp_path, "robosuite_lift", "random_k4", 0, 15, 100)
 
 
+def test_quality_refuses_a_run_trained_with_another_init(tmp_path):
+    """quality.py's GridS is the paper's (``compressor.init=random``), the framework's default
+    is uniform: a run folder whose resolved compressor.init differs is refused in one line,
+    never resumed or reported as the paper's GridS."""
+    from omegaconf import OmegaConf
+
+    from gridslab.config import load_config
+
+    quality = load_benchmark("quality")
+    assert "compressor.init=random" in quality.COMPRESSORS["grids_k4"]
+
+    def resolved(*overrides):
+        config = load_config(["conf=robosuite_lift", "compressor=grids", "compressor.k=4", "seed=0", *overrides])
+        return OmegaConf.to_container(config, resolve=True)
+
+    epochs, demos = 15, 100
+    trained = resolved("compressor.init=random", f"trainer.max_epochs={epochs}", f"data.episodes={demos}")
+    quality.check_same_run(tmp_path, trained, "robosuite_lift", "grids_k4", 0, epochs, demos)  # the same run: accepted
+    default = resolved(f"trainer.max_epochs={epochs}", f"data.episodes={demos}")  # init: the default, uniform
+    with pytest.raises(SystemExit, match=r"other settings: compressor.init uniform \(asked random\)"):
+        quality.check_same_run(tmp_path, default, "robosuite_lift", "grids_k4", 0, epochs, demos)
+
+
 def test_result_files_hold_no_absolute_paths():
     from tests.helpers import ROOT
 
@@ -145,7 +168,7 @@ def test_stored_evaluation_names_the_training_it_evaluates(tmp_path, monkeypatch
         "env": {"name": "tabletop_spatial"},
         "data": {"episodes": 50},
         "trainer": {"max_epochs": 20},
-        "compressor": {"name": "grids", "k": 4},
+        "compressor": {"name": "grids", "k": 4, "init": "uniform"},
     }
     OmegaConf.save(OmegaConf.create(config), run / "config.yaml")
     stored = json.loads(report.store_eval("demo", eval_dir).read_text())
@@ -156,16 +179,17 @@ def test_stored_evaluation_names_the_training_it_evaluates(tmp_path, monkeypatch
         "epochs": 20,
         "compressor": "grids",
         "k": 4,
+        "init": "uniform",
         "seed": 1,
     }
     header = report.eval_table(stored).splitlines()[0]
-    assert "20 epochs on 50 demos per task, grids K=4, seed 1" in header
+    assert "20 epochs on 50 demos per task, grids K=4 (uniform init), seed 1" in header
     assert "nearest task object" not in header  # records without point distances: no points sentence
     stored["timing"]["robosuite/Lift|clean|0.0"].update(points_to_object=0.404, grid_points_to_object=0.348)
     assert "image widths; a uniform grid of as many points in brackets): clean 0.404 (grid 0.348)." in report.eval_table(stored)
     OmegaConf.save(OmegaConf.create({**config, "compressor": {"name": "identity", "k": 4}}), run / "config.yaml")
     stored = json.loads(report.store_eval("demo", eval_dir).read_text())
-    assert stored["training"]["k"] is None  # identity ignores compressor.k: no "identity K=4"
+    assert stored["training"]["k"] is None and stored["training"]["init"] is None  # no "identity K=4", no init
     assert "20 epochs on 50 demos per task, identity, seed 1" in report.eval_table(stored).splitlines()[0]
     (run / "config.yaml").unlink()  # an evaluation outside a run folder: no training line
     assert "training" not in json.loads(report.store_eval("demo", eval_dir).read_text())

@@ -35,7 +35,8 @@ Three variants, the same weights giving the same tokens as the code they follow:
         padding=border, embed_coords on. align_corners=false agrees with ``patch_centres``
         and the other compressors' coords (a patch centre returns exactly that patch, a
         uniform grid of 2x2-patch cells reads each cell's mean = adaptive average pooling);
-        border keeps points in the outer half-patch on the edge features.
+        border keeps points in the outer half-patch on the edge features; init=uniform
+        (the references' init is ``init=random``).
     openpi (grids_openpi.yaml): Fediory/Grid-Sampler ``openpi/src/openpi/models/grid.py``
         (``ActiveTokenSampler`` + ``grid_sample_jax``, called by ``pi0.py`` with
         noise=False): act = ReLU, hidden 512, coord_hidden 256, align_corners=true,
@@ -91,8 +92,9 @@ class GridSConfig(CompressorConfig):
     layer_norm: LayerNorm on the pooled feature before the coordinate MLP;
     condition: FiLM the pooled feature with the mean instruction token (needs ctx.text);
     margin: coords = margin + (1 - 2 margin) * sigmoid, in [0, 0.5), against corner collapse;
-    init: "random" (default Linear init) or "uniform" (start exactly on the most-square
-    rows x cols grid of cell centres; these read the cell means with align_corners=false).
+    init: "uniform" (start exactly on the most-square rows x cols grid of cell centres; these
+    read the cell means with align_corners=false; the default) or "random" (default Linear
+    init, as the authors' code: points start near the centre, input-dependent).
     """
 
     name: str = "grids"
@@ -105,7 +107,7 @@ class GridSConfig(CompressorConfig):
     layer_norm: bool = False
     condition: bool = False
     margin: float = 0.0
-    init: str = "random"
+    init: str = "uniform"
 
 
 def sample_at(feats: Tensor, coords: Tensor, align_corners: bool = False, padding: str = "border") -> Tensor:
