@@ -45,6 +45,7 @@ variants, and an adaptive budget (issue 20 item 4):
                                   uniform init it kept it at 20 epochs; does it at 40?
     grids_k4_uniform_e40_seed2    seed 2 of it, run after the uniform init became the default
                                   on seeds 0 and 1: the one held-out check of that choice here
+    grids_k4_e40_seed2            seed 2 of the random init at 40 epochs: three seeds per init
 
 The claims compare runs of one training length and one GridS init: a table per length (20 and
 40 epochs) and init (uniform, random), each pooling every seed of GridS K=4 with that init and
@@ -133,6 +134,7 @@ VARIANTS = {
     "topk_k4_e40": Variant("topk_k4", [*COMPRESSORS["topk_k4"], "trainer.max_epochs=40"]),
     "grids_k4_e40_seed1": Variant("grids_k4", [*COMPRESSORS["grids_k4"], "trainer.max_epochs=40", "seed=1"]),
     "topk_k4_e40_seed1": Variant("topk_k4", [*COMPRESSORS["topk_k4"], "trainer.max_epochs=40", "seed=1"]),
+    "grids_k4_e40_seed2": Variant("grids_k4", [*COMPRESSORS["grids_k4"], "trainer.max_epochs=40", "seed=2"]),
     "grids_k4_uniform_e40": Variant("grids_k4", [*COMPRESSORS["grids_k4"], UNIFORM_INIT, "trainer.max_epochs=40"]),
     "grids_k4_uniform_e40_seed1": Variant(
         "grids_k4", [*COMPRESSORS["grids_k4"], UNIFORM_INIT, "trainer.max_epochs=40", "seed=1"]
