@@ -147,10 +147,16 @@ RESULTS = Path(__file__).parent / "results"
 STORED = RESULTS / "one_task"
 
 
+def override(variant: str, key: str) -> str | None:
+    """The value of the variant's last ``key=value`` training override, None when it sets none."""
+    found = [o.split("=", 1)[1] for o in VARIANTS[variant].train if o.startswith(f"{key}=")]
+    return found[-1] if found else None
+
+
 def epochs(variant: str) -> int:
     """The epochs the variant trains: ``EPOCHS`` unless its overrides set trainer.max_epochs."""
-    found = [o.split("=", 1)[1] for o in VARIANTS[variant].train if o.startswith("trainer.max_epochs=")]
-    return int(found[-1]) if found else EPOCHS
+    found = override(variant, "trainer.max_epochs")
+    return int(found) if found else EPOCHS
 
 
 def run_dir(variant: str) -> Path:
@@ -262,8 +268,7 @@ def report() -> str:
 def grids_init(variant: str) -> str | None:
     """GridS's point init the variant trains with (its last ``compressor.init`` override; every
     GridS variant names one), None for the other compressors."""
-    found = [o.split("=", 1)[1] for o in VARIANTS[variant].train if o.startswith("compressor.init=")]
-    return found[-1] if found else None
+    return override(variant, "compressor.init")
 
 
 def pooled_by_setting(landed: dict[str, dict[str, Any]]) -> dict[tuple[int, str], dict[str, list[dict[str, Any]]]]:
