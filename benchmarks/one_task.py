@@ -46,6 +46,11 @@ variants, and an adaptive budget (issue 20 item 4):
     grids_k4_uniform_e40_seed2    seed 2 of it, run after the uniform init became the default
                                   on seeds 0 and 1: the one held-out check of that choice here
     grids_k4_e40_seed2            seed 2 of the random init at 40 epochs: three seeds per init
+    grids_adaptive_k4_16_uniform_e40, grids_adaptive_k4_16_uniform_e40_at_k16, grids_k16_uniform_e40
+                                  the adaptive budget again at 40 epochs and the default
+                                  (uniform) init, its checkpoint at a fixed K=16, and fixed
+                                  K=16 trained alike: does adaptive K reach fixed K=16's
+                                  success with fewer tokens once the policy has learnt?
 
 The claims compare runs of one training length and one GridS init: a table per length (20 and
 40 epochs) and init (uniform, random), each pooling every seed of GridS K=4 with that init and
@@ -114,6 +119,7 @@ INITS = {"uniform": "the uniform init (the default)", "random": "the authors' ra
 UNIFORM_INIT = "compressor.init=uniform"
 ADAPTIVE = "budget=adaptive"  # a variant with this override also stores its validation frames' K
 ADAPTIVE_TRAINING = [*COMPRESSORS["grids_k16"], ADAPTIVE, "budget.k_min=4", "budget.k_max=16"]
+UNIFORM_E40 = [UNIFORM_INIT, "trainer.max_epochs=40"]
 VARIANTS = {
     "grids_k4": Variant("grids_k4", COMPRESSORS["grids_k4"]),
     "identity": Variant("identity", COMPRESSORS["identity"]),
@@ -142,6 +148,11 @@ VARIANTS = {
     "grids_k4_uniform_e40_seed2": Variant(
         "grids_k4", [*COMPRESSORS["grids_k4"], UNIFORM_INIT, "trainer.max_epochs=40", "seed=2"]
     ),
+    "grids_adaptive_k4_16_uniform_e40": Variant(None, [*ADAPTIVE_TRAINING, *UNIFORM_E40]),
+    "grids_adaptive_k4_16_uniform_e40_at_k16": Variant(
+        None, [*ADAPTIVE_TRAINING, *UNIFORM_E40], ("budget=fixed",), "grids_adaptive_k4_16_uniform_e40"
+    ),
+    "grids_k16_uniform_e40": Variant(None, [*COMPRESSORS["grids_k16"], *UNIFORM_E40]),
 }
 RESULTS = Path(__file__).parent / "results"
 STORED = RESULTS / "one_task"
