@@ -88,7 +88,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _runs import training_events  # benchmarks/_runs.py
 from budgets import validation_k_by_task  # benchmarks/budgets.py
-from claims import CLAIMS, COMPARED, difference_cell, task_claims  # benchmarks/claims.py
+from claims import CLAIMS, COMPARED, difference_cell, mover, task_claims, term  # benchmarks/claims.py
 from quality import COMPRESSORS, CONVERGED, checkpoint_state  # benchmarks/quality.py
 from report import store_eval  # benchmarks/report.py
 
@@ -154,6 +154,8 @@ VARIANTS = {
     ),
     "grids_k16_uniform_e40": Variant(None, [*COMPRESSORS["grids_k16"], *UNIFORM_E40]),
 }
+# an adaptive budget's variant -> the fixed K=16 variant trained alike (epochs, init, seed)
+ADAPTIVE_VS_FIXED = {"grids_adaptive_k4_16": "grids_k16", "grids_adaptive_k4_16_uniform_e40": "grids_k16_uniform_e40"}
 RESULTS = Path(__file__).parent / "results"
 STORED = RESULTS / "one_task"
 
@@ -271,9 +273,39 @@ def report() -> str:
         clean = points(source)
         where = f"{clean['object_to_points']:.3f} ({clean['grid_object_to_points']:.3f})" if clean else "-"
         lines.append(f"| {variant} | " + " | ".join(cells) + f" | {tokens_cell(source)} | {val_l1_cell(source)} | {where} |")
+    lines += adaptive_lines(landed)
     for variant, source in landed.items():
         lines += validation_k_lines(variant, source.get("validation_k", {}))
     return "\n".join(lines) + "\n"
+
+
+def adaptive_lines(landed: dict[str, dict[str, Any]]) -> list[str]:
+    """The adaptive budget against fixed K=16 trained alike (``ADAPTIVE_VS_FIXED``, both landed):
+    per condition, each one's success, adaptive - fixed in points with a 95% MOVER interval, and
+    each one's visual tokens per image in the clean episodes."""
+    pairs = [(adaptive, fixed) for adaptive, fixed in ADAPTIVE_VS_FIXED.items() if adaptive in landed and fixed in landed]
+    if not pairs:
+        return []
+    lines = [
+        "",
+        "Adaptive budget vs fixed K=16 trained alike (issue 20 item 4): difference = adaptive - fixed, success-rate "
+        "points with a 95% MOVER interval; tokens: visual tokens per image in the clean episodes, mean (min-max).",
+        "",
+        "| adaptive | fixed K=16 | condition | adaptive success | fixed success | difference | tokens adaptive | tokens fixed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for adaptive, fixed in pairs:
+        ours, theirs = entry([landed[adaptive]])["success"], entry([landed[fixed]])["success"]
+        tokens = f"{tokens_cell(landed[adaptive])} | {tokens_cell(landed[fixed])}"
+        for condition in [c for c in ["clean", *OOD] if c in ours and c in theirs]:
+            a, f = ours[condition], theirs[condition]
+            estimate, low, high = mover([term(1, a), term(-1, f)])
+            difference = difference_cell({"difference": estimate, "ci95_low": low, "ci95_high": high})
+            lines.append(
+                f"| {adaptive} | {fixed} | {condition} | {a['successes']}/{a['episodes']} | {f['successes']}/{f['episodes']} "
+                f"| {difference} | {tokens} |"
+            )
+    return lines
 
 
 def grids_init(variant: str) -> str | None:

@@ -115,6 +115,7 @@ def test_one_task_table_from_stored_evaluations(tmp_path, monkeypatch):
         "identity": (40, 20),
         "topk_k4": (20, 19),
         "grids_adaptive_k4_16": (45, 44),  # its episodes use 4 tokens, or 16 every fifth; not in the claims
+        "grids_k16": (40, 30),  # the fixed K=16 the adaptive budget is compared with; not in the claims
         "identity_e40": (30, 30),  # with grids_k4_e40, the 40-epoch claims; top-k "not run" there
         "grids_k4_e40": (35, 30),
     }
@@ -165,8 +166,8 @@ def test_one_task_table_from_stored_evaluations(tmp_path, monkeypatch):
     assert one_task.run_dir("grids_adaptive_k4_16_at_k16") == one_task.run_dir("grids_adaptive_k4_16")  # evaluates its checkpoint
     table = one_task.report()
     assert (
-        "landed: grids_k4, identity, topk_k4, grids_k4_uniform, grids_k4_seed1, identity_e40, grids_adaptive_k4_16, grids_k4_e40."
-        in table
+        "landed: grids_k4, identity, topk_k4, grids_k16, grids_k4_uniform, grids_k4_seed1, identity_e40, grids_adaptive_k4_16, "
+        "grids_k4_e40." in table
     )
     uniform_20 = "**At 20 epochs, GridS with the uniform init (the default)** (seeds landed: grids_k4 1, identity 1, topk_k4 1):"
     random_20 = "**At 20 epochs, GridS with the authors' random init (the paper's GridS)** (seeds landed: grids_k4 2, identity 1, topk_k4 1):"
@@ -192,6 +193,13 @@ def test_one_task_table_from_stored_evaluations(tmp_path, monkeypatch):
     assert rows["| identity | 40/50"].endswith("| 0.0600 (-70.0%, not converged) | 0.400 (0.200) |")  # 0.06 / 0.2
     assert rows["| topk_k4 | 20/50"].endswith("| - | 0.400 (0.200) |")  # no curve stored
     assert rows["| grids_adaptive_k4_16 | 45/50"].endswith("| 6.40 (4-16) | - | 0.100 (0.200) |")  # 10 of 50 at 16
+    # the adaptive budget beside fixed K=16 of the same training: 45/50 vs 40/50 clean, 44/50 vs 30/50 under lighting
+    adaptive = [line for line in table.splitlines() if line.startswith("| grids_adaptive_k4_16 | grids_k16 |")]
+    assert [line.split(" | ")[2:6] for line in adaptive] == [
+        ["clean", "45/50", "40/50", "+10 points [-4, +24]"],
+        ["lighting", "44/50", "30/50", "+28 points [+11, +43]"],
+    ]
+    assert adaptive[0].endswith("| 6.40 (4-16) | 4.00 (4-4) |")
     assert (
         'grids_adaptive_k4_16, its budget head on the validation frames of "pick the left block": K mean 6.40 (4-16); frames per K: K=4: 40, '
         "K=16: 10; action L1 at each probe K: K=4: 0.2100, K=8: 0.2000, K=16: 0.2000; frames per probe target K: "
