@@ -51,6 +51,10 @@ variants, and an adaptive budget (issue 20 item 4):
                                   (uniform) init, its checkpoint at a fixed K=16, and fixed
                                   K=16 trained alike: does adaptive K reach fixed K=16's
                                   success with fewer tokens once the policy has learnt?
+    grids_k16_uniform_e40_seed1, grids_adaptive_k4_16_uniform_e40_seed1
+                                  seed 1 of fixed K=16 and of the adaptive budget at 40 epochs:
+                                  is K=16's lead over the adaptive budget's K=4 more than one
+                                  seed's?
 
 The claims compare runs of one training length and one GridS init: a table per length (20 and
 40 epochs) and init (uniform, random), each pooling every seed of GridS K=4 with that init and
@@ -153,9 +157,15 @@ VARIANTS = {
         None, [*ADAPTIVE_TRAINING, *UNIFORM_E40], ("budget=fixed",), "grids_adaptive_k4_16_uniform_e40"
     ),
     "grids_k16_uniform_e40": Variant(None, [*COMPRESSORS["grids_k16"], *UNIFORM_E40]),
+    "grids_k16_uniform_e40_seed1": Variant(None, [*COMPRESSORS["grids_k16"], *UNIFORM_E40, "seed=1"]),
+    "grids_adaptive_k4_16_uniform_e40_seed1": Variant(None, [*ADAPTIVE_TRAINING, *UNIFORM_E40, "seed=1"]),
 }
 # an adaptive budget's variant -> the fixed K=16 variant trained alike (epochs, init, seed)
-ADAPTIVE_VS_FIXED = {"grids_adaptive_k4_16": "grids_k16", "grids_adaptive_k4_16_uniform_e40": "grids_k16_uniform_e40"}
+ADAPTIVE_VS_FIXED = {
+    "grids_adaptive_k4_16": "grids_k16",
+    "grids_adaptive_k4_16_uniform_e40": "grids_k16_uniform_e40",
+    "grids_adaptive_k4_16_uniform_e40_seed1": "grids_k16_uniform_e40_seed1",
+}
 RESULTS = Path(__file__).parent / "results"
 STORED = RESULTS / "one_task"
 
