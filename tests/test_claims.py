@@ -118,6 +118,11 @@ def test_one_task_table_from_stored_evaluations(tmp_path, monkeypatch):
         "grids_k16": (40, 30),  # the fixed K=16 the adaptive budget is compared with; not in the claims
         "identity_e40": (30, 30),  # with grids_k4_e40, the 40-epoch claims; top-k "not run" there
         "grids_k4_e40": (35, 30),
+        # two seeds of the adaptive budget and fixed K=16 at 40 epochs: pooled beside the per-seed rows
+        "grids_adaptive_k4_16_uniform_e40": (40, 40),
+        "grids_k16_uniform_e40": (45, 40),
+        "grids_adaptive_k4_16_uniform_e40_seed1": (30, 30),
+        "grids_k16_uniform_e40_seed1": (35, 20),
     }
     for variant, (clean, lighting) in wins.items():
         records = [
@@ -167,7 +172,8 @@ def test_one_task_table_from_stored_evaluations(tmp_path, monkeypatch):
     table = one_task.report()
     assert (
         "landed: grids_k4, identity, topk_k4, grids_k16, grids_k4_uniform, grids_k4_seed1, identity_e40, grids_adaptive_k4_16, "
-        "grids_k4_e40." in table
+        "grids_k4_e40, grids_adaptive_k4_16_uniform_e40, grids_k16_uniform_e40, grids_k16_uniform_e40_seed1, "
+        "grids_adaptive_k4_16_uniform_e40_seed1." in table
     )
     uniform_20 = "**At 20 epochs, GridS with the uniform init (the default)** (seeds landed: grids_k4 1, identity 1, topk_k4 1):"
     random_20 = "**At 20 epochs, GridS with the authors' random init (the paper's GridS)** (seeds landed: grids_k4 2, identity 1, topk_k4 1):"
@@ -200,6 +206,27 @@ def test_one_task_table_from_stored_evaluations(tmp_path, monkeypatch):
         ["lighting", "44/50", "30/50", "+28 points [+11, +43]"],
     ]
     assert adaptive[0].endswith("| 6.40 (4-16) | 4.00 (4-4) |")
+    # the 40-epoch pair's two seeds pooled (the 20-epoch pair has one seed: no pooled row)
+    pooled = [line.split(" | ")[:6] for line in table.splitlines() if "seeds pooled" in line]
+    setting = "(2 seeds pooled, 40 epochs, uniform init)"
+    assert pooled == [
+        [
+            f"| grids_adaptive_k4_16_uniform_e40 {setting}",
+            f"grids_k16_uniform_e40 {setting}",
+            "clean",
+            "70/100",
+            "80/100",
+            "-10 points [-22, +2]",
+        ],
+        [
+            f"| grids_adaptive_k4_16_uniform_e40 {setting}",
+            f"grids_k16_uniform_e40 {setting}",
+            "lighting",
+            "70/100",
+            "60/100",
+            "+10 points [-3, +23]",
+        ],
+    ]
     assert (
         'grids_adaptive_k4_16, its budget head on the validation frames of "pick the left block": K mean 6.40 (4-16); frames per K: K=4: 40, '
         "K=16: 10; action L1 at each probe K: K=4: 0.2100, K=8: 0.2000, K=16: 0.2000; frames per probe target K: "
