@@ -60,6 +60,15 @@ variants, and an adaptive budget (issue 20 item 4):
                                   seeds 0 and 1 are far apart: 44 and 37 of 50 clean, 37 and
                                   25 under lighting): three seeds of every compressor behind
                                   the 40-epoch claims, as GridS has
+    grids_k4_uniform_e40_after0, grids_k4_uniform_e40_after2
+                                  the insertion depth: GridS K=4 (uniform init, 40 epochs)
+                                  reading the patch grid before the ViT's first block
+                                  (``policy.vision.compress_after=0``: each patch's own
+                                  features, no attention yet) and after both blocks (2: the
+                                  GridS reference's place) instead of after one (the default).
+                                  With context from attention a point need not sit on an
+                                  object to see it: do points read from local features land
+                                  nearer the objects than the uniform grid, as the paper's do?
 
 The claims compare runs of one training length and one GridS init: a table per length (20 and
 40 epochs) and init (uniform, random), each pooling every seed of GridS K=4 with that init and
@@ -166,6 +175,8 @@ VARIANTS = {
     "grids_adaptive_k4_16_uniform_e40_seed1": Variant(None, [*ADAPTIVE_TRAINING, *UNIFORM_E40, "seed=1"]),
     "identity_e40_seed2": Variant("identity", [*COMPRESSORS["identity"], "trainer.max_epochs=40", "seed=2"]),
     "topk_k4_e40_seed2": Variant("topk_k4", [*COMPRESSORS["topk_k4"], "trainer.max_epochs=40", "seed=2"]),
+    "grids_k4_uniform_e40_after0": Variant(None, [*COMPRESSORS["grids_k4"], *UNIFORM_E40, "policy.vision.compress_after=0"]),
+    "grids_k4_uniform_e40_after2": Variant(None, [*COMPRESSORS["grids_k4"], *UNIFORM_E40, "policy.vision.compress_after=2"]),
 }
 # an adaptive budget's variant -> the fixed K=16 variant trained alike (epochs, init, seed)
 ADAPTIVE_VS_FIXED = {
