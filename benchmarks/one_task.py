@@ -69,8 +69,8 @@ variants, and an adaptive budget (issue 20 item 4):
                                   With context from attention a point need not sit on an
                                   object to see it: do points read from local features land
                                   nearer the objects than the uniform grid, as the paper's do?
-    grids_k4_uniform_e40_after0_seed1
-                                  seed 1 of reading before the first block
+    grids_k4_uniform_e40_after0_seed1, grids_k4_uniform_e40_after2_seed1
+                                  seed 1 of reading before the first block and after both
 
 The claims compare runs of one training length and one GridS init: a table per length (20 and
 40 epochs) and init (uniform, random), each pooling every seed of GridS K=4 with that init and
@@ -182,6 +182,9 @@ VARIANTS = {
         None, [*COMPRESSORS["grids_k4"], *UNIFORM_E40, "policy.vision.compress_after=0", "seed=1"]
     ),
     "grids_k4_uniform_e40_after2": Variant(None, [*COMPRESSORS["grids_k4"], *UNIFORM_E40, "policy.vision.compress_after=2"]),
+    "grids_k4_uniform_e40_after2_seed1": Variant(
+        None, [*COMPRESSORS["grids_k4"], *UNIFORM_E40, "policy.vision.compress_after=2", "seed=1"]
+    ),
 }
 # an adaptive budget's variant -> the fixed K=16 variant trained alike (epochs, init, seed)
 ADAPTIVE_VS_FIXED = {
