@@ -140,6 +140,9 @@ UNIFORM_INIT = "compressor.init=uniform"
 ADAPTIVE = "budget=adaptive"  # a variant with this override also stores its validation frames' K
 ADAPTIVE_TRAINING = [*COMPRESSORS["grids_k16"], ADAPTIVE, "budget.k_min=4", "budget.k_max=16"]
 UNIFORM_E40 = [UNIFORM_INIT, "trainer.max_epochs=40"]
+# GridS K=4, uniform init, 40 epochs, reading the ViT's patch grid before its first block / after both
+BEFORE_BLOCKS = [*COMPRESSORS["grids_k4"], *UNIFORM_E40, "policy.vision.compress_after=0"]
+AFTER_BLOCKS = [*COMPRESSORS["grids_k4"], *UNIFORM_E40, "policy.vision.compress_after=2"]
 VARIANTS = {
     "grids_k4": Variant("grids_k4", COMPRESSORS["grids_k4"]),
     "identity": Variant("identity", COMPRESSORS["identity"]),
@@ -177,14 +180,10 @@ VARIANTS = {
     "grids_adaptive_k4_16_uniform_e40_seed1": Variant(None, [*ADAPTIVE_TRAINING, *UNIFORM_E40, "seed=1"]),
     "identity_e40_seed2": Variant("identity", [*COMPRESSORS["identity"], "trainer.max_epochs=40", "seed=2"]),
     "topk_k4_e40_seed2": Variant("topk_k4", [*COMPRESSORS["topk_k4"], "trainer.max_epochs=40", "seed=2"]),
-    "grids_k4_uniform_e40_after0": Variant(None, [*COMPRESSORS["grids_k4"], *UNIFORM_E40, "policy.vision.compress_after=0"]),
-    "grids_k4_uniform_e40_after0_seed1": Variant(
-        None, [*COMPRESSORS["grids_k4"], *UNIFORM_E40, "policy.vision.compress_after=0", "seed=1"]
-    ),
-    "grids_k4_uniform_e40_after2": Variant(None, [*COMPRESSORS["grids_k4"], *UNIFORM_E40, "policy.vision.compress_after=2"]),
-    "grids_k4_uniform_e40_after2_seed1": Variant(
-        None, [*COMPRESSORS["grids_k4"], *UNIFORM_E40, "policy.vision.compress_after=2", "seed=1"]
-    ),
+    "grids_k4_uniform_e40_after0": Variant(None, BEFORE_BLOCKS),
+    "grids_k4_uniform_e40_after0_seed1": Variant(None, [*BEFORE_BLOCKS, "seed=1"]),
+    "grids_k4_uniform_e40_after2": Variant(None, AFTER_BLOCKS),
+    "grids_k4_uniform_e40_after2_seed1": Variant(None, [*AFTER_BLOCKS, "seed=1"]),
 }
 # an adaptive budget's variant -> the fixed K=16 variant trained alike (epochs, init, seed)
 ADAPTIVE_VS_FIXED = {
@@ -348,7 +347,9 @@ def difference_rows(adaptive: str, fixed: str, ours: list[dict[str, Any]], their
     """``adaptive_lines``' rows of one comparison: ``ours`` and ``theirs`` the stored evaluations
     (one per seed) of the adaptive budget and of fixed K=16, named ``adaptive`` and ``fixed``."""
     mine, other = entry(ours)["success"], entry(theirs)["success"]
-    tokens = f"{' / '.join(dict.fromkeys(map(tokens_cell, ours)))} | {' / '.join(dict.fromkeys(map(tokens_cell, theirs)))}"
+    tokens = " | ".join(
+        " / ".join(dict.fromkeys(map(tokens_cell, sources))) for sources in (ours, theirs)
+    )  # seeds' distinct cells
     rows = []
     for condition in [c for c in ["clean", *OOD] if c in mine and c in other]:
         a, f = mine[condition], other[condition]
